@@ -1,0 +1,5 @@
+import sys
+
+from udnet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1003 @@
+"""Elaboration: evaluate a network's parameters, loops, conditionals and block
+calls at compile time into the IR, inferring every shape on the way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from udnet.elaborate.values import (
+    MISSING,
+    BlockStage,
+    ChainStage,
+    Frame,
+    GroupStage,
+    LabelValue,
+    OpStage,
+    Stage,
+    Tensor,
+    describe,
+    type_name,
+)
+from udnet.errors import Span, UdnetError, UsageError
+from udnet.frontend import ast
+from udnet.ir import ops as opdefs
+from udnet.ir.graph import IR, Scope
+from udnet.ir.ops import OPS, ArgError, ShapeError, fmt
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that stop runaway specs quickly; each is a command-line flag."""
+
+    max_nodes: int = 100_000  # --max-nodes
+    max_depth: int = 100  # --max-depth: nested block calls (recursion)
+    max_steps: int = 1_000_000  # --max-steps: statements and loop iterations
+
+
+#: Names a spec cannot bind: they read the current tensor.
+INTROSPECTION = ("channels", "height", "width", "shape")
+#: Built-in functions (besides the ops and the connection functions gate/join).
+FUNCTIONS = ("len", "min", "max", "abs", "int", "float", "round", "sum")
+CONNECTIONS = ("gate", "join")
+#: nn.Module attributes a label must not shadow in the emitted PyTorch source.
+RESERVED_LABELS = frozenset(
+    "forward training parameters buffers children modules state_dict train eval to cuda cpu "
+    "apply zero_grad register_buffer register_parameter add_module type float double half "
+    "extra_repr named_modules named_parameters named_buffers named_children requires_grad_ "
+    "load_state_dict get_submodule get_parameter get_buffer".split()
+)
+_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+_INT_LIMIT = 2**62
+
+
+class _Return(Exception):
+    """Unwinds statement execution on `return` (never escapes the elaborator)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+@dataclass(eq=False)
+class _ScopeNode:
+    """The module tree being built; names are assigned once elaboration ends."""
+
+    label: LabelValue | None
+    kind: str  # network, block, group, op
+    block: str | None = None
+    args: dict = field(default_factory=dict)
+    span: Span | None = None
+    node: int | None = None  # IR node for op leaves
+    auto: str = ""  # base of an automatic name
+    children: list["_ScopeNode"] = field(default_factory=list)
+    connections: list[int] = field(default_factory=list)
+    labels: dict[str, LabelValue] = field(default_factory=dict)
+
+
+class Elaborator:
+    def __init__(self, module: ast.Module, limits: Limits = Limits()):
+        self.module = module
+        self.limits = limits
+        self.blocks: dict[str, ast.Definition] = {}
+        self.networks: dict[str, ast.Definition] = {}
+        for d in module.definitions:
+            self._declare(d)
+        self.g = IR()
+        self._next_id = 0
+        self.steps = 0
+        self.depth = 0
+        self.absorbed: set[int] = set()
+        self.calls: list[tuple[Span, str]] = []
+        self.later: dict[int, dict[str, Span]] = {}
+
+    # ---- declarations ----
+
+    def _declare(self, d: ast.Definition) -> None:
+        reserved = _reserved_kind(d.name)
+        if reserved:
+            raise UdnetError(f"'{d.name}' is {reserved}; a {d.kind} cannot take that name", d.name_span)
+        other = self.blocks.get(d.name) or self.networks.get(d.name)
+        if other:
+            raise UdnetError(f"'{d.name}' is defined twice", d.name_span).with_note(
+                other.name_span, "first defined here"
+            )
+        seen: dict[str, ast.Param] = {}
+        for p in d.params:
+            if p.name in seen:
+                raise UdnetError(f"parameter '{p.name}' appears twice", p.span)
+            kind = _reserved_kind(p.name) or ("the block's input tensor" if p.name == "x" else None)
+            if kind:
+                raise UdnetError(f"parameter '{p.name}' would shadow {kind}", p.span, "rename the parameter")
+            seen[p.name] = p
+        (self.blocks if d.kind == "block" else self.networks)[d.name] = d
+        if d.kind == "block" and d.name in {n for n in self.networks}:
+            pass
+
+    # ---- entry point ----
+
+    def elaborate(self, network: str | None, overrides: dict[str, tuple[ast.Expr, Span]]) -> IR:
+        defn = self._pick_network(network)
+        params = self._network_params(defn, overrides)
+        shape = params.get("input")
+        g = self.g
+        g.graph.update(network=defn.name, params=params, source=defn.span.source.name, scopes={})
+        self.root = _ScopeNode(None, "network", block=defn.name, args=params, span=defn.span)
+        self.scope = self.root
+        self.inst = self.root
+        inp = self._node("input", {}, shape, defn.span, [], None)
+        frame = Frame()
+        frame.vars.update(params)
+        frame.vars["x"] = Tensor(inp, shape)
+        old_limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old_limit, 20_000))
+        try:
+            result = self._run(defn, frame)
+        except RecursionError:
+            raise UdnetError(
+                "the spec nests too deeply to elaborate", defn.name_span, "flatten deeply nested expressions"
+            ) from None
+        finally:
+            sys.setrecursionlimit(old_limit)
+        out = self._node("output", {}, result.shape, defn.span, [(result, "sequence", None)], None)
+        g.graph["input"], g.graph["output"] = inp, out
+        for n in self.absorbed:
+            if g.out_degree(n) == 0:
+                g.remove_node(n)
+        self._name_scopes()
+        return g
+
+    def _pick_network(self, name: str | None) -> ast.Definition:
+        if name is not None:
+            if name in self.networks:
+                return self.networks[name]
+            known = ", ".join(self.networks) or "none"
+            if name in self.blocks:
+                raise UsageError(f"'{name}' is a block, not a network (networks in this file: {known})")
+            raise UsageError(f"no network named '{name}' (networks in this file: {known})")
+        if not self.networks:
+            src = self.module.span.source
+            lines = src.text.splitlines() or [""]
+            span = Span(src, len(lines), 1, len(lines), len(lines[-1]) + 1)
+            raise UdnetError(
+                "this file defines no network",
+                span,
+                "add one, e.g. network Net(classes = 10, input = [3, 32, 32]) { ... }",
+            )
+        return next(iter(self.networks.values()))
+
+    def _network_params(self, defn: ast.Definition, overrides: dict[str, tuple[ast.Expr, Span]]) -> dict:
+        names = [p.name for p in defn.params]
+        for key, (expr, name_span) in overrides.items():
+            if key not in names:
+                close = difflib.get_close_matches(key, names, 1)
+                hint = f"did you mean '{close[0]}'?" if close else "parameters: " + (", ".join(names) or "none")
+                raise UdnetError(f"network {defn.name} has no parameter '{key}'", name_span, hint)
+        frame = Frame()
+        for p in defn.params:
+            if p.name in overrides:
+                expr, _ = overrides[p.name]
+                value = self._eval(expr, Frame())
+                if p.default is not None:
+                    default = self._eval(p.default, frame)
+                    if not _compatible(default, value):
+                        raise UdnetError(
+                            f"parameter '{p.name}' is a {type_name(default)} "
+                            f"(default {_show(default)}), got {describe(value)}",
+                            expr.span,
+                        )
+            elif p.default is not None:
+                value = self._eval(p.default, frame)
+            else:
+                raise UdnetError(
+                    f"network {defn.name} needs a value for parameter '{p.name}'",
+                    p.span,
+                    f"give it a default or pass -D {p.name}=...",
+                )
+            if isinstance(value, (Tensor, Stage)):
+                raise UdnetError(f"parameter '{p.name}' must be a value, got {describe(value)}", p.span)
+            frame.vars[p.name] = value
+        if "input" not in frame.vars:
+            raise UdnetError(
+                f"network {defn.name} has no input shape",
+                defn.name_span,
+                "add a parameter input = [C, H, W] (or [C] for vectors)",
+            )
+        shape = frame.vars["input"]
+        ok = isinstance(shape, tuple) and len(shape) in (1, 3)
+        ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 1 << 20 for d in shape)
+        if not ok:
+            span = overrides["input"][0].span if "input" in overrides else next(
+                p.span for p in defn.params if p.name == "input"
+            )
+            raise UdnetError(
+                f"input must be [C, H, W] or [C] with positive sizes, got {_show(shape)}", span
+            )
+        return frame.vars
+
+    # ---- the module tree ----
+
+    def _child(self, label: LabelValue | None, kind: str, **kw) -> _ScopeNode:
+        parent = self.scope
+        node = _ScopeNode(label, kind, **kw)
+        if label is not None:
+            first = parent.labels.get(label.text)
+            if first is not None:
+                where = self._scope_path_hint(parent)
+                err = UdnetError(f"duplicate label '{label.text}'{where}", label.span)
+                if first.span.line == label.span.line and first.span.col == label.span.col:
+                    err.hint = "the label is inside a loop; make it unique by interpolation: layer{i}:"
+                else:
+                    err.with_note(first.span, "first used here")
+                raise err
+            parent.labels[label.text] = label
+        parent.children.append(node)
+        return node
+
+    def _scope_path_hint(self, scope: _ScopeNode) -> str:
+        if scope.kind == "network":
+            return ""
+        if scope.label is not None:
+            return f" in '{scope.label.text}'"
+        return f" in block {scope.block}" if scope.block else ""
+
+    def _name_scopes(self) -> None:
+        scopes: dict[str, Scope] = self.g.graph["scopes"]
+        nodes = self.g.nodes
+
+        def walk(s: _ScopeNode, path: str, block: str) -> None:
+            for n in s.connections:
+                if n in nodes:
+                    nodes[n]["scope"], nodes[n]["block"] = path, block
+            taken = set(s.labels)
+            bases: dict[str, int] = {}
+            for c in s.children:
+                if c.label is None:
+                    bases[c.auto] = bases.get(c.auto, 0) + 1
+            counters: dict[str, int] = {}
+            for c in s.children:
+                if c.label is not None:
+                    name = c.label.text
+                else:
+                    counters[c.auto] = counters.get(c.auto, 0) + 1
+                    name = c.auto if bases[c.auto] == 1 else f"{c.auto}_{counters[c.auto]}"
+                    while name in taken:
+                        name += "_"
+                    taken.add(name)
+                full = f"{path}.{name}" if path else name
+                if c.kind == "op":
+                    nodes[c.node].update(name=name, scope=path, block=block)
+                else:
+                    scopes[full] = Scope(full, c.kind, c.block, c.args, c.span)
+                    walk(c, full, full if c.kind == "block" else block)
+
+        walk(self.root, "", "")
+        for n in (self.g.graph["input"], self.g.graph["output"]):
+            nodes[n].update(scope="", block="")
+
+    # ---- nodes ----
+
+    def _node(self, op, attrs, shape, span, inputs, spec) -> int:
+        g = self.g
+        if g.number_of_nodes() >= self.limits.max_nodes:
+            raise UdnetError(
+                f"the network exceeds the limit of {self.limits.max_nodes:,} IR nodes",
+                span,
+                "this is usually runaway recursion or a huge loop; if the network is really this big, "
+                "raise the limit with --max-nodes",
+            )
+        nid = self._next_id
+        self._next_id += 1
+        in_shape = inputs[0][0].shape if inputs else None
+        params = spec.params(in_shape, attrs) if spec else 0
+        macs = spec.macs(in_shape, shape, attrs) if spec else 0
+        g.add_node(nid, op=op, attrs=attrs, shape=shape, name=None, scope="", block="", span=span,
+                   params=params, macs=macs)
+        for port, (t, kind, channels) in enumerate(inputs):
+            g.add_edge(t.node, nid, port=port, kind=kind, channels=channels)
+        return nid
+
+    def _connection(self, op: str, operands: list[Tensor], shape, span, attrs=None, channels=None) -> int:
+        kind = opdefs.CONNECTION_KINDS[op]
+        chans = channels or [None] * len(operands)
+        n = self._node(op, attrs or {}, shape, span, [(t, kind, c) for t, c in zip(operands, chans)], None)
+        self.scope.connections.append(n)
+        return n
+
+    # ---- statements ----
+
+    def _run(self, defn: ast.Definition, frame: Frame) -> Tensor:
+        self.later.setdefault(id(defn), _assigned_names(defn.body))
+        self._defn_stack = getattr(self, "_defn_stack", [])
+        self._defn_stack.append(defn)
+        try:
+            self._exec_body(defn.body, frame)
+            value = frame.vars["x"]
+        except _Return as r:
+            value = r.value
+        finally:
+            self._defn_stack.pop()
+        if not isinstance(value, Tensor):
+            raise UdnetError(
+                f"{defn.kind} {defn.name} must produce a tensor, but returns {describe(value)}", defn.name_span
+            )
+        return value.settled()
+
+    def _exec_body(self, body: ast.Body, frame: Frame) -> None:
+        for stmt in body.stmts:
+            self._exec(stmt, frame)
+
+    def _tick(self, span: Span) -> None:
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise UdnetError(
+                f"elaboration exceeds the limit of {self.limits.max_steps:,} steps (statements and loop iterations)",
+                span,
+                "a loop runs far too often; if that is intended, raise the limit with --max-steps",
+            )
+
+    def _exec(self, s: ast.Stmt, frame: Frame) -> None:
+        self._tick(s.span)
+        if isinstance(s, ast.Assign):
+            self._assign(s.name, self._eval(s.value, frame), s, frame)
+        elif isinstance(s, ast.ExprStmt):
+            value = self._eval(s.value, frame)
+            label = self._label(s.label, frame)
+            if isinstance(value, Stage):
+                frame.vars["x"] = self._apply(value, self._current(frame, s.span), label, s.span)
+            elif isinstance(value, Tensor):
+                raise UdnetError(
+                    "this tensor is computed and then dropped",
+                    s.value.span,
+                    "assign it (x = ...) or return it",
+                )
+            else:
+                raise UdnetError(f"a statement must be a stage, but this is {describe(value)}", s.value.span)
+        elif isinstance(s, ast.ScopeStmt):
+            label = self._label(s.label, frame)
+            stage = GroupStage(s.body, frame)
+            frame.vars["x"] = self._apply(stage, self._current(frame, s.span), label, s.span)
+        elif isinstance(s, ast.For):
+            items = self._eval(s.iterable, frame)
+            if not isinstance(items, (tuple, range)):
+                raise UdnetError(f"for needs a list or a range a..b, got {describe(items)}", s.iterable.span)
+            for item in items:
+                self._tick(s.span)
+                self._assign(s.var, item, s, frame)
+                self._exec_body(s.body, frame)
+        elif isinstance(s, ast.If):
+            if self._cond(s.cond, frame):
+                self._exec_body(s.body, frame)
+            elif isinstance(s.orelse, ast.If):
+                self._exec(s.orelse, frame)
+            elif s.orelse is not None:
+                self._exec_body(s.orelse, frame)
+        elif isinstance(s, ast.Return):
+            value = self._eval(s.value, frame)
+            raise _Return(value.settled() if isinstance(value, Tensor) else value)
+        elif isinstance(s, ast.Assert):
+            if not self._cond(s.cond, frame):
+                msg = "assertion failed"
+                if s.message is not None:
+                    m = self._eval(s.message, frame)
+                    msg = m if isinstance(m, str) else f"assertion failed: {describe(m)}"
+                raise UdnetError(msg, s.cond.span)
+        else:  # pragma: no cover - the parser builds nothing else
+            raise AssertionError(type(s))
+
+    def _assign(self, name: str, value: Any, s: ast.Node, frame: Frame) -> None:
+        kind = _reserved_kind(name) or (f"the block {name}" if name in self.blocks else None)
+        if kind or name in self.networks:
+            raise UdnetError(f"cannot assign to '{name}': it is {kind or 'a network'}", s.span)
+        if name == "x" and not isinstance(value, Tensor):
+            raise UdnetError(f"x holds the current tensor; cannot assign {describe(value)} to it", s.span)
+        frame.vars[name] = value.settled() if isinstance(value, Tensor) else value
+
+    def _current(self, frame: Frame, span: Span) -> Tensor:
+        x = frame.lookup("x")
+        if not isinstance(x, Tensor):
+            raise UdnetError("there is no current tensor here", span)
+        return x
+
+    def _cond(self, e: ast.Expr, frame: Frame) -> bool:
+        v = self._eval(e, frame)
+        if not isinstance(v, bool):
+            raise UdnetError(f"a condition must be true or false, got {describe(v)}", e.span, "compare it: n > 0")
+        return v
+
+    def _label(self, label: ast.Label | None, frame: Frame) -> LabelValue | None:
+        if label is None:
+            return None
+        text = ""
+        for part in label.parts:
+            if isinstance(part, str):
+                text += part
+                continue
+            v = self._eval(part, frame)
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise UdnetError(f"a label can interpolate an integer or a string, got {describe(v)}", part.span)
+            text += str(v)
+        if not _LABEL_RE.fullmatch(text):
+            raise UdnetError(
+                f"label '{text}' is not a valid module name",
+                label.span,
+                "labels are letters, digits and underscores, not starting with a digit (or all digits)",
+            )
+        if text in RESERVED_LABELS or (text.startswith("__") and text.endswith("__")):
+            raise UdnetError(f"label '{text}' is reserved by PyTorch's nn.Module", label.span, "choose another name")
+        return LabelValue(text, label.span)
+
+    # ---- applying stages ----
+
+    def _apply(self, stage: Stage, t: Tensor, label: LabelValue | None, span: Span) -> Tensor:
+        t = t.settled()
+        if isinstance(stage, OpStage):
+            spec = stage.spec
+            try:
+                shape = opdefs.infer_op(spec, t.shape, stage.attrs)
+            except ShapeError as e:
+                raise UdnetError(f"{e.message}", stage.span, e.hint).with_note(
+                    None, f"the input of this {spec.name} is {fmt(t.shape)}"
+                ) from None
+            leaf = self._child(label, "op", span=stage.span, auto=spec.name)
+            n = self._node(spec.name, stage.attrs, shape, stage.span, [(t, "sequence", None)], spec)
+            leaf.node = n
+            return Tensor(n, shape)
+        if isinstance(stage, BlockStage):
+            return self._call_block(stage, t, label, span)
+        if isinstance(stage, GroupStage):
+            frame = Frame(stage.frame)
+            frame.vars["x"] = t
+            if label is None:  # an unlabelled group only groups statements
+                return self._group_body(stage.body, frame)
+            return self._in_scope(label, "group", None, {}, stage.body.span,
+                                  lambda: self._group_body(stage.body, frame))
+        if isinstance(stage, ChainStage):
+            def run() -> Tensor:
+                out = t
+                for s, lab, sp in stage.stages:
+                    out = self._apply(s, out, lab, sp)
+                return out
+
+            return run() if label is None else self._in_scope(label, "group", None, {}, span, run)
+        raise AssertionError(type(stage))
+
+    def _group_body(self, body: ast.Body, frame: Frame) -> Tensor:
+        try:
+            self._exec_body(body, frame)
+            value = frame.vars["x"]
+        except _Return as r:
+            value = r.value
+        if not isinstance(value, Tensor):
+            raise UdnetError(f"a {{ ... }} group must produce a tensor, got {describe(value)}", body.span)
+        return value.settled()
+
+    def _in_scope(self, label, kind, block, args, span, run) -> Tensor:
+        node = self._child(label, kind, block=block, args=args, span=span, auto=(block or "group").lower())
+        outer = self.scope
+        self.scope = node
+        try:
+            return run()
+        finally:
+            self.scope = outer
+
+    def _call_block(self, stage: BlockStage, t: Tensor, label: LabelValue | None, span: Span) -> Tensor:
+        defn = stage.defn
+        if self.depth >= self.limits.max_depth:
+            raise UdnetError(
+                f"block calls nest deeper than the limit of {self.limits.max_depth}",
+                stage.span,
+                f"does {defn.name} have a base case? a recursive block must stop on some parameter value; "
+                "if the nesting is intended, raise the limit with --max-depth",
+            )
+        frame = Frame()
+        for p in defn.params:
+            if p.name in stage.args:
+                frame.vars[p.name] = stage.args[p.name]
+            else:  # defaults may use earlier parameters and the input tensor
+                frame.vars["x"] = t
+                frame.vars[p.name] = self._eval(p.default, frame)
+        frame.vars["x"] = t
+        args = {p.name: frame.vars[p.name] for p in defn.params}
+        self.depth += 1
+        try:
+            return self._in_scope(label, "block", defn.name, args, stage.span, lambda: self._run(defn, frame))
+        except UdnetError as err:
+            if len(err.notes) < 4:
+                shown = ", ".join(_show(v) for v in args.values())
+                err.with_note(stage.span, f"in {defn.name}({shown}) used here")
+            raise
+        finally:
+            self.depth -= 1
+
+    # ---- expressions ----
+
+    def _eval(self, e: ast.Expr, frame: Frame) -> Any:
+        method = getattr(self, "_eval_" + type(e).__name__)
+        return method(e, frame)
+
+    def _eval_Literal(self, e: ast.Literal, frame: Frame) -> Any:
+        return e.value
+
+    def _eval_ListExpr(self, e: ast.ListExpr, frame: Frame) -> Any:
+        return tuple(self._eval(i, frame) for i in e.items)
+
+    def _eval_Name(self, e: ast.Name, frame: Frame) -> Any:
+        v = frame.lookup(e.id)
+        if v is not MISSING:
+            return v
+        if e.id in INTROSPECTION:
+            return _introspect(e.id, self._current_for(frame, e))
+        if e.id in self.blocks:
+            return self._block_stage(self.blocks[e.id], [], {}, e.span, {})
+        if e.id in OPS:
+            return self._op_stage(OPS[e.id], [], {}, e.span, {}, e.span)
+        if e.id in FUNCTIONS or e.id in CONNECTIONS:
+            raise UdnetError(f"'{e.id}' is a function; call it: {e.id}(...)", e.span)
+        if e.id in self.networks:
+            raise UdnetError(f"'{e.id}' is a network; only blocks can be used inside a network", e.span)
+        raise self._unknown(e, frame)
+
+    def _current_for(self, frame: Frame, e: ast.Name) -> Tensor:
+        x = frame.lookup("x")
+        if not isinstance(x, Tensor):
+            raise UdnetError(f"'{e.id}' reads the current tensor, and there is none here", e.span)
+        return x
+
+    def _unknown(self, e: ast.Name, frame: Frame) -> UdnetError:
+        err = UdnetError(f"unknown name '{e.id}'", e.span)
+        if self._defn_stack_top() is not None:
+            later = self.later.get(id(self._defn_stack_top()), {}).get(e.id)
+            if later is not None and (later.line, later.col) > (e.span.line, e.span.col):
+                err.hint = f"'{e.id}' is assigned later, at line {later.line}; assign it before using it"
+                return err
+        candidates = set(self.blocks) | set(OPS) | set(FUNCTIONS) | set(CONNECTIONS) | set(INTROSPECTION)
+        f: Frame | None = frame
+        while f is not None:
+            candidates |= set(f.vars)
+            f = f.parent
+        close = difflib.get_close_matches(e.id, sorted(candidates), 1)
+        if close:
+            err.hint = f"did you mean '{close[0]}'?"
+        return err
+
+    def _defn_stack_top(self) -> ast.Definition | None:
+        stack = getattr(self, "_defn_stack", [])
+        return stack[-1] if stack else None
+
+    def _eval_UnaryOp(self, e: ast.UnaryOp, frame: Frame) -> Any:
+        v = self._eval(e.operand, frame)
+        if e.op == "not":
+            if not isinstance(v, bool):
+                raise UdnetError(f"'not' needs true or false, got {describe(v)}", e.operand.span)
+            return not v
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise UdnetError(f"unary '{e.op}' needs a number, got {describe(v)}", e.operand.span)
+        return -v if e.op == "-" else v
+
+    def _eval_BinOp(self, e: ast.BinOp, frame: Frame) -> Any:
+        op = e.op
+        if op in ("and", "or"):
+            left = self._cond(e.left, frame)
+            if (op == "and" and not left) or (op == "or" and left):
+                return left
+            return self._cond(e.right, frame)
+        a = self._eval(e.left, frame)
+        b = self._eval(e.right, frame)
+        if isinstance(a, Tensor) or isinstance(b, Tensor):
+            return self._tensor_binop(e, a, b)
+        try:
+            return _arith(op, a, b)
+        except _TypeMismatch as m:
+            raise UdnetError(str(m), e.span) from None
+        except ZeroDivisionError:
+            raise UdnetError("division by zero", e.right.span) from None
+
+    def _tensor_binop(self, e: ast.BinOp, a: Any, b: Any) -> Tensor:
+        if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+            other = e.right if isinstance(a, Tensor) else e.left
+            v = b if isinstance(a, Tensor) else a
+            raise UdnetError(
+                f"'{e.op}' combines a tensor with {describe(v)}",
+                other.span,
+                "tensors combine with tensors: + (residual sum), ++ (channel concat)",
+            )
+        if e.op == "+":
+            operands, node = self._extend("add", a, b)
+            try:
+                shape = opdefs.infer_add([t.shape for t in operands])
+            except ShapeError as err:
+                raise UdnetError(err.message, e.span, err.hint) from None
+            if node is None:
+                node = self._connection("add", operands, shape, e.span)
+            else:
+                self.g.add_edge(b.node, node, port=len(operands) - 1, kind="residual", channels=None)
+            return Tensor(node, shape, "add")
+        if e.op == "++":
+            operands, node = self._extend("concat", a, b)
+            try:
+                shape = opdefs.infer_concat([t.shape for t in operands])
+            except ShapeError as err:
+                raise UdnetError(err.message, e.span, err.hint) from None
+            if node is None:
+                offsets = _offsets([t.shape[0] for t in operands])
+                node = self._connection("concat", operands, shape, e.span, channels=offsets)
+            else:
+                lo = a.shape[0]
+                self.g.add_edge(b.node, node, port=len(operands) - 1, kind="concat", channels=(lo, shape[0]))
+                self.g.nodes[node]["shape"] = shape
+            return Tensor(node, shape, "concat")
+        hint = "use gate(h, x, t) for a gated (highway) connection" if e.op == "*" else (
+            "tensors combine with + (residual sum), ++ (channel concat), gate(...) and join(...)"
+        )
+        raise UdnetError(f"'{e.op}' is not defined on tensors", e.span, hint)
+
+    def _extend(self, op: str, a: Tensor, b: Tensor) -> tuple[list[Tensor], int | None]:
+        """Operands for `a op b`; reuses a's node when a is a fresh, unused result of the same op."""
+        if a.fresh == op and self.g.out_degree(a.node) == 0 and a.node != b.node:
+            prior = [Tensor(u, self.g.nodes[u]["shape"]) for u in self.g.inputs(a.node)]
+            return prior + [b], a.node
+        return [a, b], None
+
+    def _eval_RangeExpr(self, e: ast.RangeExpr, frame: Frame) -> range:
+        lo, hi = self._eval(e.lo, frame), self._eval(e.hi, frame)
+        for v, sub in ((lo, e.lo), (hi, e.hi)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise UdnetError(f"a range a..b needs integers, got {describe(v)}", sub.span)
+        return range(lo, hi + 1)
+
+    def _eval_Ternary(self, e: ast.Ternary, frame: Frame) -> Any:
+        return self._eval(e.then if self._cond(e.cond, frame) else e.orelse, frame)
+
+    def _eval_Index(self, e: ast.Index, frame: Frame) -> Any:
+        v = self._eval(e.value, frame)
+        i = self._eval(e.index, frame)
+        if isinstance(v, Tensor):
+            raise UdnetError(
+                "a tensor is indexed by channel ranges, not single positions", e.span, f"write a slice: [{_show(i)}:...]"
+            )
+        if not isinstance(v, (tuple, str, range)):
+            raise UdnetError(f"cannot index {describe(v)}", e.value.span)
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise UdnetError(f"an index must be an integer, got {describe(i)}", e.index.span)
+        if not -len(v) <= i < len(v):
+            raise UdnetError(f"index {i} is out of range for a list of {len(v)}", e.index.span,
+                             "indices start at 0; the last is len(list) - 1")
+        return v[i]
+
+    def _eval_SliceExpr(self, e: ast.SliceExpr, frame: Frame) -> Any:
+        v = self._eval(e.value, frame)
+        bounds = []
+        for sub in (e.lo, e.hi):
+            b = None if sub is None else self._eval(sub, frame)
+            if b is not None and (isinstance(b, bool) or not isinstance(b, int)):
+                raise UdnetError(f"a slice bound must be an integer, got {describe(b)}", sub.span)
+            bounds.append(b)
+        lo, hi = bounds
+        if isinstance(v, (tuple, str)):
+            return v[lo:hi]
+        if not isinstance(v, Tensor):
+            raise UdnetError(f"cannot slice {describe(v)}", e.value.span)
+        c = v.shape[0]
+        a = 0 if lo is None else (lo + c if lo < 0 else lo)
+        z = c if hi is None else (hi + c if hi < 0 else hi)
+        if not (0 <= a <= z <= c):
+            raise UdnetError(
+                f"channel slice [{_show(lo) if lo is not None else ''}:{_show(hi) if hi is not None else ''}] "
+                f"is out of range for a tensor with {c} channels",
+                e.span,
+                f"valid bounds are 0..{c}, with start <= end",
+            )
+        shape = opdefs.infer_slice(v.shape, a, z)
+        n = self._connection("slice", [v.settled()], shape, e.span, {"lo": a, "hi": z}, channels=[(a, z)])
+        return Tensor(n, shape)
+
+    def _eval_Pipe(self, e: ast.Pipe, frame: Frame) -> Any:
+        value = self._eval(e.value, frame)
+        label = self._label(e.label, frame)
+        if isinstance(e.stage, ast.Body):
+            stage: Any = GroupStage(e.stage, frame)
+        else:
+            stage = self._eval(e.stage, frame)
+            if not isinstance(stage, Stage):
+                raise UdnetError(
+                    f"the right side of |> must be an op, a block or a {{ ... }} group, not {describe(stage)}",
+                    e.stage.span,
+                )
+        if isinstance(value, Tensor):
+            return self._apply(stage, value, label, e.span)
+        if isinstance(value, Stage):
+            head = value.stages if isinstance(value, ChainStage) else ((value, None, e.value.span),)
+            return ChainStage(head + ((stage, label, e.span),))
+        raise UdnetError(f"the left side of |> must be a tensor or a stage, not {describe(value)}", e.value.span)
+
+    def _eval_Call(self, e: ast.Call, frame: Frame) -> Any:
+        if not isinstance(e.func, ast.Name):
+            raise UdnetError("only blocks, ops and built-in functions can be called", e.func.span)
+        name = e.func.id
+        bound = frame.lookup(name)
+        if bound is not MISSING:
+            raise UdnetError(f"'{name}' is {describe(bound)}, not something to call", e.func.span)
+        args = [self._eval(a, frame) for a in e.args]
+        kwargs: dict[str, Any] = {}
+        kspans: dict[str, Span] = {}
+        for k in e.kwargs:
+            if k.name in kwargs:
+                raise UdnetError(f"argument '{k.name}' is given twice", k.span)
+            kwargs[k.name] = self._eval(k.value, frame)
+            kspans[k.name] = k.span
+        aspans = [a.span for a in e.args]
+        if name in self.blocks:
+            return self._block_stage(self.blocks[name], args, kwargs, e.span, kspans, aspans)
+        if name in OPS:
+            return self._op_stage(OPS[name], args, kwargs, e.span, kspans, e.func.span, aspans)
+        if name in CONNECTIONS:
+            return self._connect(name, e, args, kwargs, kspans)
+        if name in INTROSPECTION:
+            if len(args) != 1 or kwargs or not isinstance(args[0], Tensor):
+                raise UdnetError(f"{name}(t) takes one tensor", e.span)
+            return _introspect(name, args[0])
+        if name in FUNCTIONS:
+            if kwargs:
+                raise UdnetError(f"{name} takes no keyword arguments", e.kwargs[0].span)
+            try:
+                return _function(name, args)
+            except _TypeMismatch as m:
+                raise UdnetError(str(m), e.span) from None
+        if name in self.networks:
+            raise UdnetError(f"'{name}' is a network; only blocks can be used inside a network", e.func.span,
+                             f"turn it into a block: block {name}(...)")
+        raise self._unknown(e.func, frame)
+
+    def _op_stage(self, spec, args, kwargs, span, kspans, name_span, aspans=()) -> OpStage:
+        for v in list(args) + list(kwargs.values()):
+            if isinstance(v, (Tensor, Stage)):
+                raise UdnetError(
+                    f"{spec.name} takes values as arguments, not {describe(v)}",
+                    span,
+                    f"pipe the tensor into it: t |> {spec.name}(...)",
+                )
+        try:
+            attrs = spec.bind(list(args), kwargs)
+        except ArgError as err:
+            where = span
+            if isinstance(err.arg, int) and err.arg < len(aspans):
+                where = aspans[err.arg]
+            elif isinstance(err.arg, str) and err.arg in kspans:
+                where = kspans[err.arg]
+            raise UdnetError(err.message, where, err.hint) from None
+        return OpStage(spec, attrs, span)
+
+    def _block_stage(self, defn, args, kwargs, span, kspans, aspans=()) -> BlockStage:
+        params = [p.name for p in defn.params]
+        if len(args) > len(params):
+            raise UdnetError(
+                f"block {defn.name} takes {len(params)} argument(s), got {len(args)}",
+                aspans[len(params)] if len(aspans) > len(params) else span,
+                f"signature: {defn.name}({', '.join(params)})",
+            )
+        bound = dict(zip(params, args))
+        for k, v in kwargs.items():
+            if k not in params:
+                close = difflib.get_close_matches(k, params, 1)
+                raise UdnetError(f"block {defn.name} has no parameter '{k}'", kspans.get(k, span),
+                                 f"did you mean '{close[0]}'?" if close else f"parameters: {', '.join(params)}")
+            if k in bound:
+                raise UdnetError(f"argument '{k}' of {defn.name} is given twice", kspans.get(k, span))
+            bound[k] = v
+        missing = [p.name for p in defn.params if p.name not in bound and p.default is None]
+        if missing:
+            raise UdnetError(
+                f"block {defn.name} needs argument(s) {', '.join(missing)}",
+                span,
+                f"signature: {defn.name}({', '.join(params)})",
+            )
+        for k, v in bound.items():
+            if isinstance(v, (Tensor, Stage)):
+                raise UdnetError(
+                    f"block arguments are values; '{k}' got {describe(v)}",
+                    span,
+                    "a block receives its tensor through |> as x; pass several streams concatenated and slice them",
+                )
+        return BlockStage(defn, bound, span)
+
+    def _connect(self, name, e: ast.Call, args, kwargs, kspans) -> Tensor:
+        for i, a in enumerate(args):
+            if not isinstance(a, Tensor):
+                raise UdnetError(f"{name} combines tensors; argument {i + 1} is {describe(a)}", e.args[i].span)
+        if name == "gate":
+            if len(args) != 3 or kwargs:
+                raise UdnetError(
+                    f"gate takes three tensors, gate(h, x, t), got {len(args)}",
+                    e.span,
+                    "h: transform, x: carried input, t: transform gate; y = t*h + (1-t)*x",
+                )
+            try:
+                shape = opdefs.infer_same("gate operands differ", [t.shape for t in args], ["h", "x", "t"])
+            except ShapeError as err:
+                raise UdnetError(err.message, e.args[err.operand].span,
+                                 "h, x and t must have one shape; project x if the width changes") from None
+            return Tensor(self._connection("gate", [a.settled() for a in args], shape, e.span), shape)
+        # join: a flat mean; a join fed straight into a join merges into it.
+        if not args:
+            raise UdnetError("join needs at least one tensor", e.span)
+        try:
+            attrs = _JOIN.bind([], kwargs)
+        except ArgError as err:
+            raise UdnetError(err.message, kspans.get(err.arg, e.span), err.hint) from None
+        operands: list[Tensor] = []
+        for a in args:
+            d = self.g.nodes[a.node]
+            if d["op"] == "join" and self.g.out_degree(a.node) == 0:
+                operands.extend(Tensor(u, self.g.nodes[u]["shape"]) for u in self.g.inputs(a.node))
+                self.absorbed.add(a.node)
+            else:
+                operands.append(a.settled())
+        try:
+            shape = opdefs.infer_same("join operands differ", [t.shape for t in operands])
+        except ShapeError as err:
+            raise UdnetError(err.message, e.span, "every column that ends at a join must have one shape") from None
+        return Tensor(self._connection("join", operands, shape, e.span, attrs), shape)
+
+
+_JOIN = opdefs.OpSpec(
+    "join",
+    (
+        opdefs.Arg("drop_local", "prob", 0.0, doc="local drop-path: drop each input with this probability"),
+        opdefs.Arg("drop_global", "prob", 0.0, doc="fraction of each batch trained with global drop-path"),
+    ),
+    lambda s, a: s,
+)
+
+
+def _reserved_kind(name: str) -> str | None:
+    if name in OPS:
+        return f"the built-in op {name}"
+    if name in FUNCTIONS or name in CONNECTIONS:
+        return f"the built-in function {name}"
+    if name in INTROSPECTION:
+        return f"the built-in '{name}' (it reads the current tensor)"
+    return None
+
+
+def _assigned_names(body: ast.Body) -> dict[str, Span]:
+    """First assignment of every name in a body, for 'used before assignment' hints."""
+    found: dict[str, Span] = {}
+
+    def walk(stmts):
+        for s in stmts:
+            if isinstance(s, ast.Assign):
+                found.setdefault(s.name, s.span)
+            elif isinstance(s, ast.For):
+                found.setdefault(s.var, s.span)
+                walk(s.body.stmts)
+            elif isinstance(s, ast.If):
+                walk(s.body.stmts)
+                o = s.orelse
+                while isinstance(o, ast.If):
+                    walk(o.body.stmts)
+                    o = o.orelse
+                if o is not None:
+                    walk(o.stmts)
+
+    walk(body.stmts)
+    return found
+
+
+def _introspect(name: str, t: Tensor) -> Any:
+    if name == "channels":
+        return t.shape[0]
+    if name == "shape":
+        return tuple(t.shape)
+    if len(t.shape) != 3:
+        raise UdnetError(f"'{name}' needs a [C, H, W] tensor, the current one is {fmt(t.shape)}", None)
+    return t.shape[1] if name == "height" else t.shape[2]
+
+
+class _TypeMismatch(Exception):
+    pass
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _arith(op: str, a: Any, b: Any) -> Any:
+    if op in ("==", "!="):
+        if isinstance(a, Stage) or isinstance(b, Stage):
+            raise _TypeMismatch("stages cannot be compared")
+        same = (a == b) and (isinstance(a, bool) == isinstance(b, bool))
+        return same if op == "==" else not same
+    if op in ("<", "<=", ">", ">="):
+        if not ((_num(a) and _num(b)) or (isinstance(a, str) and isinstance(b, str))):
+            raise _TypeMismatch(f"'{op}' compares numbers, not {describe(a)} and {describe(b)}")
+        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    if op == "in":
+        if not isinstance(b, (tuple, range, str)):
+            raise _TypeMismatch(f"'in' needs a list or a range on the right, got {describe(b)}")
+        if isinstance(b, str) and not isinstance(a, str):
+            raise _TypeMismatch(f"'in' a string needs a string on the left, got {describe(a)}")
+        return a in b
+    if op in ("++", "+") and isinstance(a, (tuple, range)) and isinstance(b, (tuple, range)):
+        return tuple(a) + tuple(b)
+    if op in ("++", "+") and isinstance(a, str) and isinstance(b, str):
+        return a + b
+    if not (_num(a) and _num(b)):
+        raise _TypeMismatch(f"'{op}' needs numbers, got {describe(a)} and {describe(b)}")
+    if op == "+":
+        r = a + b
+    elif op == "-":
+        r = a - b
+    elif op == "*":
+        r = a * b
+    elif op == "/":
+        r = a / b
+    elif op == "//":
+        r = a // b
+    elif op == "%":
+        r = a % b
+    elif op == "**":
+        if isinstance(a, int) and isinstance(b, int) and b >= 0 and abs(a) > 1 and b > 62:
+            raise _TypeMismatch(f"{a} ** {b} is too large")
+        if isinstance(b, int) and b < 0 and a == 0:
+            raise ZeroDivisionError
+        r = a**b
+        if isinstance(r, complex):
+            raise _TypeMismatch(f"{a} ** {b} is not a real number")
+    else:
+        raise _TypeMismatch(f"'{op}' needs tensors or lists, got {describe(a)} and {describe(b)}")
+    if isinstance(r, int) and abs(r) > _INT_LIMIT:
+        raise _TypeMismatch(f"integer result of '{op}' is too large (limit 2**62)")
+    if isinstance(r, float) and (r != r or r in (float("inf"), float("-inf"))):
+        raise _TypeMismatch(f"'{op}' gives a non-finite number")
+    return r
+
+
+def _function(name: str, args: list) -> Any:
+    if name == "len":
+        if len(args) != 1 or not isinstance(args[0], (tuple, str, range)):
+            raise _TypeMismatch("len takes one list or string")
+        return len(args[0])
+    if name in ("min", "max", "sum"):
+        items = args[0] if len(args) == 1 and isinstance(args[0], (tuple, range)) else args
+        if not items and name != "sum":
+            raise _TypeMismatch(f"{name} of nothing")
+        if not all(_num(v) for v in items):
+            raise _TypeMismatch(f"{name} takes numbers")
+        return {"min": min, "max": max, "sum": sum}[name](items) if items else 0
+    if len(args) != 1 or not _num(args[0]):
+        raise _TypeMismatch(f"{name} takes one number")
+    v = args[0]
+    if name == "abs":
+        return abs(v)
+    if name == "float":
+        return float(v)
+    return int(v) if name == "int" else int(round(v))
+
+
+def _offsets(widths: list[int]) -> list[tuple[int, int]]:
+    out, lo = [], 0
+    for w in widths:
+        out.append((lo, lo + w))
+        lo += w
+    return out
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    a, b = type_name(default), type_name(value)
+    return a == b or (a == "float" and b == "int")
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (tuple, range)):
+        return "[" + ", ".join(_show(i) for i in v) + "]"
+    if isinstance(v, (Tensor, Stage)):
+        return describe(v)
+    return repr(v)

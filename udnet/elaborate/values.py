@@ -1,0 +1,136 @@
+"""Values of the udnet language at compile time.
+
+Numbers, booleans, strings and lists are plain Python values (lists as tuples,
+so they are immutable). Tensors name an IR node; stages are things that can be
+applied to a tensor with ``|>``: a bound op, a block call, an inline group of
+statements, or a chain of stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from udnet.errors import Span
+from udnet.frontend import ast
+from udnet.ir.ops import OpSpec, fmt
+
+
+@dataclass(frozen=True)
+class Tensor:
+    node: int
+    shape: tuple[int, ...]
+    # "add" or "concat" when this is the direct result of that operator, so that
+    # `a + b + c` builds one node; cleared as soon as the value is bound or returned.
+    fresh: str | None = None
+
+    def settled(self) -> "Tensor":
+        return self if self.fresh is None else Tensor(self.node, self.shape)
+
+    def describe(self) -> str:
+        return f"a tensor {fmt(self.shape)}"
+
+
+class Stage:
+    def describe(self) -> str:
+        return "a stage"
+
+
+@dataclass(frozen=True, eq=False)
+class OpStage(Stage):
+    spec: OpSpec
+    attrs: dict
+    span: Span
+
+    def describe(self) -> str:
+        return f"the op {self.spec.name}"
+
+
+@dataclass(frozen=True, eq=False)
+class BlockStage(Stage):
+    defn: ast.Definition
+    args: dict[str, Any]
+    span: Span
+
+    def describe(self) -> str:
+        return f"the block {self.defn.name}"
+
+
+@dataclass(frozen=True, eq=False)
+class GroupStage(Stage):
+    body: ast.Body
+    frame: "Frame"
+
+    def describe(self) -> str:
+        return "a { ... } group"
+
+
+@dataclass(frozen=True, eq=False)
+class ChainStage(Stage):
+    """``a |> b`` where ``a`` is itself a stage: applying it applies each in turn."""
+
+    stages: tuple[tuple[Stage, "LabelValue | None", Span], ...]
+
+    def describe(self) -> str:
+        return "a chain of stages"
+
+
+@dataclass(frozen=True)
+class LabelValue:
+    text: str
+    span: Span
+
+
+class Frame:
+    """Variables of one block body or group; groups read their enclosing frame."""
+
+    __slots__ = ("vars", "parent")
+
+    def __init__(self, parent: "Frame | None" = None):
+        self.vars: dict[str, Any] = {}
+        self.parent = parent
+
+    def lookup(self, name: str) -> Any:
+        frame: Frame | None = self
+        while frame is not None:
+            if name in frame.vars:
+                return frame.vars[name]
+            frame = frame.parent
+        return MISSING
+
+
+MISSING = object()
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    if isinstance(value, tuple):
+        return f"a list of {len(value)}"
+    if isinstance(value, range):
+        return "a range"
+    if hasattr(value, "describe"):
+        return value.describe()
+    return type(value).__name__
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (tuple, range)):
+        return "list"
+    if isinstance(value, Tensor):
+        return "tensor"
+    return "stage"

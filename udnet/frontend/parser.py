@@ -1,0 +1,307 @@
+"""Lark front end: source text -> typed AST (``udnet.frontend.ast``) with spans.
+
+The grammar (``grammar/udnet.lark`` in the repository, ``udnet/grammar/`` in the
+wheel) is LALR(1); the AST is built by an inline transformer while parsing, so
+deeply nested input never recurses in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from udnet.errors import Source, Span, UdnetError
+from udnet.frontend import ast
+
+#: Larger sources are refused before parsing (a 10 MB spec is a mistake, not a network).
+MAX_SOURCE_BYTES = 1_000_000
+
+
+def grammar_text() -> str:
+    """The grammar shipped inside the package (``udnet/grammar/udnet.lark`` in the wheel)."""
+    try:
+        return resources.files("udnet.grammar").joinpath("udnet.lark").read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        # An editable install maps no package onto grammar/; read it from the checkout.
+        return (Path(__file__).resolve().parents[2] / "grammar" / "udnet.lark").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def _parser() -> Lark:
+    # cache=True stores the LALR tables in the temp dir: `udnet check` must start fast.
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        start=["start", "expr"],
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=True,
+    )
+
+
+def parse(source: Source) -> ast.Module:
+    """Parse a whole spec file."""
+    return _parse(source, "start")
+
+
+def parse_expr(source: Source) -> ast.Expr:
+    """Parse one expression (a ``-D`` value, a label interpolation)."""
+    return _parse(source, "expr")
+
+
+def _parse(source: Source, start: str):
+    if len(source.text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        raise UdnetError(
+            f"source is larger than the limit of {MAX_SOURCE_BYTES:,} bytes",
+            Span(source, 1, 1, 1, 2),
+            hint="a spec describes a network with loops and blocks; generated sources this "
+            "large are almost certainly a mistake (the limit is udnet.frontend.parser.MAX_SOURCE_BYTES)",
+        )
+    builder = _Builder(source)
+    try:
+        tree = _parser().parse(source.text, start=start)
+    except UnexpectedInput as exc:
+        raise _syntax_error(source, exc) from None
+    return builder.transform(tree)
+
+
+_READABLE = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "LABEL": "a label",
+    "COMPARE": "a comparison",
+    "SLICE_COLON": "':'",
+    "$END": "end of input",
+}
+
+
+def _readable(term: str) -> str:
+    if term in _READABLE:
+        return _READABLE[term]
+    pattern = _parser().get_terminal(term).pattern
+    return repr(pattern.value) if pattern.type == "str" else term.lower()
+
+
+def _syntax_error(source: Source, exc: UnexpectedInput) -> UdnetError:
+    line, col = max(exc.line, 1), max(exc.column, 1)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        lines = source.text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        span = Span(source, line, col, line, col + 1)
+        err = UdnetError("unexpected end of file", span)
+        opened = _unclosed_bracket(source.text)
+        if opened:
+            err.hint = f"'{opened[0]}' opened at line {opened[1]} is never closed"
+        return err
+    if isinstance(exc, UnexpectedCharacters):
+        ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
+        span = Span(source, line, col, line, col + 1)
+        hint = None
+        if ch == "'":
+            hint = 'strings use double quotes: "nearest"'
+        return UdnetError(f"unexpected character {ch!r}", span, hint)
+    assert isinstance(exc, UnexpectedToken)
+    tok = exc.token
+    width = max(1, len(str(tok)))
+    span = Span(source, line, col, line, col + width)
+    expected = sorted({_readable(t) for t in exc.expected if not t.startswith("__")})
+    shown = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
+    text = str(tok).strip() or tok.type
+    hint = None
+    if tok.type == "LABEL":
+        hint = "a label names a stage or a `{ ... }` group and comes first on its line: `conv1: conv(64, 3)`"
+    elif text == "=" and "'=='" in expected:
+        hint = "compare with '=='"
+    return UdnetError(f"unexpected {text!r}; expected {shown}", span, hint)
+
+
+def _unclosed_bracket(text: str) -> tuple[str, int] | None:
+    stack: list[tuple[str, int]] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = re.sub(r'#.*|"(?:[^"\\]|\\.)*"', "", line)
+        for ch in line:
+            if ch in "([{":
+                stack.append((ch, lineno))
+            elif ch in pairs and stack and stack[-1][0] == pairs[ch]:
+                stack.pop()
+    return stack[-1] if stack else None
+
+
+_LABEL_PART = re.compile(r"\{([^{}\n]*)\}")
+_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+
+
+@v_args(meta=True, inline=True)
+class _Builder(Transformer_NonRecursive):
+    """Turns Lark's parse tree into AST nodes, attaching a Span to each."""
+
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+
+    # -- helpers --
+    def _span(self, meta) -> Span:
+        return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tok(self, tok: Token) -> Span:
+        return Span(self.source, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    def _label(self, tok: Token | None) -> ast.Label | None:
+        if tok is None:
+            return None
+        text = str(tok).rstrip()[:-1].rstrip()  # drop the trailing ':'
+        parts: list = []
+        pos = 0
+        for m in _LABEL_PART.finditer(text):
+            if m.start() > pos:
+                parts.append(text[pos : m.start()])
+            inner = m.group(1)
+            if not inner.strip():
+                raise UdnetError("empty '{}' in label", self._tok(tok), "write the value to interpolate, e.g. layer{i}")
+            # Pad so the sub-parse reports positions in the original file.
+            col = tok.column + m.start(1)
+            padded = "\n" * (tok.line - 1) + " " * (col - 1) + inner
+            parts.append(_parse(Source(self.source.name, padded), "expr"))
+            pos = m.end()
+        if pos < len(text):
+            parts.append(text[pos:])
+        span = Span(self.source, tok.line, tok.column, tok.line, tok.column + len(text))
+        return ast.Label(span, parts)
+
+    # -- top level --
+    def start(self, meta, *defs):
+        return ast.Module(self._span(meta) if not meta.empty else Span(self.source, 1, 1, 1, 1), list(defs))
+
+    def _definition(self, kind, meta, name, params, body):
+        return ast.Definition(self._span(meta), kind, str(name), self._tok(name), params, body)
+
+    def block_def(self, meta, name, params, body):
+        return self._definition("block", meta, name, params, body)
+
+    def network_def(self, meta, name, params, body):
+        return self._definition("network", meta, name, params, body)
+
+    def params(self, meta, *items):
+        return [p for p in items if p is not None]
+
+    def param(self, meta, name, default):
+        return ast.Param(self._span(meta), str(name), default)
+
+    def body(self, meta, *stmts):
+        return ast.Body(self._span(meta), list(stmts))
+
+    # -- statements --
+    def assign(self, meta, name, value):
+        return ast.Assign(self._span(meta), str(name), value)
+
+    def expr_stmt(self, meta, label, value):
+        return ast.ExprStmt(self._span(meta), self._label(label), value)
+
+    def scope_stmt(self, meta, label, body):
+        return ast.ScopeStmt(self._span(meta), self._label(label), body)
+
+    def for_stmt(self, meta, var, iterable, body):
+        return ast.For(self._span(meta), str(var), iterable, body)
+
+    def if_stmt(self, meta, cond, body, orelse):
+        return ast.If(self._span(meta), cond, body, orelse)
+
+    def return_stmt(self, meta, value):
+        return ast.Return(self._span(meta), value)
+
+    def assert_stmt(self, meta, cond, message):
+        return ast.Assert(self._span(meta), cond, message)
+
+    # -- expressions --
+    def pipe(self, meta, value, label, stage):
+        return ast.Pipe(self._span(meta), value, self._label(label), stage)
+
+    def ternary(self, meta, cond, then, orelse):
+        return ast.Ternary(self._span(meta), cond, then, orelse)
+
+    def _bin(op):  # noqa: N805 - a factory used at class creation time
+        def build(self, meta, left, right):
+            return ast.BinOp(self._span(meta), op, left, right)
+
+        return build
+
+    or_op = _bin("or")
+    and_op = _bin("and")
+    contains = _bin("in")
+    concat = _bin("++")
+    add = _bin("+")
+    sub = _bin("-")
+    mul = _bin("*")
+    truediv = _bin("/")
+    floordiv = _bin("//")
+    mod = _bin("%")
+    power = _bin("**")
+    del _bin
+
+    def compare(self, meta, left, op, right):
+        return ast.BinOp(self._span(meta), str(op), left, right)
+
+    def not_op(self, meta, operand):
+        return ast.UnaryOp(self._span(meta), "not", operand)
+
+    def neg(self, meta, operand):
+        return ast.UnaryOp(self._span(meta), "-", operand)
+
+    def pos(self, meta, operand):
+        return ast.UnaryOp(self._span(meta), "+", operand)
+
+    def range(self, meta, lo, hi):
+        return ast.RangeExpr(self._span(meta), lo, hi)
+
+    def call(self, meta, func, *args):
+        positional, keywords = [], []
+        for a in args:
+            if a is None:
+                continue
+            if isinstance(a, ast.Keyword):
+                keywords.append(a)
+            elif keywords:
+                raise UdnetError("positional argument after a keyword argument", a.span)
+            else:
+                positional.append(a)
+        return ast.Call(self._span(meta), func, positional, keywords)
+
+    def kwarg(self, meta, name, value):
+        return ast.Keyword(self._span(meta), str(name), value)
+
+    def index(self, meta, value, index):
+        return ast.Index(self._span(meta), value, index)
+
+    def slice(self, meta, value, lo, _colon, hi):
+        return ast.SliceExpr(self._span(meta), value, lo, hi)
+
+    def int_lit(self, meta, tok):
+        return ast.Literal(self._tok(tok), int(str(tok).replace("_", "")))
+
+    def float_lit(self, meta, tok):
+        return ast.Literal(self._tok(tok), float(tok))
+
+    def string_lit(self, meta, tok):
+        body = str(tok)[1:-1]
+        return ast.Literal(self._tok(tok), re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body))
+
+    def true_lit(self, meta):
+        return ast.Literal(self._span(meta), True)
+
+    def false_lit(self, meta):
+        return ast.Literal(self._span(meta), False)
+
+    def name(self, meta, tok):
+        return ast.Name(self._tok(tok), str(tok))
+
+    def list_lit(self, meta, *items):
+        return ast.ListExpr(self._span(meta), [i for i in items if i is not None])

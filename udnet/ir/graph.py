@@ -1,0 +1,92 @@
+"""The IR: a ``networkx.MultiDiGraph`` of op nodes with static shapes.
+
+Node attributes
+    op       "input", "output", a built-in op (``udnet.ir.ops.OPS``) or a connection
+             op: "add" (residual), "concat", "gate", "join", "slice"
+    attrs    the op's complete, checked arguments (slice: lo, hi; join: drop rates)
+    shape    output shape without the batch dimension: (C,) or (C, H, W)
+    name     the node's label inside its scope (None for connection ops)
+    scope    dotted path of the enclosing module scope ("" at the network root)
+    block    dotted path of the nearest enclosing block instance ("" if none)
+    span     source Span of the expression that created the node
+    params   parameter count of the node (from the IR alone)
+    macs     multiply-accumulates per sample
+
+Edge attributes
+    port     input position on the target; ports of a node are 0..n-1, in order
+    kind     sequence, residual, concat, gate, join or slice
+    channels (lo, hi) channel range: where a concat operand lands in the result,
+             or which channels a slice takes; None otherwise
+
+Graph attributes: network, params (the network's evaluated parameters), source,
+input and output (node ids) and scopes: {path: Scope} for every block instance
+and labelled group, in creation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import networkx as nx
+
+from udnet.errors import Span
+
+
+@dataclass
+class Scope:
+    """A module scope: a block instance or a labelled group of statements."""
+
+    path: str
+    kind: str  # "block" or "group"
+    block: str | None  # block name for block instances
+    args: dict[str, Any] = field(default_factory=dict)
+    span: Span | None = None
+
+
+class IR(nx.MultiDiGraph):
+    """The graph IR with a few order-aware accessors on top of networkx."""
+
+    def inputs(self, node: int) -> list[int]:
+        """Producers of ``node`` in port order."""
+        return [u for u, _, _ in self.in_edges_by_port(node)]
+
+    def in_edges_by_port(self, node: int) -> list[tuple[int, int, dict]]:
+        edges = [(u, v, d) for u, v, d in self.in_edges(node, data=True)]
+        edges.sort(key=lambda e: e[2]["port"])
+        return edges
+
+    def consumers(self, node: int) -> list[int]:
+        return [v for _, v in self.out_edges(node)]
+
+    def topo(self) -> list[int]:
+        """Topological order, ties broken by node id (creation order): deterministic."""
+        return list(nx.lexicographical_topological_sort(self))
+
+    def path(self, node: int) -> str:
+        d = self.nodes[node]
+        name = d.get("name") or f"{d['op']}#{node}"
+        return f"{d['scope']}.{name}" if d.get("scope") else name
+
+    def op_nodes(self) -> Iterator[tuple[int, dict]]:
+        for n, d in self.nodes(data=True):
+            if d["op"] not in ("input", "output"):
+                yield n, d
+
+    @property
+    def input_node(self) -> int:
+        return self.graph["input"]
+
+    @property
+    def output_node(self) -> int:
+        return self.graph["output"]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.nodes[self.output_node]["shape"]
+
+    def param_count(self) -> int:
+        return sum(d["params"] for _, d in self.nodes(data=True))
+
+    def mac_count(self) -> int:
+        return sum(d["macs"] for _, d in self.nodes(data=True))

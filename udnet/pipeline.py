@@ -1,0 +1,111 @@
+"""The compile pipeline, one call per stage: read -> parse -> elaborate -> verify.
+
+The command line and the Python API both go through here. Nothing on this path
+imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from udnet.elaborate.elaborator import Elaborator, Limits
+from udnet.errors import Source, Span, UdnetError, UsageError
+from udnet.frontend import ast, parse, parse_expr
+from udnet.ir.graph import IR
+from udnet.ir.verify import verify
+
+_DEFINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.S)
+
+
+def read_source(path: str) -> Source:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a spec") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        src = Source(path, data.decode("utf-8", "replace"))
+        raise UdnetError("the file is not valid UTF-8", Span(src, line, col, line, col + 1)) from None
+    return Source(path, text)
+
+
+def parse_defines(defines: list[str] | dict | None) -> dict[str, tuple[ast.Expr, Span]]:
+    """``-D name=value`` strings (or a {name: value} dict) -> parsed value expressions."""
+    out: dict[str, tuple[ast.Expr, Span]] = {}
+    if isinstance(defines, dict):
+        defines = [f"{k}={_literal(v)}" for k, v in defines.items()]
+    for text in defines or []:
+        m = _DEFINE.fullmatch(text)
+        if not m:
+            raise UsageError(f"-D expects name=value, got '{text}'")
+        name, value = m.group(1), m.group(2)
+        line = f"-D {text}"
+        offset = len(line) - len(value)
+        src = Source("<command line>", line)
+        if not value.strip():
+            raise UdnetError(f"-D {name}= has no value", Span(src, 1, offset + 1, 1, offset + 2))
+        padded = Source("<command line>", " " * offset + value)
+        try:
+            expr = parse_expr(padded)
+        except UdnetError as err:
+            if err.span is not None:
+                s = err.span
+                err.span = Span(src, s.line, s.col, s.end_line, s.end_col)
+            raise
+        _rebase(expr, src)
+        if name in out:
+            raise UsageError(f"-D {name} is given twice")
+        out[name] = (expr, Span(src, 1, 4, 1, 4 + len(name)))
+    return out
+
+
+def _literal(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_literal(i) for i in v) + "]"
+    return repr(v)
+
+
+def _rebase(expr, src: Source) -> None:
+    """Point the spans of a parsed -D value at the full '-D name=value' text."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, ast.Node):
+            continue
+        s = node.span
+        object.__setattr__(node, "span", Span(src, s.line, s.col, s.end_line, s.end_col))
+        stack.extend(v for v in vars(node).values() if isinstance(v, (ast.Node, list)))
+
+
+def build_ir(
+    source: Source | str,
+    network: str | None = None,
+    defines=None,
+    limits: Limits | None = None,
+) -> IR:
+    """Parse and elaborate a spec into a verified IR."""
+    if isinstance(source, str):
+        source = read_source(source) if os.path.exists(source) and not source.lstrip().startswith(
+            ("block", "network", "#")
+        ) else Source("<string>", source)
+    module = parse(source)
+    overrides = parse_defines(defines)
+    ir = Elaborator(module, limits or Limits()).elaborate(network, overrides)
+    verify(ir, "elaboration")
+    return ir
