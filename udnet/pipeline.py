@@ -109,3 +109,13 @@ def build_ir(
     ir = Elaborator(module, limits or Limits()).elaborate(network, overrides)
     verify(ir, "elaboration")
     return ir
+
+
+def compile_to_torch(source, network=None, defines=None, *, limits=None, passes=None, spec_name=None) -> str:
+    """Spec -> PyTorch source text (the contents of model.py)."""
+    from udnet.backends.pytorch import emit_module
+
+    if isinstance(source, str):
+        source = read_source(source)
+    ir = build_ir(source, network, defines, limits)
+    return emit_module(ir, spec_name or os.path.basename(source.name))

@@ -53,6 +53,8 @@ RESERVED_LABELS = frozenset(
 )
 _LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 _INT_LIMIT = 2**62
+#: Longest list or string a spec may build (doubling in a loop must not exhaust memory).
+_LEN_LIMIT = 1_000_000
 
 
 class _Return(Exception):
@@ -72,6 +74,8 @@ class _ScopeNode:
     args: dict = field(default_factory=dict)
     span: Span | None = None
     node: int | None = None  # IR node for op leaves
+    input: int | None = None  # the tensor a scope was applied to
+    output: int | None = None  # and the one it produced
     auto: str = ""  # base of an automatic name
     children: list["_ScopeNode"] = field(default_factory=list)
     connections: list[int] = field(default_factory=list)
@@ -121,6 +125,20 @@ class Elaborator:
 
     def elaborate(self, network: str | None, overrides: dict[str, tuple[ast.Expr, Span]]) -> IR:
         defn = self._pick_network(network)
+        # Deeply nested specs recurse deeply here (parameter defaults and -D values
+        # included); a RecursionError is a user error, never a traceback.
+        old_limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old_limit, 20_000))
+        try:
+            return self._elaborate(defn, overrides)
+        except RecursionError:
+            raise UdnetError(
+                "the spec nests too deeply to elaborate", defn.name_span, "flatten deeply nested expressions"
+            ) from None
+        finally:
+            sys.setrecursionlimit(old_limit)
+
+    def _elaborate(self, defn: ast.Definition, overrides: dict[str, tuple[ast.Expr, Span]]) -> IR:
         params = self._network_params(defn, overrides)
         shape = params.get("input")
         g = self.g
@@ -132,16 +150,7 @@ class Elaborator:
         frame = Frame()
         frame.vars.update(params)
         frame.vars["x"] = Tensor(inp, shape)
-        old_limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(old_limit, 20_000))
-        try:
-            result = self._run(defn, frame)
-        except RecursionError:
-            raise UdnetError(
-                "the spec nests too deeply to elaborate", defn.name_span, "flatten deeply nested expressions"
-            ) from None
-        finally:
-            sys.setrecursionlimit(old_limit)
+        result = self._run(defn, frame)
         out = self._node("output", {}, result.shape, defn.span, [(result, "sequence", None)], None)
         g.graph["input"], g.graph["output"] = inp, out
         for n in self.absorbed:
@@ -185,7 +194,7 @@ class Elaborator:
                     default = self._eval(p.default, frame)
                     if not _compatible(default, value):
                         raise UdnetError(
-                            f"parameter '{p.name}' is a {type_name(default)} "
+                            f"parameter '{p.name}' is {_a(type_name(default))} "
                             f"(default {_show(default)}), got {describe(value)}",
                             expr.span,
                         )
@@ -271,7 +280,7 @@ class Elaborator:
                 if c.kind == "op":
                     nodes[c.node].update(name=name, scope=path, block=block)
                 else:
-                    scopes[full] = Scope(full, c.kind, c.block, c.args, c.span)
+                    scopes[full] = Scope(full, c.kind, c.block, c.args, c.span, c.input, c.output)
                     walk(c, full, full if c.kind == "block" else block)
 
         walk(self.root, "", "")
@@ -394,7 +403,10 @@ class Elaborator:
             raise UdnetError(f"cannot assign to '{name}': it is {kind or 'a network'}", s.span)
         if name == "x" and not isinstance(value, Tensor):
             raise UdnetError(f"x holds the current tensor; cannot assign {describe(value)} to it", s.span)
-        frame.vars[name] = value.settled() if isinstance(value, Tensor) else value
+        if isinstance(value, Tensor):
+            value = value.settled()
+            self.g.nodes[value.node].setdefault("var", name)
+        frame.vars[name] = value
 
     def _current(self, frame: Frame, span: Span) -> Tensor:
         x = frame.lookup("x")
@@ -454,7 +466,7 @@ class Elaborator:
             if label is None:  # an unlabelled group only groups statements
                 return self._group_body(stage.body, frame)
             return self._in_scope(label, "group", None, {}, stage.body.span,
-                                  lambda: self._group_body(stage.body, frame))
+                                  lambda: self._group_body(stage.body, frame), t)
         if isinstance(stage, ChainStage):
             def run() -> Tensor:
                 out = t
@@ -462,7 +474,7 @@ class Elaborator:
                     out = self._apply(s, out, lab, sp)
                 return out
 
-            return run() if label is None else self._in_scope(label, "group", None, {}, span, run)
+            return run() if label is None else self._in_scope(label, "group", None, {}, span, run, t)
         raise AssertionError(type(stage))
 
     def _group_body(self, body: ast.Body, frame: Frame) -> Tensor:
@@ -475,14 +487,17 @@ class Elaborator:
             raise UdnetError(f"a {{ ... }} group must produce a tensor, got {describe(value)}", body.span)
         return value.settled()
 
-    def _in_scope(self, label, kind, block, args, span, run) -> Tensor:
+    def _in_scope(self, label, kind, block, args, span, run, t: Tensor) -> Tensor:
         node = self._child(label, kind, block=block, args=args, span=span, auto=(block or "group").lower())
+        node.input = t.node
         outer = self.scope
         self.scope = node
         try:
-            return run()
+            out = run()
         finally:
             self.scope = outer
+        node.output = out.node
+        return out
 
     def _call_block(self, stage: BlockStage, t: Tensor, label: LabelValue | None, span: Span) -> Tensor:
         defn = stage.defn
@@ -504,7 +519,7 @@ class Elaborator:
         args = {p.name: frame.vars[p.name] for p in defn.params}
         self.depth += 1
         try:
-            return self._in_scope(label, "block", defn.name, args, stage.span, lambda: self._run(defn, frame))
+            return self._in_scope(label, "block", defn.name, args, stage.span, lambda: self._run(defn, frame), t)
         except UdnetError as err:
             if len(err.notes) < 4:
                 shown = ", ".join(_show(v) for v in args.values())
@@ -530,7 +545,7 @@ class Elaborator:
         if v is not MISSING:
             return v
         if e.id in INTROSPECTION:
-            return _introspect(e.id, self._current_for(frame, e))
+            return _introspect(e.id, self._current_for(frame, e), e.span)
         if e.id in self.blocks:
             return self._block_stage(self.blocks[e.id], [], {}, e.span, {})
         if e.id in OPS:
@@ -595,6 +610,8 @@ class Elaborator:
             raise UdnetError(str(m), e.span) from None
         except ZeroDivisionError:
             raise UdnetError("division by zero", e.right.span) from None
+        except OverflowError:
+            raise UdnetError(f"the result of '{op}' is too large", e.span) from None
 
     def _tensor_binop(self, e: ast.BinOp, a: Any, b: Any) -> Tensor:
         if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
@@ -647,6 +664,8 @@ class Elaborator:
         for v, sub in ((lo, e.lo), (hi, e.hi)):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise UdnetError(f"a range a..b needs integers, got {describe(v)}", sub.span)
+        if hi - lo >= _INT_LIMIT:
+            raise UdnetError(f"the range {lo}..{hi} is too large", e.span)
         return range(lo, hi + 1)
 
     def _eval_Ternary(self, e: ast.Ternary, frame: Frame) -> Any:
@@ -739,7 +758,7 @@ class Elaborator:
         if name in INTROSPECTION:
             if len(args) != 1 or kwargs or not isinstance(args[0], Tensor):
                 raise UdnetError(f"{name}(t) takes one tensor", e.span)
-            return _introspect(name, args[0])
+            return _introspect(name, args[0], e.span)
         if name in FUNCTIONS:
             if kwargs:
                 raise UdnetError(f"{name} takes no keyword arguments", e.kwargs[0].span)
@@ -887,13 +906,13 @@ def _assigned_names(body: ast.Body) -> dict[str, Span]:
     return found
 
 
-def _introspect(name: str, t: Tensor) -> Any:
+def _introspect(name: str, t: Tensor, span: Span | None = None) -> Any:
     if name == "channels":
         return t.shape[0]
     if name == "shape":
         return tuple(t.shape)
     if len(t.shape) != 3:
-        raise UdnetError(f"'{name}' needs a [C, H, W] tensor, the current one is {fmt(t.shape)}", None)
+        raise UdnetError(f"'{name}' needs a [C, H, W] tensor, the current one is {fmt(t.shape)}", span)
     return t.shape[1] if name == "height" else t.shape[2]
 
 
@@ -921,10 +940,12 @@ def _arith(op: str, a: Any, b: Any) -> Any:
         if isinstance(b, str) and not isinstance(a, str):
             raise _TypeMismatch(f"'in' a string needs a string on the left, got {describe(a)}")
         return a in b
-    if op in ("++", "+") and isinstance(a, (tuple, range)) and isinstance(b, (tuple, range)):
-        return tuple(a) + tuple(b)
-    if op in ("++", "+") and isinstance(a, str) and isinstance(b, str):
-        return a + b
+    if op in ("++", "+") and (
+        (isinstance(a, (tuple, range)) and isinstance(b, (tuple, range))) or (isinstance(a, str) and isinstance(b, str))
+    ):
+        if len(a) + len(b) > _LEN_LIMIT:
+            raise _TypeMismatch(f"'{op}' would build a {type_name(a)} of {len(a) + len(b):,} items (limit {_LEN_LIMIT:,})")
+        return a + b if isinstance(a, str) else tuple(a) + tuple(b)
     if not (_num(a) and _num(b)):
         raise _TypeMismatch(f"'{op}' needs numbers, got {describe(a)} and {describe(b)}")
     if op == "+":
@@ -965,9 +986,19 @@ def _function(name: str, args: list) -> Any:
         items = args[0] if len(args) == 1 and isinstance(args[0], (tuple, range)) else args
         if not items and name != "sum":
             raise _TypeMismatch(f"{name} of nothing")
-        if not all(_num(v) for v in items):
-            raise _TypeMismatch(f"{name} takes numbers")
-        return {"min": min, "max": max, "sum": sum}[name](items) if items else 0
+        if isinstance(items, range):  # closed forms: a range may be far too long to walk
+            n = len(items)
+            if name == "sum":
+                r = (items[0] + items[-1]) * n // 2 if n else 0
+            else:
+                r = items[0] if name == "min" else items[-1]
+        else:
+            if not all(_num(v) for v in items):
+                raise _TypeMismatch(f"{name} takes numbers")
+            r = {"min": min, "max": max, "sum": sum}[name](items) if items else 0
+        if isinstance(r, int) and abs(r) > _INT_LIMIT:
+            raise _TypeMismatch(f"the result of {name} is too large (limit 2**62)")
+        return r
     if len(args) != 1 or not _num(args[0]):
         raise _TypeMismatch(f"{name} takes one number")
     v = args[0]
@@ -975,7 +1006,10 @@ def _function(name: str, args: list) -> Any:
         return abs(v)
     if name == "float":
         return float(v)
-    return int(v) if name == "int" else int(round(v))
+    r = int(v) if name == "int" else int(round(v))
+    if abs(r) > _INT_LIMIT:
+        raise _TypeMismatch(f"{name}({v}) is too large for an integer (limit 2**62)")
+    return r
 
 
 def _offsets(widths: list[int]) -> list[tuple[int, int]]:
@@ -984,6 +1018,10 @@ def _offsets(widths: list[int]) -> list[tuple[int, int]]:
         out.append((lo, lo + w))
         lo += w
     return out
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
 def _compatible(default: Any, value: Any) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lark import Lark, Token, v_args
 from lark.visitors import Transformer_NonRecursive
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from udnet.errors import Source, Span, UdnetError
 from udnet.frontend import ast
@@ -68,7 +68,13 @@ def _parse(source: Source, start: str):
         tree = _parser().parse(source.text, start=start)
     except UnexpectedInput as exc:
         raise _syntax_error(source, exc) from None
-    return builder.transform(tree)
+    try:
+        return builder.transform(tree)
+    except VisitError as exc:
+        # Lark wraps what a transformer callback raises; user errors must surface as they are.
+        if isinstance(exc.orig_exc, UdnetError):
+            raise exc.orig_exc from None
+        raise
 
 
 _READABLE = {
@@ -120,7 +126,9 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> UdnetError:
         hint = "a label names a stage or a `{ ... }` group and comes first on its line: `conv1: conv(64, 3)`"
     elif text == "=" and "'=='" in expected:
         hint = "compare with '=='"
-    return UdnetError(f"unexpected {text!r}; expected {shown}", span, hint)
+    # Lark reports no expected terminals where only the end of a -D value would fit.
+    expect = f"; expected {shown}" if expected else ""
+    return UdnetError(f"unexpected {text!r}{expect}", span, hint)
 
 
 def _unclosed_bracket(text: str) -> tuple[str, int] | None:
@@ -134,6 +142,24 @@ def _unclosed_bracket(text: str) -> tuple[str, int] | None:
             elif ch in pairs and stack and stack[-1][0] == pairs[ch]:
                 stack.pop()
     return stack[-1] if stack else None
+
+
+def _respan(span: Span, source: Source) -> Span:
+    return Span(source, span.line, span.col, span.end_line, span.end_col)
+
+
+def _rebase(expr, source: Source) -> None:
+    """Point the spans of a sub-parsed expression at ``source`` (same positions)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, ast.Node):
+            continue
+        object.__setattr__(node, "span", _respan(node.span, source))
+        stack.extend(v for v in vars(node).values() if isinstance(v, (ast.Node, list)))
 
 
 _LABEL_PART = re.compile(r"\{([^{}\n]*)\}")
@@ -167,10 +193,18 @@ class _Builder(Transformer_NonRecursive):
             inner = m.group(1)
             if not inner.strip():
                 raise UdnetError("empty '{}' in label", self._tok(tok), "write the value to interpolate, e.g. layer{i}")
-            # Pad so the sub-parse reports positions in the original file.
+            # Pad so the sub-parse reports positions in the original file, then point
+            # every span back at the original source (so errors quote the real line).
             col = tok.column + m.start(1)
             padded = "\n" * (tok.line - 1) + " " * (col - 1) + inner
-            parts.append(_parse(Source(self.source.name, padded), "expr"))
+            try:
+                expr = _parse(Source(self.source.name, padded), "expr")
+            except UdnetError as err:
+                if err.span is not None:
+                    err.span = _respan(err.span, self.source)
+                raise
+            _rebase(expr, self.source)
+            parts.append(expr)
             pos = m.end()
         if pos < len(text):
             parts.append(text[pos:])
@@ -285,10 +319,16 @@ class _Builder(Transformer_NonRecursive):
         return ast.SliceExpr(self._span(meta), value, lo, hi)
 
     def int_lit(self, meta, tok):
-        return ast.Literal(self._tok(tok), int(str(tok).replace("_", "")))
+        digits = str(tok).replace("_", "").lstrip("0") or "0"
+        if len(digits) > 19 or int(digits) > 2**62:
+            raise UdnetError("integer literal is too large (limit 2**62)", self._tok(tok))
+        return ast.Literal(self._tok(tok), int(digits))
 
     def float_lit(self, meta, tok):
-        return ast.Literal(self._tok(tok), float(tok))
+        value = float(tok)
+        if value in (float("inf"), float("-inf")):
+            raise UdnetError("number literal is too large", self._tok(tok))
+        return ast.Literal(self._tok(tok), value)
 
     def string_lit(self, meta, tok):
         body = str(tok)[1:-1]

@@ -9,6 +9,7 @@ Node attributes
     scope    dotted path of the enclosing module scope ("" at the network root)
     block    dotted path of the nearest enclosing block instance ("" if none)
     span     source Span of the expression that created the node
+    var      (optional) the spec variable first bound to the node's value
     params   parameter count of the node (from the IR alone)
     macs     multiply-accumulates per sample
 
@@ -42,6 +43,8 @@ class Scope:
     block: str | None  # block name for block instances
     args: dict[str, Any] = field(default_factory=dict)
     span: Span | None = None
+    input: int | None = None  # node whose output the scope was applied to
+    output: int | None = None  # node whose output the scope produces
 
 
 class IR(nx.MultiDiGraph):

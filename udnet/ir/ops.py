@@ -108,8 +108,10 @@ def _show(value: Any) -> str:
 
 
 def _check(op: str, a: Arg, v: Any, where: int | str) -> Any:
+    given = v  # report what the user wrote, not the normalised pair
+
     def bad(expect: str) -> ArgError:
-        return ArgError(f"{op} argument '{a.name}' must be {expect}, got {_describe(v)}", where)
+        return ArgError(f"{op} argument '{a.name}' must be {expect}, got {_describe(given)}", where)
 
     is_int = isinstance(v, int) and not isinstance(v, bool)
     if a.kind in ("int", "pos_int", "nonneg_int"):

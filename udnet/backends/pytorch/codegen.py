@@ -1,0 +1,835 @@
+"""Print the module hierarchy as PyTorch source.
+
+Instances of one block whose structure is equal up to numbers share a class; the
+numbers that differ become constructor parameters (named after the block's own
+arguments where they match), the rest stay literals. Output is deterministic and
+formatted the way ``ruff format`` formats it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from udnet.backends.pytorch import runtime
+from udnet.backends.pytorch.structure import (
+    Child,
+    Instance,
+    Loop,
+    Stmt,
+    build_instances,
+    fold_loops,
+    label_pattern,
+)
+from udnet.ir.graph import IR
+
+LINE = 88
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {
+    "self", "torch", "nn", "conv2d", "linear", "init_weight", "GlobalAvgPool", "Join",
+    "set_drop_path_columns", "i", "name",
+}  # fmt: skip
+
+
+class Num:
+    """A number in a template: equal structure, possibly different value per instance."""
+
+    __slots__ = ("value", "slot")
+
+    def __init__(self, value):
+        self.value = value
+        self.slot = -1
+
+
+@dataclass
+class Affine:
+    """Per-iteration numbers ``a + b * i`` (or an explicit list when not affine)."""
+
+    a: Num | None
+    b: Num | None
+    values: list[Num] | None = None
+
+
+@dataclass(eq=False)
+class ClassDef:
+    name: str
+    instances: list[Instance]
+    templates: list[Any]
+    params: list[str] = field(default_factory=list)
+    slot_code: list[str] = field(default_factory=list)  # per slot: literal or parameter name
+    forward_attrs: set[str] = field(default_factory=set)
+    param_slot: list[int] = field(default_factory=list)  # first slot of each parameter
+
+
+def _pyname(text: str, taken: set[str] | None = None) -> str:
+    name = text if _IDENT.fullmatch(text) and text not in _RESERVED else f"{text}_"
+    if not _IDENT.fullmatch(name):
+        name = "v_" + re.sub(r"\W", "_", text)
+    while taken is not None and name in taken:
+        name += "_"
+    return name
+
+
+def _lit(v: Any) -> str:
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_lit(e) for e in v) + ("," if len(v) == 1 else "") + ")"
+    raise TypeError(type(v))
+
+
+def _safe_text(s: str) -> str:
+    """Text from a spec inside a docstring: no quotes, backslashes or line breaks survive."""
+    return s.encode("unicode_escape").decode("ascii").replace('"', "'")
+
+
+class Emitter:
+    def __init__(self, ir: IR, spec_name: str):
+        self.ir = ir
+        self.spec_name = spec_name
+        self.root = build_instances(ir)
+        self.classes: dict[tuple, ClassDef] = {}
+        self.order: list[ClassDef] = []
+        self.class_of_inst: dict[int, ClassDef] = {}
+        self.class_names: set[str] = set()
+        self.variants: dict[tuple, int] = {}
+
+    # ---- phase 1: templates and classes, innermost first ----
+
+    def _collect(self, inst: Instance) -> None:
+        for c in inst.children:
+            if c.instance is not None:
+                self._collect(c.instance)
+        fold_loops(inst, self._child_key)
+        tpl = self._template(inst)
+        key = (inst.kind, inst.name, _shape_key(tpl))
+        cd = self.classes.get(key)
+        if cd is None:
+            n = self.variants[(inst.kind, inst.name)] = self.variants.get((inst.kind, inst.name), 0) + 1
+            base = inst.name if inst.kind != "group" else _camel(inst.name)
+            cd = ClassDef(self._class_name(base if n == 1 else f"{base}{n}"), [], [])
+            self.classes[key] = cd
+            self.order.append(cd)
+        cd.instances.append(inst)
+        cd.templates.append(tpl)
+        self.class_of_inst[id(inst)] = cd
+
+    def _child_key(self, child: Child) -> tuple:
+        if child.kind == "scope":
+            return ("scope", id(self.class_of_inst[id(child.instance)]))
+        return (child.kind, _shape_key(_numify(child.desc)))
+
+    def _desc(self, child: Child) -> tuple:
+        if child.kind == "scope":
+            cd = self.class_of_inst[id(child.instance)]
+            tpl = cd.templates[cd.instances.index(child.instance)]
+            return ("scope", cd, tuple(Num(n.value) for n in _walk(tpl)))
+        return _numify(child.desc)
+
+    def _template(self, inst: Instance) -> Any:
+        """A nested structure of the instance's code with Num leaves for every number."""
+        canon: dict[int, int] = {}
+        for v in inst.inputs:
+            canon.setdefault(v, len(canon))
+
+        def ref(v):
+            return canon.setdefault(v, len(canon))
+
+        def var(v):
+            return inst.var_names.get(v, "")
+
+        body = []
+        for item in inst.body:
+            if isinstance(item, Stmt):
+                child = inst.children[item.child] if item.child is not None else None
+                body.append((
+                    "stmt", item.kind, tuple(ref(v) for v in item.ins), tuple(ref(v) for v in item.outs),
+                    tuple(Num(n) for n in item.nums), tuple(var(v) for v in item.outs),
+                    None if child is None else (child.label, child.kind, self._desc(child)),
+                ))
+                continue
+            loop: Loop = item
+            carry = ref(loop.carry_in) if loop.carry_in is not None else None
+            stmts = []
+            for j, s in enumerate(loop.body):
+                local_ins = []
+                for v in s.ins:
+                    hit = next(((jj, k) for jj, ss in enumerate(loop.body[:j]) for k, vv in enumerate(ss.outs)
+                                if vv == v), None)
+                    local_ins.append(("w",) + hit if hit else ("c",) if v == loop.carry_in else ("o", ref(v)))
+                childs = None
+                if s.child is not None:
+                    kids = [inst.children[c] for c in loop.children[j]]
+                    labels = [k.label for k in kids]
+                    pat = label_pattern(labels)
+                    childs = (pat if pat else ("list",) + tuple(labels), kids[0].kind,
+                              _per_iteration([self._desc(k) for k in kids]))
+                nums = _per_iteration([tuple(Num(n) for n in t) for t in loop.nums[j]]) if s.nums else ()
+                stmts.append(("lstmt", s.kind, tuple(local_ins), len(s.outs), childs, nums,
+                              tuple(var(v) for v in s.outs)))
+            out = ref(loop.out) if loop.out is not None else None
+            body.append(("loop", Num(loop.count), carry, loop.carry_pos, out, tuple(stmts)))
+        outs = tuple(ref(v) for v in inst.outputs)
+        return ("class", len(inst.inputs), tuple(body), outs)
+
+    # ---- phase 2: constructor parameters, innermost first ----
+
+    def _finish_class(self, cd: ClassDef) -> None:
+        for t in cd.templates:
+            _assign_slots(t)
+        used = _used_slots(cd.templates[0])
+        vectors = [list(_slot_values(t)) for t in cd.templates]
+        forward_slots = _forward_slots(cd.templates[0])
+        params: dict[tuple, str] = {}
+        taken: set[str] = set()
+        inst0 = cd.instances[0]
+        cd.slot_code = []
+        cd.param_slot = []
+        for s in range(len(vectors[0])):
+            col = tuple(v[s] for v in vectors)
+            if s not in used or len(set(map(repr, col))) == 1:
+                cd.slot_code.append(_lit(col[0]))
+                continue
+            if col not in params:
+                pname = None
+                for arg in inst0.args:
+                    if all(_same(i.args.get(arg), v) for i, v in zip(cd.instances, col)):
+                        pname = arg
+                        break
+                if pname is None and all(
+                    i.inputs and self.ir.nodes[i.inputs[0]]["shape"][0] == v for i, v in zip(cd.instances, col)
+                ):
+                    pname = "in_channels"
+                pname = _pyname(pname or _slot_hint(cd.templates[0], s) or f"n{len(params)}", taken)
+                taken.add(pname)
+                params[col] = pname
+                cd.params.append(pname)
+                cd.param_slot.append(s)
+            cd.slot_code.append(params[col])
+            if s in forward_slots:
+                cd.forward_attrs.add(params[col])
+
+    def _class_name(self, base: str) -> str:
+        name = _pyname(base, self.class_names)
+        self.class_names.add(name)
+        return name
+
+    # ---- entry ----
+
+    def emit(self) -> str:
+        self._collect(self.root)
+        for cd in self.order:
+            self._finish_class(cd)
+        helpers = "".join("\n\n" + h.strip("\n") + "\n" for h in self._helpers())
+        classes = "".join("\n\n" + self._class_source(cd) for cd in self.order)
+        root = self.class_of_inst[id(self.root)].name
+        return self._header() + helpers + classes + f"\n\nROOT = {_lit(root)}\n"
+
+    # ---- printing ----
+
+    def _header(self) -> str:
+        ir = self.ir
+        params = ", ".join(f"{k}={_show(v)}" for k, v in ir.graph["params"].items())
+        lines = [
+            f'"""{_safe_text(ir.graph["network"])}, compiled by udnet from {_safe_text(self.spec_name)}.',
+            "",
+            f"Parameters: {_safe_text(params)}.",
+            f"Input: [N, {', '.join(map(str, ir.nodes[ir.input_node]['shape']))}] -> "
+            f"output: [N, {', '.join(map(str, ir.output_shape))}]; {ir.param_count():,} parameters.",
+            "Standalone: this file needs only torch.",
+            '"""',
+            "",
+            "import torch",
+            "from torch import nn",
+            "",
+        ]
+        out = []
+        for line in lines:
+            out.extend(_wrap_doc(line))
+        return "\n".join(out)
+
+    def _helpers(self) -> list[str]:
+        ops = {d["op"] for _, d in self.ir.nodes(data=True)}
+        parts = []
+        if "conv" in ops or "linear" in ops:
+            parts.append(runtime.INIT_WEIGHT)
+        if "conv" in ops:
+            parts.append(runtime.CONV2D)
+        if "linear" in ops:
+            parts.append(runtime.LINEAR)
+        if "gap" in ops:
+            parts.append(runtime.GLOBAL_AVG_POOL)
+        if "join" in ops:
+            parts.append(runtime.JOIN)
+        return parts
+
+    def _class_source(self, cd: ClassDef) -> str:
+        tpl = cd.templates[0]
+        inst = cd.instances[0]
+        p = _Printer(cd.slot_code, cd)
+        init = p.init_lines(tpl)
+        fwd = p.forward_lines(tpl, inst)
+        if inst.kind == "network" and "join" in {d["op"] for _, d in self.ir.nodes(data=True)}:
+            fwd = self._drop_path_prologue() + fwd
+        lines = [f"class {cd.name}(nn.Module):", f"    {self._class_doc(cd)}", ""]
+        lines += _fmt_def("    ", "__init__", ["self"] + cd.params)
+        lines.append("        super().__init__()")
+        for a in sorted(cd.forward_attrs):
+            lines.append(f"        self.{a} = {a}")
+        lines += ["        " + ln if ln else "" for ln in init]
+        lines.append("")
+        lines += _fmt_def("    ", "forward", ["self"] + p.input_names)
+        lines += ["        " + ln if ln else "" for ln in fwd]
+        return "\n".join(lines) + "\n"
+
+    def _drop_path_prologue(self) -> list[str]:
+        joins = [d for _, d in self.ir.nodes(data=True) if d["op"] == "join"]
+        drop_global = max(d["attrs"]["drop_global"] for d in joins)
+        if drop_global == 0:
+            return []
+        from udnet.ir.analysis import join_columns
+
+        num = max(max(c) for c in join_columns(self.ir).values())
+        return fmt_call("", "set_drop_path_columns", ["self", "x.shape[0]", repr(drop_global), str(num), "x.device"])
+
+    def _class_doc(self, cd: ClassDef) -> str:
+        inst = cd.instances[0]
+        if inst.kind == "network":
+            what = f"The network {inst.name}."
+        elif inst.kind == "block":
+            what = f"Block {inst.name}" + (f", used {len(cd.instances)} times." if len(cd.instances) > 1 else ".")
+        else:
+            what = f"The group '{inst.name}'."
+        return f'"""{_safe_text(what)}"""'
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (tuple, range)):
+        return "[" + ", ".join(_show(e) for e in v) + "]"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    return str(v)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _camel(label: str) -> str:
+    parts = re.split(r"_+", label)
+    name = "".join(p[:1].upper() + p[1:] for p in parts if p)
+    return name if name and not name[0].isdigit() else f"Group{name}"
+
+
+def _numify(desc: tuple) -> tuple:
+    out = []
+    for v in desc:
+        if isinstance(v, bool) or isinstance(v, str) or v is None:
+            out.append(v)
+        elif isinstance(v, (int, float)):
+            out.append(Num(v))
+        elif isinstance(v, tuple):
+            out.append(_numify(v))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+def _per_iteration(descs: list[tuple]) -> tuple:
+    """Merge per-iteration descriptions: every number position becomes an Affine."""
+    first = descs[0]
+    out = []
+    for k, v in enumerate(first):
+        column = [d[k] for d in descs]
+        if isinstance(v, Num):
+            vals = [c.value for c in column]
+            if all(isinstance(x, int) and not isinstance(x, bool) for x in vals):
+                step = vals[1] - vals[0] if len(vals) > 1 else 0
+                if all(b - a == step for a, b in zip(vals, vals[1:])):
+                    out.append(Affine(Num(vals[0]), Num(step)))
+                    continue
+            if all(x == vals[0] for x in vals):
+                out.append(Affine(Num(vals[0]), None))
+                continue
+            out.append(Affine(None, None, [Num(x) for x in vals]))
+        elif isinstance(v, tuple):
+            if all(isinstance(c, tuple) and len(c) == len(v) for c in column):
+                out.append(_per_iteration(column))
+            else:
+                out.append(("mismatch",) + tuple(repr(c) for c in column))
+        else:
+            out.append(v if all(c == v for c in column) else ("mismatch",) + tuple(repr(c) for c in column))
+    return tuple(out)
+
+
+def _walk(t: Any):
+    """Yield Num leaves in a fixed order."""
+    if isinstance(t, Num):
+        yield t
+    elif isinstance(t, Affine):
+        if t.values is not None:
+            yield from t.values
+        else:
+            if t.a is not None:
+                yield t.a
+            if t.b is not None:
+                yield t.b
+    elif isinstance(t, (tuple, list)):
+        for e in t:
+            yield from _walk(e)
+
+
+def _shape_key(t: Any) -> Any:
+    if isinstance(t, Num):
+        return "#"
+    if isinstance(t, Affine):
+        if t.values is not None:
+            return ("list", len(t.values))
+        return ("aff", t.a is not None, t.b is not None)
+    if isinstance(t, (tuple, list)):
+        return tuple(_shape_key(e) for e in t)
+    return t
+
+
+def _assign_slots(t: Any) -> int:
+    n = 0
+    for num in _walk(t):
+        num.slot = n
+        n += 1
+    return n
+
+
+def _slot_values(t: Any):
+    for num in _walk(t):
+        yield num.value
+
+
+def _used_slots(t: Any) -> set[int]:
+    """Slots that appear in the printed code (a child's numbers count only where they
+    are that child's constructor arguments)."""
+    used: set[int] = set()
+
+    def desc_slots(desc: tuple) -> None:
+        if desc and desc[0] == "scope":
+            for s in desc[1].param_slot:
+                used.update(n.slot for n in _walk(desc[2][s]))
+        else:
+            used.update(n.slot for n in _walk(desc))
+
+    for item in t[2]:
+        if item[0] == "stmt":
+            used.update(n.slot for n in item[4])
+            if item[6] is not None:
+                desc_slots(item[6][2])
+        else:
+            used.add(item[1].slot)
+            for s in item[5]:
+                used.update(n.slot for n in _walk(s[5]))
+                if s[4] is not None:
+                    desc_slots(s[4][2])
+    return used
+
+
+def _forward_slots(t: Any) -> set[int]:
+    """Slots the forward pass reads: loop counts and slice bounds."""
+    found: set[int] = set()
+    for item in t[2]:
+        if item[0] == "stmt":
+            found.update(n.slot for n in item[4])
+        else:
+            found.add(item[1].slot)
+            for s in item[5]:
+                found.update(n.slot for n in _walk(s[5]))
+    return found
+
+
+def _slot_hint(t: Any, slot: int) -> str | None:
+    """A readable parameter name from where a slot is used: conv1_out, num_denselayer, ..."""
+    fields = {
+        "conv": ("in", "out", "kernel", "stride", "pad", "dilation", "groups"),
+        "bn": ("rank", "channels", "eps", "momentum"),
+        "linear": ("in", "out"),
+    }
+    for item in t[2]:
+        if item[0] == "loop":
+            if item[1].slot == slot:
+                pat = item[5][0][4][0] if item[5] and item[5][0][4] else None
+                return f"num_{pat[0]}" if pat and pat[0] != "list" and pat[0] else "repeats"
+            continue
+        child = item[6]
+        if child is None:
+            continue
+        label, _, desc = child
+        nums = list(_walk(desc))
+        for k, n in enumerate(nums):
+            if n.slot == slot:
+                names = fields.get(desc[0], ())
+                field_name = names[k] if k < len(names) else f"arg{k}"
+                return f"{label}_{field_name}" if _IDENT.fullmatch(label) else field_name
+    return None
+
+
+def _wrap_doc(line: str) -> list[str]:
+    if len(line) <= LINE:
+        return [line]
+    out, cur = [], ""
+    for word in line.split(" "):
+        if cur and len(cur) + 1 + len(word) > LINE:
+            out.append(cur)
+            cur = word
+        else:
+            cur = f"{cur} {word}" if cur else word
+    out.append(cur)
+    return out
+
+
+def _fmt_def(indent: str, name: str, args: list[str]) -> list[str]:
+    one = f"{indent}def {name}({', '.join(args)}):"
+    if len(one) <= LINE:
+        return [one]
+    inner = f"{indent}    {', '.join(args)}"
+    if len(inner) <= LINE:
+        return [f"{indent}def {name}(", inner, f"{indent}):"]
+    return [f"{indent}def {name}("] + [f"{indent}    {a}," for a in args] + [f"{indent}):"]
+
+
+def fmt_call(prefix: str, fn: str, args: list[str], indent: str = "") -> list[str]:
+    """``prefix fn(args)`` as ruff format lays it out."""
+    one = f"{indent}{prefix}{fn}({', '.join(args)})"
+    if len(one) <= LINE:
+        return [one]
+    inner = f"{indent}    {', '.join(args)}"
+    if len(inner) <= LINE:
+        return [f"{indent}{prefix}{fn}(", inner, f"{indent})"]
+    return [f"{indent}{prefix}{fn}("] + [f"{indent}    {a}," for a in args] + [f"{indent})"]
+
+
+class _Printer:
+    def __init__(self, code: list[str], cd: ClassDef):
+        self.code = code
+        self.cd = cd
+        self.input_names: list[str] = []
+
+    def num(self, n: Num) -> str:
+        return self.code[n.slot]
+
+    def aff(self, a: Affine, var: str = "i") -> str:
+        if a.values is not None:
+            return f"({', '.join(self.num(v) for v in a.values)},)[{var}]"
+        base = self.num(a.a)
+        if a.b is None:
+            return base
+        step = self.num(a.b)
+        if step == "0":
+            return base
+        if step.startswith("-"):
+            term = var if step == "-1" else f"{step[1:]} * {var}"
+            return f"-{term}" if base == "0" else f"{base} - {term}"
+        term = var if step == "1" else f"{step} * {var}"
+        return term if base == "0" else f"{base} + {term}"
+
+    # -- constructors --
+
+    def ctor(self, desc: tuple, v) -> tuple[str, list[str]]:
+        """(callable, args) constructing a child; ``v`` renders a number-like leaf."""
+        kind = desc[0]
+        if kind == "scope":
+            cd = desc[1]
+            return cd.name, [v(desc[2][s]) for s in cd.param_slot]
+        if kind == "join":
+            _, _, dl, dg, cols = desc
+            return "Join", [v(dl), v(dg), "(" + ", ".join(v(c) for c in cols) + ("," if len(cols) == 1 else "") + ")"]
+        if kind == "conv":
+            _, cin, cout, k, s, p, d, g, bias, winit, binit = desc
+            args = [v(cin), v(cout), _pair(k, v)]
+            for key, val, default in (("stride", s, "1"), ("padding", p, "0"), ("dilation", d, "1"),
+                                      ("groups", g, "1")):
+                txt = _pair(val, v)
+                if txt != default:
+                    args.append(f"{key}={txt}")
+            if bias:
+                args.append("bias=True")
+            if winit != "kaiming_normal":
+                args.append(f"weight_init={_lit(winit)}")
+            if v(binit) not in ("0.0", "0"):
+                args.append(f"bias_init={v(binit)}")
+            return "conv2d", args
+        if kind == "bn":
+            _, rank, c, eps, mom, affine = desc
+            args = [v(c)]
+            if v(eps) != "1e-05":
+                args.append(f"eps={v(eps)}")
+            if v(mom) != "0.1":
+                args.append(f"momentum={v(mom)}")
+            if not affine:
+                args.append("affine=False")
+            return f"nn.BatchNorm{rank}", args
+        if kind == "linear":
+            _, cin, cout, bias, winit, binit = desc
+            args = [v(cin), v(cout)]
+            if not bias:
+                args.append("bias=False")
+            if winit != "default":
+                args.append(f"weight_init={_lit(winit)}")
+            if v(binit) not in ("0.0", "0"):
+                args.append(f"bias_init={v(binit)}")
+            return "linear", args
+        if kind in ("maxpool", "avgpool"):
+            k, s, p, ceil = desc[1:5]
+            args = [_pair(k, v)]
+            if _pair(s, v) != _pair(k, v):
+                args.append(f"stride={_pair(s, v)}")
+            if _pair(p, v) != "0":
+                args.append(f"padding={_pair(p, v)}")
+            if ceil:
+                args.append("ceil_mode=True")
+            if kind == "avgpool" and not desc[5]:
+                args.append("count_include_pad=False")
+            return ("nn.MaxPool2d" if kind == "maxpool" else "nn.AvgPool2d"), args
+        if kind == "dropout":
+            return "nn.Dropout", [v(desc[1])]
+        if kind == "elu":
+            return "nn.ELU", ([] if v(desc[1]) == "1.0" else [v(desc[1])])
+        if kind == "gap":
+            return "GlobalAvgPool", (["keep=True"] if desc[1] else [])
+        if kind == "upsample":
+            return "nn.Upsample", [f"scale_factor={v(desc[1])}", f"mode={_lit(desc[2])}"]
+        simple = {"relu": "nn.ReLU", "sigmoid": "nn.Sigmoid", "tanh": "nn.Tanh", "identity": "nn.Identity",
+                  "flatten": "nn.Flatten"}
+        return simple[kind], []
+
+    def init_lines(self, tpl) -> list[str]:
+        lines: list[str] = []
+        for item in tpl[2]:
+            if item[0] == "stmt":
+                child = item[6]
+                if child is None:
+                    continue
+                label, _, desc = child
+                fn, args = self.ctor(desc, self._leaf)
+                if _IDENT.fullmatch(label) and label not in _RESERVED_ATTRS:
+                    lines += fmt_call(f"self.{label} = ", fn, args)
+                else:
+                    lines += fmt_call("", "self.add_module", [_lit(label), f"{fn}({', '.join(args)})"])
+            else:
+                count = self.num(item[1])
+                body = []
+                for s in item[5]:
+                    if s[4] is None:
+                        continue
+                    pat, _, desc = s[4]
+                    fn, args = self.ctor(desc, lambda leaf: self._iter_leaf(leaf))
+                    body += fmt_call("", "self.add_module", [self._label_expr(pat), f"{fn}({', '.join(args)})"],
+                                     "    ")
+                if body:
+                    lines.append(f"for i in range({count}):")
+                    lines += body
+        return lines
+
+    def _leaf(self, leaf) -> str:
+        if isinstance(leaf, Num):
+            return self.num(leaf)
+        if isinstance(leaf, bool) or isinstance(leaf, str):
+            return _lit(leaf)
+        raise TypeError(leaf)
+
+    def _iter_leaf(self, leaf) -> str:
+        if isinstance(leaf, Affine):
+            return self.aff(leaf)
+        return self._leaf(leaf)
+
+    def _label_expr(self, pat) -> str:
+        if pat[0] == "list":
+            return f"{_lit(tuple(pat[1:]))}[i]"
+        prefix, start, step, suffix = pat
+        idx = "i" if step == 1 and start == 0 else (
+            f"i + {start}" if step == 1 else (f"{step} * i" if start == 0 else f"{step} * i + {start}")
+        )
+        text = prefix.replace("{", "{{").replace("}", "}}")
+        return f'f"{text}{{{idx}}}{suffix}"'
+
+    # -- forward --
+
+    def forward_lines(self, tpl, inst: Instance) -> list[str]:
+        n_in = tpl[1]
+        names: dict[int, str] = {}
+        live: set[str] = set()
+        last_use = _last_uses(tpl)
+        taken = set(_RESERVED)
+        for k in range(n_in):
+            nm = "x" if k == 0 else f"x{k + 1}"
+            names[k] = nm
+            live.add(nm)
+        self.input_names = [names[k] for k in range(n_in)]
+        lines: list[str] = []
+        counter = [0]
+
+        def fresh(pref: str, dying: list[str]) -> str:
+            if pref and _IDENT.fullmatch(pref) and pref not in taken and (pref not in live or pref in dying):
+                return pref
+            for d in dying:
+                return d
+            while True:
+                counter[0] += 1
+                cand = "y" if counter[0] == 1 else f"y{counter[0]}"
+                if cand not in live:
+                    return cand
+
+        for idx, item in enumerate(tpl[2]):
+            if item[0] == "stmt":
+                _, kind, ins, outs, nums, vars_, child = item
+                args = [names[v] for v in ins]
+                dying = [names[v] for v in ins if last_use.get(v) == idx]
+                expr = self._expr(kind, args, nums, child, lambda lbl: _attr(lbl))
+                for d in dying:
+                    live.discard(d)
+                if not outs or all(last_use.get(o) is None for o in outs):
+                    lines += _stmt_lines("", expr)
+                    continue
+                out_names = []
+                for o, vn in zip(outs, vars_):
+                    nm = fresh(vn, [d for d in dying if d not in out_names])
+                    names[o] = nm
+                    live.add(nm)
+                    out_names.append(nm)
+                lines += _stmt_lines(", ".join(out_names) + " = ", expr)
+            else:
+                lines += self._loop_lines(item, idx, names, live, last_use, fresh)
+        outs = tpl[3]
+        lines += _stmt_lines("return ", ", ".join(names[o] for o in outs) if outs else "x")
+        return lines
+
+    def _loop_lines(self, item, idx, names, live, last_use, fresh) -> list[str]:
+        _, count, carry, carry_pos, out, stmts = item
+        carry_name = names.get(carry) if carry is not None else None
+        local: dict[tuple, str] = {}
+        body: list[str] = []
+        for j, s in enumerate(stmts):
+            _, kind, ins, n_out, childs, nums, vars_ = s
+            args = []
+            for r in ins:
+                if r[0] == "w":
+                    args.append(local[(r[1], r[2])])
+                elif r[0] == "c":
+                    args.append(carry_name)
+                else:
+                    args.append(names[r[1]])
+            lbl = None
+            if childs is not None:
+                lbl = self._label_expr(childs[0])
+            expr = self._expr(kind, args, nums, (None, None, None) if childs else None,
+                              lambda _: f"getattr(self, {lbl})", looping=True)
+            outs = []
+            for k in range(n_out):
+                if carry_pos is not None and (j, k) == carry_pos and carry_name:
+                    nm = carry_name
+                else:
+                    nm = fresh(vars_[k] if vars_[k] != carry_name else "", [])
+                    live.add(nm)
+                local[(j, k)] = nm
+                outs.append(nm)
+            body += _stmt_lines(", ".join(outs) + " = ", expr, "    ")
+        if out is not None:
+            names[out] = carry_name
+        return [f"for i in range({self._count(count)}):"] + body
+
+    def _count(self, n: Num) -> str:
+        c = self.num(n)
+        return c if c[0].isdigit() else f"self.{c}"
+
+    def _expr(self, kind, args, nums, child, attr, looping=False) -> str:
+        if kind == "call":
+            return f"{attr(child[0] if child else None)}({', '.join(args)})"
+        if kind == "add":
+            return " + ".join(args)
+        if kind == "concat":
+            return f"torch.cat([{', '.join(args)}], 1)"
+        if kind == "gate":
+            h, x, t = args
+            return f"{t} * {h} + (1 - {t}) * {x}"
+        if kind == "slice":
+            if looping:
+                lo, hi = (self._fwd(self.aff(a)) for a in nums)
+            else:
+                lo, hi = (self._fwd(self.num(n)) for n in nums)
+            lo = "" if lo == "0" else lo
+            return f"{args[0]}[:, {lo}:{hi}]"
+        raise AssertionError(kind)
+
+    def _fwd(self, code: str) -> str:
+        return code if not _IDENT.fullmatch(code) else f"self.{code}"
+
+
+_RESERVED_ATTRS = {"training", "forward"}
+
+
+def _attr(label: str) -> str:
+    return f"self.{label}" if _IDENT.fullmatch(label) and label not in _RESERVED else f"getattr(self, {_lit(label)})"
+
+
+def _pair(val, v) -> str:
+    if isinstance(val, tuple):
+        return "(" + ", ".join(v(e) for e in val) + ")"
+    return v(val)
+
+
+def _last_uses(tpl) -> dict[int, int]:
+    last: dict[int, int] = {}
+    for idx, item in enumerate(tpl[2]):
+        if item[0] == "stmt":
+            for v in item[2]:
+                last[v] = idx
+        else:
+            if item[2] is not None:
+                last[item[2]] = idx
+            for s in item[5]:
+                for r in s[2]:
+                    if r[0] == "o":
+                        last[r[1]] = idx
+    for v in tpl[3]:
+        last[v] = len(tpl[2])
+    return last
+
+
+def _stmt_lines(prefix: str, expr: str, indent: str = "") -> list[str]:
+    one = f"{indent}{prefix}{expr}"
+    if len(one) <= LINE:
+        return [one]
+    m = re.fullmatch(r"(.*?)\((.*)\)", expr)
+    if m and m.group(2).count("(") == m.group(2).count(")"):
+        args = _split_args(m.group(2))
+        return fmt_call(prefix, m.group(1), args, indent)
+    return [one]
+
+
+def _split_args(s: str) -> list[str]:
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def emit_module(ir: IR, spec_name: str = "<spec>") -> str:
+    """PyTorch source for the IR: a standalone module that imports torch only."""
+    return Emitter(ir, spec_name).emit()

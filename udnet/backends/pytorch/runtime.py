@@ -1,0 +1,109 @@
+"""Helpers copied into an emitted model.py when it uses them (it imports torch only)."""
+
+CONV2D = '''
+def conv2d(
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    bias=False,
+    weight_init="kaiming_normal",
+    bias_init=0.0,
+):
+    """nn.Conv2d initialised as the spec says."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
+    )
+    init_weight(conv.weight, weight_init)
+    if conv.bias is not None:
+        nn.init.constant_(conv.bias, bias_init)
+    return conv
+'''
+
+LINEAR = '''
+def linear(in_features, out_features, bias=True, weight_init="default", bias_init=0.0):
+    """nn.Linear initialised as the spec says."""
+    fc = nn.Linear(in_features, out_features, bias)
+    init_weight(fc.weight, weight_init)
+    if fc.bias is not None:
+        nn.init.constant_(fc.bias, bias_init)
+    return fc
+'''
+
+INIT_WEIGHT = '''
+def init_weight(weight, kind):
+    if kind == "kaiming_normal":
+        nn.init.kaiming_normal_(weight)
+    elif kind == "kaiming_uniform":
+        nn.init.kaiming_uniform_(weight)
+    elif kind == "xavier_normal":
+        nn.init.xavier_normal_(weight)
+    elif kind == "xavier_uniform":
+        nn.init.xavier_uniform_(weight)
+    elif kind == "normal":
+        nn.init.normal_(weight, std=0.01)
+    elif kind == "zeros":
+        nn.init.zeros_(weight)
+'''
+
+GLOBAL_AVG_POOL = '''
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial dimensions: [N, C, H, W] -> [N, C] (or [N, C, 1, 1])."""
+
+    def __init__(self, keep=False):
+        super().__init__()
+        self.keep = keep
+
+    def forward(self, x):
+        return x.mean((2, 3), keepdim=self.keep)
+'''
+
+JOIN = '''
+class Join(nn.Module):
+    """FractalNet join: the mean of its inputs, with drop-path while training.
+
+    Local drop-path drops each input with probability drop_local, keeping at least
+    one. Samples chosen for global drop-path (see set_drop_path_columns) keep only
+    the input of their column.
+    """
+
+    def __init__(self, drop_local=0.0, drop_global=0.0, columns=()):
+        super().__init__()
+        self.drop_local = drop_local
+        self.drop_global = drop_global
+        self.columns = columns
+        self.global_columns = None
+
+    def forward(self, *xs):
+        if not self.training or (self.drop_local == 0 and self.global_columns is None):
+            return torch.stack(xs).mean(0)
+        n = xs[0].shape[0]
+        keep = torch.rand(len(xs), n, device=xs[0].device) >= self.drop_local
+        lucky = torch.randint(len(xs), (n,), device=xs[0].device)
+        none_kept = ~keep.any(0)
+        keep[lucky, torch.arange(n, device=xs[0].device)] |= none_kept
+        if self.global_columns is not None:
+            cols = torch.tensor(self.columns, device=xs[0].device)
+            chosen = cols[:, None] == self.global_columns[None, :]
+            use_global = chosen.any(0)
+            keep = torch.where(use_global[None, :], chosen, keep)
+        w = keep.to(xs[0].dtype)
+        w = w / w.sum(0, keepdim=True)
+        shape = (len(xs), n) + (1,) * (xs[0].dim() - 1)
+        return (torch.stack(xs) * w.view(shape)).sum(0)
+
+
+def set_drop_path_columns(model, batch, drop_global, num_columns, device):
+    """Choose, per sample, a column for global drop-path (-1: local drop-path)."""
+    columns = None
+    if model.training and drop_global > 0:
+        columns = torch.randint(1, num_columns + 1, (batch,), device=device)
+        local = torch.rand(batch, device=device) >= drop_global
+        columns = torch.where(local, torch.full_like(columns, -1), columns)
+    for m in model.modules():
+        if isinstance(m, Join):
+            m.global_columns = columns
+'''

@@ -1,0 +1,337 @@
+"""From the flat IR back to a module hierarchy: one ``Instance`` per scope, with its
+submodules and forward statements; repeats folded into loops.
+
+Values are IR node ids. A scope's inputs are the outside values its nodes read
+(the tensor it was applied to first); its outputs are the inside values read
+outside it (one for an ordinary block; a FractalNet block whose final join was
+merged into its caller's join returns all of its columns).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from udnet.ir.analysis import join_columns
+from udnet.ir.graph import IR
+from udnet.ir.ops import OPS
+
+
+@dataclass
+class Child:
+    label: str
+    kind: str  # op, scope, join
+    desc: tuple  # what to construct; numbers in it may differ between instances of a class
+    instance: "Instance | None" = None
+
+
+@dataclass
+class Stmt:
+    kind: str  # call, add, concat, gate, slice
+    ins: list[int]
+    outs: list[int]
+    child: int | None = None  # index into Instance.children for calls
+    nums: tuple = ()  # slice bounds
+
+
+@dataclass
+class Loop:
+    """``count`` repetitions of ``body``; the carried value flows from one window to the next."""
+
+    count: int
+    body: list[Stmt]  # the first window; the others differ only in numbers and children
+    children: list[list[int]]  # per body position: child index of each iteration (or [])
+    carry_in: int | None  # value entering the first window
+    carry_pos: tuple[int, int] | None  # (statement, output) in a window that carries on
+    out: int | None  # the last window's carried value
+    nums: list[list[tuple]]  # per body position: slice numbers of each iteration
+
+
+@dataclass
+class Instance:
+    path: str
+    kind: str  # network, block, group
+    name: str
+    args: dict
+    inputs: list[int]
+    outputs: list[int]
+    children: list[Child] = field(default_factory=list)
+    body: list[Any] = field(default_factory=list)  # Stmt and Loop
+    var_names: dict[int, str] = field(default_factory=dict)
+
+
+def build_instances(ir: IR) -> Instance:
+    """The module tree of the IR, innermost scopes first resolved."""
+    columns = join_columns(ir)
+    topo = {n: i for i, n in enumerate(ir.topo())}
+    scopes = ir.graph["scopes"]
+    nodes_in: dict[str, list[int]] = {"": []}
+    for p in scopes:
+        nodes_in[p] = []
+    for n, d in ir.nodes(data=True):
+        if d["op"] in ("input", "output"):  # outside every scope, the root's included
+            continue
+        s = d["scope"]
+        while True:
+            nodes_in[s].append(n)
+            if not s:
+                break
+            s = s.rpartition(".")[0]
+
+    def child_label(path: str, inner: str) -> str:
+        rest = inner[len(path) + 1 :] if path else inner
+        return rest.split(".")[0]
+
+    def make(path: str) -> Instance:
+        members = set(nodes_in[path])
+        if path:
+            sc = scopes[path]
+            kind, name, args = sc.kind, sc.block or path.rpartition(".")[2], sc.args
+        else:
+            kind, name, args = "network", ir.graph["network"], ir.graph["params"]
+        inputs: list[int] = []
+        outputs: list[int] = []
+        for n in sorted(members, key=topo.get):
+            for u in ir.inputs(n):
+                if u not in members and u not in inputs:
+                    inputs.append(u)
+            if any(v not in members for v in ir.consumers(n)):
+                outputs.append(n)
+        if path and scopes[path].input in inputs:
+            inputs.remove(scopes[path].input)
+            inputs.insert(0, scopes[path].input)
+        inst = Instance(path, kind, name, args, inputs, outputs)
+        # Items: own nodes, and direct child scopes collapsed to one call each.
+        item_of: dict[int, str | int] = {}
+        for n in members:
+            d = ir.nodes[n]
+            if d["op"] in ("input", "output"):
+                continue
+            item_of[n] = n if d["scope"] == path else child_label(path, f"{d['scope']}.{d['name']}" if d["name"] else d["scope"])
+        items: dict[Any, list[int]] = {}
+        for n, it in item_of.items():
+            items.setdefault(it, []).append(n)
+        dag = nx.DiGraph()
+        for it in items:
+            dag.add_node(it)
+        for n, it in item_of.items():
+            for u in ir.inputs(n):
+                ut = item_of.get(u)
+                if ut is not None and ut != it:
+                    dag.add_edge(ut, it)
+        first = {it: min(topo[n] for n in ns) for it, ns in items.items()}
+        order = list(nx.lexicographical_topological_sort(dag, key=lambda it: first[it]))
+        for it in order:
+            if isinstance(it, int):
+                _node_stmt(ir, inst, it, columns)
+            else:
+                full = f"{path}.{it}" if path else it
+                if full in scopes:
+                    sub = make(full)
+                    inst.children.append(Child(it, "scope", (), sub))
+                    inst.body.append(Stmt("call", list(sub.inputs), list(sub.outputs), len(inst.children) - 1))
+                else:  # an op leaf inside a child path that is not a scope cannot happen
+                    raise AssertionError(f"no scope {full}")
+        for n in members:
+            var = ir.nodes[n].get("var")
+            if var:
+                inst.var_names[n] = var
+        return inst
+
+    return make("")
+
+
+def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) -> None:
+    d = ir.nodes[n]
+    op = d["op"]
+    ins = ir.inputs(n)
+    if op in OPS:
+        in_shape = ir.nodes[ins[0]]["shape"]
+        inst.children.append(Child(d["name"], "op", op_desc(op, in_shape, d["attrs"])))
+        inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
+    elif op == "join":
+        a = d["attrs"]
+        desc = ("join", len(ins), a["drop_local"], a["drop_global"], tuple(columns[n]))
+        taken = {c.label for c in inst.children}
+        label = "join"
+        k = 1
+        while label in taken:
+            k += 1
+            label = f"join{k}"
+        inst.children.append(Child(label, "join", desc))
+        inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
+    elif op == "slice":
+        inst.body.append(Stmt("slice", ins, [n], None, (d["attrs"]["lo"], d["attrs"]["hi"])))
+    else:
+        inst.body.append(Stmt(op, ins, [n]))
+
+
+def _sq(pair: tuple[int, int]) -> int | tuple[int, int]:
+    return pair[0] if pair[0] == pair[1] else pair
+
+
+def op_desc(op: str, shape: tuple, a: dict) -> tuple:
+    """What constructs the op's module; numbers are the parts a shared class may vary."""
+    if op == "conv":
+        return ("conv", shape[0], a["out"], _sq(a["kernel"]), _sq(a["stride"]), _sq(a["pad"]),
+                _sq(a["dilation"]), a["groups"], a["bias"], a["weight_init"], a["bias_init"])
+    if op == "bn":
+        return ("bn", "2d" if len(shape) == 3 else "1d", shape[0], a["eps"], a["momentum"], a["affine"])
+    if op == "linear":
+        return ("linear", shape[0], a["out"], a["bias"], a["weight_init"], a["bias_init"])
+    if op in ("maxpool", "avgpool"):
+        stride = a["stride"] if a["stride"] is not None else a["kernel"]
+        extra = (a["count_pad"],) if op == "avgpool" else ()
+        return (op, _sq(a["kernel"]), _sq(stride), _sq(a["pad"]), a["ceil"]) + extra
+    if op == "dropout":
+        return ("dropout", a["p"])
+    if op == "elu":
+        return ("elu", a["alpha"])
+    if op == "gap":
+        return ("gap", a["keep"])
+    if op == "upsample":
+        return ("upsample", a["scale"], a["mode"])
+    return (op,)
+
+
+# ---- folding repeats into loops ----
+
+_MAX_PERIOD = 8
+
+
+def fold_loops(inst: Instance, class_of) -> None:
+    """Replace runs of >= 2 isomorphic statement windows by Loops (recursively bottom-up
+    the caller handles children first). ``class_of(child)`` names a child's class key."""
+    body = inst.body
+    used_after = _uses(inst)
+    out: list[Any] = []
+    i = 0
+    while i < len(body):
+        best = None
+        for p in range(1, min(_MAX_PERIOD, (len(body) - i) // 2) + 1):
+            loop = _try_loop(inst, body, i, p, class_of, used_after)
+            if loop is not None and (best is None or loop.count * p > best.count * len(best.body)):
+                best = loop
+        if best is None:
+            out.append(body[i])
+            i += 1
+        else:
+            out.append(best)
+            i += best.count * len(best.body)
+    inst.body = out
+
+
+def _uses(inst: Instance) -> dict[int, list[int]]:
+    """value -> indices of statements that read it (len(body) for the scope's outputs)."""
+    uses: dict[int, list[int]] = {}
+    for k, s in enumerate(inst.body):
+        for v in s.ins:
+            uses.setdefault(v, []).append(k)
+    for v in inst.outputs:
+        uses.setdefault(v, []).append(len(inst.body))
+    return uses
+
+
+def _stmt_key(inst: Instance, s: Stmt, class_of) -> tuple:
+    if s.child is None:
+        return (s.kind, len(s.ins), len(s.outs))
+    return (s.kind, len(s.ins), len(s.outs), class_of(inst.children[s.child]))
+
+
+def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
+    def window(w):
+        return body[start + w * p : start + (w + 1) * p]
+
+    if start + 2 * p > len(body) or not all(isinstance(s, Stmt) for s in body[start : start + 2 * p]):
+        return None
+    w0, w1 = window(0), window(1)
+    keys = [_stmt_key(inst, s, class_of) for s in w0]
+    if [_stmt_key(inst, s, class_of) for s in w1] != keys:
+        return None
+    produced0 = {v: (j, k) for j, s in enumerate(w0) for k, v in enumerate(s.outs)}
+    # The carried value: what window 1 reads from window 0.
+    carry_pos = None
+    for s in w1:
+        for v in s.ins:
+            if v in produced0:
+                if carry_pos not in (None, produced0[v]):
+                    return None
+                carry_pos = produced0[v]
+    carry_in = None
+    if carry_pos is not None:
+        # In window 0 the same input slots must read one outside value.
+        for s0, s1 in zip(w0, w1):
+            for v0, v1 in zip(s0.ins, s1.ins):
+                if v1 in produced0:
+                    if v0 in produced0 or carry_in not in (None, v0):
+                        return None
+                    carry_in = v0
+        if carry_in is None:
+            return None
+
+    def refs(win, cin):
+        local = {v: (j, k) for j, s in enumerate(win) for k, v in enumerate(s.outs)}
+        return [
+            tuple(("w",) + local[v] if v in local else ("c",) if v == cin else ("o", v) for v in s.ins)
+            for s in win
+        ]
+
+    sig = refs(w0, carry_in)
+    count = 1
+    cin = carry_in
+    while start + (count + 1) * p <= len(body):
+        prev, win = window(count - 1), window(count)
+        if not all(isinstance(s, Stmt) for s in win):
+            break
+        if [_stmt_key(inst, s, class_of) for s in win] != keys:
+            break
+        nxt = prev[carry_pos[0]].outs[carry_pos[1]] if carry_pos else None
+        if refs(win, nxt) != sig:
+            break
+        cin = nxt
+        count += 1
+    # Short runs read better unrolled, and so do runs whose labels follow no pattern.
+    if count < 3:
+        return None
+    for j, s in enumerate(w0):
+        if s.child is not None and label_pattern([inst.children[window(w)[j].child].label for w in range(count)]) is None:
+            return None
+    # Nothing but the last carried value may be read after the loop or across windows.
+    end = start + count * p
+    last = window(count - 1)
+    out = last[carry_pos[0]].outs[carry_pos[1]] if carry_pos else None
+    for w in range(count):
+        for j, s in enumerate(window(w)):
+            for v in s.outs:
+                for k in uses.get(v, []):
+                    inside = start + w * p <= k < start + (w + 1) * p
+                    next_window = carry_pos is not None and (j, s.outs.index(v)) == carry_pos and (
+                        start + (w + 1) * p <= k < start + (w + 2) * p
+                    )
+                    after = k >= end and v == out
+                    if not (inside or next_window or after):
+                        return None
+    children = [[window(w)[j].child for w in range(count)] if s.child is not None else [] for j, s in enumerate(w0)]
+    nums = [[window(w)[j].nums for w in range(count)] for j in range(p)]
+    return Loop(count, list(w0), children, carry_in, carry_pos, out, nums)
+
+
+_TAIL_NUMBER = re.compile(r"^(.*?)(\d+)(\D*)$")
+
+
+def label_pattern(labels: list[str]) -> tuple[str, int, int, str] | None:
+    """``denselayer1, denselayer2, ...`` -> ("denselayer", 1, 1, ""): prefix, start, step, suffix."""
+    parts = [_TAIL_NUMBER.match(lbl) for lbl in labels]
+    if not all(parts):
+        return None
+    prefix, suffix = parts[0].group(1), parts[0].group(3)
+    nums = [int(m.group(2)) for m in parts]
+    if any(m.group(1) != prefix or m.group(3) != suffix or str(int(m.group(2))) != m.group(2) for m in parts):
+        return None
+    step = nums[1] - nums[0]
+    if step == 0 or any(b - a != step for a, b in zip(nums, nums[1:])):
+        return None
+    return prefix, nums[0], step, suffix
