@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from udnet import __version__
@@ -30,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
     check = sub.add_parser("check", help="parse, elaborate and verify a spec; print shapes, params and MACs")
     _common(check)
+    comp = sub.add_parser("compile", help="emit a standalone PyTorch module (model.py)")
+    _common(comp)
+    comp.add_argument("-o", "--output", metavar="FILE", help="where to write the module (default: stdout)")
     return p
 
 
@@ -76,7 +80,22 @@ def _si(n: float) -> str:
     return f"{n:.3g} P"
 
 
-COMMANDS = {"check": cmd_check}
+def cmd_compile(args) -> int:
+    from udnet.backends.pytorch import emit_module
+
+    ir = _build(args)
+    text = emit_module(ir, os.path.basename(args.spec))
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        from udnet.output import write_atomic
+
+        write_atomic(args.output, text)
+        print(f"{args.output}: {ir.graph['network']}, {ir.param_count():,} parameters", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `udnet check x.ud | head`: the reader left, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

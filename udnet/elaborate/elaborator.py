@@ -92,6 +92,7 @@ class Elaborator:
             self._declare(d)
         self.g = IR()
         self._next_id = 0
+        self._owner: dict[int, _ScopeNode | None] = {}
         self.steps = 0
         self.depth = 0
         self.absorbed: set[int] = set()
@@ -113,9 +114,10 @@ class Elaborator:
         for p in d.params:
             if p.name in seen:
                 raise UdnetError(f"parameter '{p.name}' appears twice", p.span)
-            kind = _reserved_kind(p.name) or ("the block's input tensor" if p.name == "x" else None)
-            if kind:
-                raise UdnetError(f"parameter '{p.name}' would shadow {kind}", p.span, "rename the parameter")
+            # Parameters may reuse built-in names (a paper's "width", a per-block "dropout"):
+            # in value position the parameter wins, in call position the op or block does.
+            if p.name == "x":
+                raise UdnetError("parameter 'x' would shadow the block's input tensor", p.span, "rename the parameter")
             seen[p.name] = p
         (self.blocks if d.kind == "block" else self.networks)[d.name] = d
         if d.kind == "block" and d.name in {n for n in self.networks}:
@@ -307,6 +309,7 @@ class Elaborator:
                    params=params, macs=macs)
         for port, (t, kind, channels) in enumerate(inputs):
             g.add_edge(t.node, nid, port=port, kind=kind, channels=channels)
+        self._owner[nid] = self.scope if op != "input" else None
         return nid
 
     def _connection(self, op: str, operands: list[Tensor], shape, span, attrs=None, channels=None) -> int:
@@ -405,7 +408,10 @@ class Elaborator:
             raise UdnetError(f"x holds the current tensor; cannot assign {describe(value)} to it", s.span)
         if isinstance(value, Tensor):
             value = value.settled()
-            self.g.nodes[value.node].setdefault("var", name)
+            # Name the value after the spec variable only where it was made (the backends
+            # use it for readable code), not where a caller binds a block's result.
+            if self._owner.get(value.node) is self.scope:
+                self.g.nodes[value.node].setdefault("var", name)
         frame.vars[name] = value
 
     def _current(self, frame: Frame, span: Span) -> Tensor:
@@ -738,7 +744,8 @@ class Elaborator:
             raise UdnetError("only blocks, ops and built-in functions can be called", e.func.span)
         name = e.func.id
         bound = frame.lookup(name)
-        if bound is not MISSING:
+        callable_name = name in self.blocks or name in OPS or name in CONNECTIONS or name in FUNCTIONS
+        if bound is not MISSING and not (callable_name or name in INTROSPECTION):
             raise UdnetError(f"'{name}' is {describe(bound)}, not something to call", e.func.span)
         args = [self._eval(a, frame) for a in e.args]
         kwargs: dict[str, Any] = {}

@@ -27,6 +27,8 @@ from udnet.backends.pytorch.structure import (
 from udnet.ir.graph import IR
 
 LINE = 88
+#: Statements are printed relative to a method body, which sits 8 columns in.
+BODY_WIDTH = LINE - 8
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {
     "self", "torch", "nn", "conv2d", "linear", "init_weight", "GlobalAvgPool", "Join",
@@ -111,6 +113,14 @@ class Emitter:
                 self._collect(c.instance)
         fold_loops(inst, self._child_key)
         tpl = self._template(inst)
+        # A loop over explicit per-iteration lists reads worse than the unrolled code.
+        listy = [k for k, item in enumerate(tpl[2]) if item[0] == "loop" and _has_lists(item)]
+        if listy:
+            body = []
+            for k, item in enumerate(inst.body):
+                body.extend(item.stmts if k in listy else [item])
+            inst.body = body
+            tpl = self._template(inst)
         key = (inst.kind, inst.name, _shape_key(tpl))
         cd = self.classes.get(key)
         if cd is None:
@@ -153,7 +163,7 @@ class Emitter:
                 child = inst.children[item.child] if item.child is not None else None
                 body.append((
                     "stmt", item.kind, tuple(ref(v) for v in item.ins), tuple(ref(v) for v in item.outs),
-                    tuple(Num(n) for n in item.nums), tuple(var(v) for v in item.outs),
+                    tuple(None if n is None else Num(n) for n in item.nums), tuple(var(v) for v in item.outs),
                     None if child is None else (child.label, child.kind, self._desc(child)),
                 ))
                 continue
@@ -173,7 +183,8 @@ class Emitter:
                     pat = label_pattern(labels)
                     childs = (pat if pat else ("list",) + tuple(labels), kids[0].kind,
                               _per_iteration([self._desc(k) for k in kids]))
-                nums = _per_iteration([tuple(Num(n) for n in t) for t in loop.nums[j]]) if s.nums else ()
+                nums = _per_iteration([tuple(None if n is None else Num(n) for n in t) for t in loop.nums[j]]) \
+                    if s.nums else ()
                 stmts.append(("lstmt", s.kind, tuple(local_ins), len(s.outs), childs, nums,
                               tuple(var(v) for v in s.outs)))
             out = ref(loop.out) if loop.out is not None else None
@@ -218,6 +229,24 @@ class Emitter:
             if s in forward_slots:
                 cd.forward_attrs.add(params[col])
 
+    def _name_variants(self) -> None:
+        """Classes of one block that differ in structure are named by the arguments that
+        tell them apart (FractalC3, DualPathProject), else numbered."""
+        groups: dict[tuple, list[ClassDef]] = {}
+        for cd in self.order:
+            inst = cd.instances[0]
+            groups.setdefault((inst.kind, inst.name), []).append(cd)
+        self.class_names = set()
+        for (kind, base), cds in groups.items():
+            base = base if kind != "group" else _camel(base)
+            if len(cds) == 1:
+                cds[0].name = self._class_name(base)
+                continue
+            suffixes = _distinguishing_suffixes(cds)
+            for n, cd in enumerate(cds, 1):
+                suffix = suffixes[n - 1] if suffixes else (str(n) if n > 1 else "")
+                cd.name = self._class_name(base + suffix)
+
     def _class_name(self, base: str) -> str:
         name = _pyname(base, self.class_names)
         self.class_names.add(name)
@@ -227,12 +256,16 @@ class Emitter:
 
     def emit(self) -> str:
         self._collect(self.root)
+        self._name_variants()
         for cd in self.order:
             self._finish_class(cd)
         helpers = "".join("\n\n" + h.strip("\n") + "\n" for h in self._helpers())
         classes = "".join("\n\n" + self._class_source(cd) for cd in self.order)
         root = self.class_of_inst[id(self.root)].name
-        return self._header() + helpers + classes + f"\n\nROOT = {_lit(root)}\n"
+        header = self._header()
+        if "torch." not in helpers + classes:
+            header = header.replace("import torch\n", "")
+        return header + helpers + classes + f"\n\nROOT = {_lit(root)}\n"
 
     # ---- printing ----
 
@@ -373,6 +406,53 @@ def _per_iteration(descs: list[tuple]) -> tuple:
     return tuple(out)
 
 
+def _distinguishing_suffixes(cds: list[ClassDef]) -> list[str] | None:
+    """Per class, a name suffix from the block arguments constant within it that tell
+    the classes apart; None when no such arguments exist."""
+    args = list(cds[0].instances[0].args)
+    chosen: list[str] = []
+    for arg in args:
+        values = []
+        for cd in cds:
+            vals = {repr(i.args.get(arg)) for i in cd.instances}
+            if len(vals) != 1:
+                break
+            values.append(cd.instances[0].args.get(arg))
+        else:
+            if len({repr(v) for v in values}) > 1:
+                chosen.append(arg)
+                keys = [tuple(repr(cd.instances[0].args.get(a)) for a in chosen) for cd in cds]
+                if len(set(keys)) == len(cds):
+                    break
+    keys = [tuple(repr(cd.instances[0].args.get(a)) for a in chosen) for cd in cds]
+    if not chosen or len(set(keys)) != len(cds):
+        return None
+    out = []
+    for cd in cds:
+        parts = []
+        for a in chosen:
+            v = cd.instances[0].args.get(a)
+            cap = _camel(a) if not a[:1].isupper() else a
+            if isinstance(v, bool):
+                parts.append(cap if v else "")
+            elif isinstance(v, int):
+                parts.append(f"{cap}{v}" if v >= 0 else f"{cap}Minus{-v}")
+            elif isinstance(v, str) and re.fullmatch(r"\w+", v):
+                parts.append(_camel(v))
+            else:
+                return None
+        out.append("".join(parts))
+    return out if len(set(out)) == len(out) else None
+
+
+def _has_lists(t: Any) -> bool:
+    if isinstance(t, Affine):
+        return t.values is not None
+    if isinstance(t, (tuple, list)):
+        return any(_has_lists(e) for e in t)
+    return False
+
+
 def _walk(t: Any):
     """Yield Num leaves in a fixed order."""
     if isinstance(t, Num):
@@ -429,7 +509,7 @@ def _used_slots(t: Any) -> set[int]:
 
     for item in t[2]:
         if item[0] == "stmt":
-            used.update(n.slot for n in item[4])
+            used.update(n.slot for n in _walk(item[4]))
             if item[6] is not None:
                 desc_slots(item[6][2])
         else:
@@ -446,7 +526,7 @@ def _forward_slots(t: Any) -> set[int]:
     found: set[int] = set()
     for item in t[2]:
         if item[0] == "stmt":
-            found.update(n.slot for n in item[4])
+            found.update(n.slot for n in _walk(item[4]))
         else:
             found.add(item[1].slot)
             for s in item[5]:
@@ -504,15 +584,30 @@ def _fmt_def(indent: str, name: str, args: list[str]) -> list[str]:
     return [f"{indent}def {name}("] + [f"{indent}    {a}," for a in args] + [f"{indent}):"]
 
 
-def fmt_call(prefix: str, fn: str, args: list[str], indent: str = "") -> list[str]:
-    """``prefix fn(args)`` as ruff format lays it out."""
+def fmt_call(prefix: str, fn: str, args: list[str], indent: str = "", reserve: int = 0) -> list[str]:
+    """``prefix fn(args)`` as ruff format lays it out (``reserve``: room for a trailing comma)."""
     one = f"{indent}{prefix}{fn}({', '.join(args)})"
-    if len(one) <= LINE:
+    if len(one) + reserve <= BODY_WIDTH:
         return [one]
     inner = f"{indent}    {', '.join(args)}"
-    if len(inner) <= LINE:
+    if len(inner) <= BODY_WIDTH:
         return [f"{indent}{prefix}{fn}(", inner, f"{indent})"]
-    return [f"{indent}{prefix}{fn}("] + [f"{indent}    {a}," for a in args] + [f"{indent})"]
+    lines = [f"{indent}{prefix}{fn}("]
+    for a in args:
+        lines += _arg_lines(a, indent + "    ")
+    return lines + [f"{indent})"]
+
+
+def _arg_lines(arg: str, indent: str) -> list[str]:
+    """One argument of an exploded call, itself exploded if it does not fit."""
+    if len(indent) + len(arg) + 1 <= BODY_WIDTH:
+        return [f"{indent}{arg},"]
+    m = re.fullmatch(r"([\w.]+)\((.*)\)", arg)
+    if not m:
+        return [f"{indent}{arg},"]
+    inner = fmt_call("", m.group(1), _split_args(m.group(2)), indent, reserve=1)
+    inner[-1] += ","
+    return inner
 
 
 class _Printer:
@@ -546,7 +641,10 @@ class _Printer:
         kind = desc[0]
         if kind == "scope":
             cd = desc[1]
-            return cd.name, [v(desc[2][s]) for s in cd.param_slot]
+            values = [v(desc[2][s]) for s in cd.param_slot]
+            if len(values) == 1:
+                return cd.name, values
+            return cd.name, [f"{p}={val}" for p, val in zip(cd.params, values)]
         if kind == "join":
             _, _, dl, dg, cols = desc
             return "Join", [v(dl), v(dg), "(" + ", ".join(v(c) for c in cols) + ("," if len(cols) == 1 else "") + ")"]
@@ -759,12 +857,17 @@ class _Printer:
             h, x, t = args
             return f"{t} * {h} + (1 - {t}) * {x}"
         if kind == "slice":
-            if looping:
-                lo, hi = (self._fwd(self.aff(a)) for a in nums)
-            else:
-                lo, hi = (self._fwd(self.num(n)) for n in nums)
-            lo = "" if lo == "0" else lo
-            return f"{args[0]}[:, {lo}:{hi}]"
+            bounds = []
+            for b in nums:
+                if b is None:
+                    bounds.append("")
+                else:
+                    bounds.append(self._fwd(self.aff(b) if looping else self.num(b)))
+            simple = all(re.fullmatch(r"-?\w*", b) for b in bounds)
+            sep = ":" if simple else " : "
+            lo, hi = bounds
+            text = f"{lo}{sep}{hi}".strip() if not simple else f"{lo}:{hi}"
+            return f"{args[0]}[:, {text}]"
         raise AssertionError(kind)
 
     def _fwd(self, code: str) -> str:
@@ -804,7 +907,7 @@ def _last_uses(tpl) -> dict[int, int]:
 
 def _stmt_lines(prefix: str, expr: str, indent: str = "") -> list[str]:
     one = f"{indent}{prefix}{expr}"
-    if len(one) <= LINE:
+    if len(one) <= BODY_WIDTH:
         return [one]
     m = re.fullmatch(r"(.*?)\((.*)\)", expr)
     if m and m.group(2).count("(") == m.group(2).count(")"):

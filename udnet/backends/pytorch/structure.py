@@ -48,6 +48,7 @@ class Loop:
     carry_pos: tuple[int, int] | None  # (statement, output) in a window that carries on
     out: int | None  # the last window's carried value
     nums: list[list[tuple]]  # per body position: slice numbers of each iteration
+    stmts: list[Stmt] = field(default_factory=list)  # every window, to unfold again
 
 
 @dataclass
@@ -164,7 +165,10 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) ->
         inst.children.append(Child(label, "join", desc))
         inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
     elif op == "slice":
-        inst.body.append(Stmt("slice", ins, [n], None, (d["attrs"]["lo"], d["attrs"]["hi"])))
+        lo, hi = d["attrs"]["lo"], d["attrs"]["hi"]
+        # Omitted bounds read better and need no constructor parameter: x[:, 64:].
+        full = ir.nodes[ins[0]]["shape"][0]
+        inst.body.append(Stmt("slice", ins, [n], None, (None if lo == 0 else lo, None if hi == full else hi)))
     else:
         inst.body.append(Stmt(op, ins, [n]))
 
@@ -316,7 +320,7 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
                         return None
     children = [[window(w)[j].child for w in range(count)] if s.child is not None else [] for j, s in enumerate(w0)]
     nums = [[window(w)[j].nums for w in range(count)] for j in range(p)]
-    return Loop(count, list(w0), children, carry_in, carry_pos, out, nums)
+    return Loop(count, list(w0), children, carry_in, carry_pos, out, nums, body[start:end])
 
 
 _TAIL_NUMBER = re.compile(r"^(.*?)(\d+)(\D*)$")
