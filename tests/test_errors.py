@@ -47,8 +47,8 @@ CASES = [
         NET.format("upsample(2, mode = 'nearest')"),
         2,
         24,
-        "unexpected character \"'\"",
-        'strings use double quotes',
+        'unexpected character "\'"',
+        "strings use double quotes",
     ),
     Case("syntax-method-call", NET.format("x = x.relu()"), 2, 10, "unexpected character '.'"),
     Case(
@@ -129,7 +129,7 @@ CASES = [
         NET.format('upsample(2, mode = "cubic")'),
         2,
         17,
-        "upsample argument 'mode' must be one of \"nearest\", \"bilinear\"",
+        'upsample argument \'mode\' must be one of "nearest", "bilinear"',
     ),
     Case(
         "op-unknown-keyword",
@@ -259,7 +259,9 @@ CASES = [
     ),
     Case(
         "gate-operand-mismatch",
-        NET.format("h = x |> conv(8, 3, pad = 1)\n    t = x |> conv(8, 3, pad = 1) |> sigmoid\n    return gate(h, x, t)"),
+        NET.format(
+            "h = x |> conv(8, 3, pad = 1)\n    t = x |> conv(8, 3, pad = 1) |> sigmoid\n    return gate(h, x, t)"
+        ),
         4,
         20,
         "gate operands differ: h is [8, 8, 8] but x is [3, 8, 8]",
@@ -444,7 +446,7 @@ CASES = [
     # ---- values ----
     Case(
         "assert-failure",
-        "network N(d = 5, input = [3, 8, 8]) {\n    assert d % 2 == 0, \"d must be even\"\n    relu\n}\n",
+        'network N(d = 5, input = [3, 8, 8]) {\n    assert d % 2 == 0, "d must be even"\n    relu\n}\n',
         2,
         12,
         "d must be even",
@@ -468,7 +470,9 @@ CASES = [
         "compare it",
     ),
     Case("for-over-string", NET.format('for i in "abc" { relu }'), 2, 14, "for needs a list or a range"),
-    Case("index-out-of-range", NET.format("l = [1, 2]\n    w = l[2]"), 3, 11, "index 2 is out of range for a list of 2"),
+    Case(
+        "index-out-of-range", NET.format("l = [1, 2]\n    w = l[2]"), 3, 11, "index 2 is out of range for a list of 2"
+    ),
     Case("assign-number-to-x", NET.format("x = 3"), 2, 5, "x holds the current tensor"),
     Case("call-a-variable", NET.format("k = 3\n    w = k(3)"), 3, 9, "'k' is the integer 3, not something to call"),
     Case(
@@ -519,7 +523,7 @@ def test_user_error(tmp_path, capsys, case: Case):
         source_line = case.source.splitlines()[case.line - 1].replace("\t", " ")
     else:
         source_line = "-D " + case.args[case.args.index("-D") + 1]
-    assert lines[1][len(gutter):] == source_line
+    assert lines[1][len(gutter) :] == source_line
     if case.hint is not None:
         assert case.hint in "\n".join(lines[3:]), err
 
@@ -546,9 +550,7 @@ def test_directory_instead_of_file(tmp_path, capsys):
 
 def test_unknown_network(tmp_path, capsys):
     path = tmp_path / "two.ud"
-    path.write_text(
-        "network A(input = [3, 8, 8]) { relu }\nnetwork B(input = [3, 8, 8]) { relu }\n", encoding="utf-8"
-    )
+    path.write_text("network A(input = [3, 8, 8]) { relu }\nnetwork B(input = [3, 8, 8]) { relu }\n", encoding="utf-8")
     rc = main(["check", str(path), "--network", "C"])
     err = capsys.readouterr().err
     assert rc == 2

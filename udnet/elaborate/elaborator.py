@@ -951,7 +951,8 @@ def _arith(op: str, a: Any, b: Any) -> Any:
         (isinstance(a, (tuple, range)) and isinstance(b, (tuple, range))) or (isinstance(a, str) and isinstance(b, str))
     ):
         if len(a) + len(b) > _LEN_LIMIT:
-            raise _TypeMismatch(f"'{op}' would build a {type_name(a)} of {len(a) + len(b):,} items (limit {_LEN_LIMIT:,})")
+            n = len(a) + len(b)
+            raise _TypeMismatch(f"'{op}' would build a {type_name(a)} of {n:,} items (limit {_LEN_LIMIT:,})")
         return a + b if isinstance(a, str) else tuple(a) + tuple(b)
     if not (_num(a) and _num(b)):
         raise _TypeMismatch(f"'{op}' needs numbers, got {describe(a)} and {describe(b)}")

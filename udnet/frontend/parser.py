@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, v_args
-from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from udnet.errors import Source, Span, UdnetError
 from udnet.frontend import ast
