@@ -111,11 +111,20 @@ def build_ir(
     return ir
 
 
-def compile_to_torch(source, network=None, defines=None, *, limits=None, passes=None, spec_name=None) -> str:
-    """Spec -> PyTorch source text (the contents of model.py)."""
+def optimize(ir: IR, disabled=(), fractal_column: int | None = None):
+    """Run the pass pipeline on ``ir`` in place; returns the passes' reports."""
+    from udnet.passes import Options, run_passes
+
+    return run_passes(ir, set(disabled), Options(fractal_column=fractal_column))
+
+
+def compile_to_torch(source, network=None, defines=None, *, limits=None, disabled=(), fractal_column=None,
+                     spec_name=None) -> str:
+    """Spec -> PyTorch source text (the contents of model.py), after the passes."""
     from udnet.backends.pytorch import emit_module
 
     if isinstance(source, str):
         source = read_source(source)
     ir = build_ir(source, network, defines, limits)
+    optimize(ir, disabled, fractal_column)
     return emit_module(ir, spec_name or os.path.basename(source.name))

@@ -34,6 +34,10 @@ _RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) |
     "self", "torch", "nn", "conv2d", "linear", "init_weight", "GlobalAvgPool", "Join",
     "set_drop_path_columns", "i", "name",
 }  # fmt: skip
+# ROOT names the network class at the end of the file; every helper the runtime may emit.
+_RESERVED |= {"ROOT"} | set(
+    re.findall(r"^(?:def|class) (\w+)", "\n".join(v for k, v in vars(runtime).items() if k.isupper()), re.M)
+)
 
 
 class Num:
@@ -68,8 +72,8 @@ class ClassDef:
 
 def _pyname(text: str, taken: set[str] | None = None) -> str:
     name = text if _IDENT.fullmatch(text) and text not in _RESERVED else f"{text}_"
-    if not _IDENT.fullmatch(name):
-        name = "v_" + re.sub(r"\W", "_", text)
+    if not _IDENT.fullmatch(name):  # ASCII only: Python folds unicode names (NFKC), so they could collide
+        name = "v_" + re.sub(r"[^A-Za-z0-9_]", "_", text)
     while taken is not None and name in taken:
         name += "_"
     return name
@@ -161,10 +165,12 @@ class Emitter:
         for item in inst.body:
             if isinstance(item, Stmt):
                 child = inst.children[item.child] if item.child is not None else None
+                extras = tuple((inst.children[c].label, "op", self._desc(inst.children[c])) for c in item.extra)
                 body.append((
                     "stmt", item.kind, tuple(ref(v) for v in item.ins), tuple(ref(v) for v in item.outs),
                     tuple(None if n is None else Num(n) for n in item.nums), tuple(var(v) for v in item.outs),
                     None if child is None else (child.label, child.kind, self._desc(child)),
+                    extras, tuple(None if r is None else Num(r) for r in item.reads),
                 ))
                 continue
             loop: Loop = item
@@ -190,7 +196,9 @@ class Emitter:
             out = ref(loop.out) if loop.out is not None else None
             body.append(("loop", Num(loop.count), carry, loop.carry_pos, out, tuple(stmts)))
         outs = tuple(ref(v) for v in inst.outputs)
-        return ("class", len(inst.inputs), tuple(body), outs)
+        reads = tuple(Num(self.ir.nodes[v]["shape"][0]) if h and inst.kind == "network" else None
+                      for v, h in zip(inst.outputs, inst.handle_outputs or (False,) * len(outs)))
+        return ("class", len(inst.inputs), tuple(body), outs, tuple(inst.handle_inputs), reads)
 
     # ---- phase 2: constructor parameters, innermost first ----
 
@@ -303,6 +311,8 @@ class Emitter:
             parts.append(runtime.GLOBAL_AVG_POOL)
         if "join" in ops:
             parts.append(runtime.JOIN)
+        if self.ir.graph.get("buffers"):
+            parts.append(runtime.CONCAT_BUFFER)
         return parts
 
     def _class_source(self, cd: ClassDef) -> str:
@@ -437,7 +447,7 @@ def _distinguishing_suffixes(cds: list[ClassDef]) -> list[str] | None:
                 parts.append(cap if v else "")
             elif isinstance(v, int):
                 parts.append(f"{cap}{v}" if v >= 0 else f"{cap}Minus{-v}")
-            elif isinstance(v, str) and re.fullmatch(r"\w+", v):
+            elif isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_]+", v):
                 parts.append(_camel(v))
             else:
                 return None
@@ -507,11 +517,15 @@ def _used_slots(t: Any) -> set[int]:
         else:
             used.update(n.slot for n in _walk(desc))
 
+    used.update(n.slot for n in _walk(t[5]))
     for item in t[2]:
         if item[0] == "stmt":
             used.update(n.slot for n in _walk(item[4]))
+            used.update(n.slot for n in _walk(item[8]))
             if item[6] is not None:
                 desc_slots(item[6][2])
+            for extra in item[7]:
+                desc_slots(extra[2])
         else:
             used.add(item[1].slot)
             for s in item[5]:
@@ -524,9 +538,11 @@ def _used_slots(t: Any) -> set[int]:
 def _forward_slots(t: Any) -> set[int]:
     """Slots the forward pass reads: loop counts and slice bounds."""
     found: set[int] = set()
+    found.update(n.slot for n in _walk(t[5]))
     for item in t[2]:
         if item[0] == "stmt":
             found.update(n.slot for n in _walk(item[4]))
+            found.update(n.slot for n in _walk(item[8]))
         else:
             found.add(item[1].slot)
             for s in item[5]:
@@ -542,6 +558,8 @@ def _slot_hint(t: Any, slot: int) -> str | None:
         "linear": ("in", "out"),
     }
     for item in t[2]:
+        if item[0] == "stmt" and any(n is not None and n.slot == slot for n in item[4]):
+            return {"start": "out_channels", "append": "offset", "bn_relu_conv": "width"}.get(item[1])
         if item[0] == "loop":
             if item[1].slot == slot:
                 pat = item[5][0][4][0] if item[5] and item[5][0][4] else None
@@ -714,12 +732,12 @@ class _Printer:
                 child = item[6]
                 if child is None:
                     continue
-                label, _, desc = child
-                fn, args = self.ctor(desc, self._leaf)
-                if _IDENT.fullmatch(label) and label not in _RESERVED_ATTRS:
-                    lines += fmt_call(f"self.{label} = ", fn, args)
-                else:
-                    lines += fmt_call("", "self.add_module", [_lit(label), f"{fn}({', '.join(args)})"])
+                for label, _, desc in (child,) + item[7]:
+                    fn, args = self.ctor(desc, self._leaf)
+                    if _plain_attr(label):
+                        lines += fmt_call(f"self.{label} = ", fn, args)
+                    else:
+                        lines += fmt_call("", "self.add_module", [_lit(label), f"{fn}({', '.join(args)})"])
             else:
                 count = self.num(item[1])
                 body = []
@@ -786,10 +804,20 @@ class _Printer:
 
         for idx, item in enumerate(tpl[2]):
             if item[0] == "stmt":
-                _, kind, ins, outs, nums, vars_, child = item
+                _, kind, ins, outs, nums, vars_, child, extras, reads = item
                 args = [names[v] for v in ins]
                 dying = [names[v] for v in ins if last_use.get(v) == idx]
-                expr = self._expr(kind, args, nums, child, lambda lbl: _attr(lbl))
+                if reads:
+                    args = [a if r is None else f"concat_read({a}, {self._fwd(self.num(r))})"
+                            for a, r in zip(args, reads)]
+                if kind == "start":
+                    lines += _stmt_lines(f"{args[0]} = ", f"concat_start({args[0]}, {self._fwd(self.num(nums[0]))})")
+                    continue
+                if kind == "bn_relu_conv":
+                    call = f"{_attr(child[0])}, {_attr(extras[1][0])}"
+                    expr = f"bn_relu_conv1x1({args[0]}, {self._fwd(self.num(nums[0]))}, {call})"
+                else:
+                    expr = self._expr(kind, args, nums, child, lambda lbl: _attr(lbl))
                 for d in dying:
                     live.discard(d)
                 if not outs or all(last_use.get(o) is None for o in outs):
@@ -805,7 +833,8 @@ class _Printer:
             else:
                 lines += self._loop_lines(item, idx, names, live, last_use, fresh)
         outs = tpl[3]
-        lines += _stmt_lines("return ", ", ".join(names[o] for o in outs) if outs else "x")
+        rets = [names[o] if r is None else f"concat_read({names[o]}, {self.num(r)})" for o, r in zip(outs, tpl[5])]
+        lines += _stmt_lines("return ", ", ".join(rets) if outs else "x")
         return lines
 
     def _loop_lines(self, item, idx, names, live, last_use, fresh) -> list[str]:
@@ -837,7 +866,8 @@ class _Printer:
                     live.add(nm)
                 local[(j, k)] = nm
                 outs.append(nm)
-            body += _stmt_lines(", ".join(outs) + " = ", expr, "    ")
+            # A call whose result nothing reads (a block that returns its input) is a bare statement.
+            body += _stmt_lines(", ".join(outs) + " = " if outs else "", expr, "    ")
         if out is not None:
             names[out] = carry_name
         return [f"for i in range({self._count(count)}):"] + body
@@ -853,6 +883,9 @@ class _Printer:
             return " + ".join(args)
         if kind == "concat":
             return f"torch.cat([{', '.join(args)}], 1)"
+        if kind == "append":
+            lo = self._fwd(self.aff(nums[0]) if looping else self.num(nums[0]))
+            return f"concat_append({args[0]}, {args[1]}, {lo})"
         if kind == "gate":
             h, x, t = args
             return f"{t} * {h} + (1 - {t}) * {x}"
@@ -871,14 +904,27 @@ class _Printer:
         raise AssertionError(kind)
 
     def _fwd(self, code: str) -> str:
-        return code if not _IDENT.fullmatch(code) else f"self.{code}"
+        """A number's code as read in forward: constructor parameters live on self."""
+        params = set(self.cd.params)
+        return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: f"self.{m.group(0)}" if m.group(0) in params else m.group(0), code)
 
 
 _RESERVED_ATTRS = {"training", "forward"}
 
 
+def _plain_attr(label: str) -> bool:
+    """Whether ``self.<label>`` may be written: an identifier, not a keyword, and not
+    ``__x`` (Python would mangle it to ``_Class__x`` and change the state_dict keys)."""
+    return (
+        bool(_IDENT.fullmatch(label))
+        and not keyword.iskeyword(label)
+        and not label.startswith("__")
+        and label not in _RESERVED_ATTRS
+    )
+
+
 def _attr(label: str) -> str:
-    return f"self.{label}" if _IDENT.fullmatch(label) and label not in _RESERVED else f"getattr(self, {_lit(label)})"
+    return f"self.{label}" if _plain_attr(label) and label not in _RESERVED else f"getattr(self, {_lit(label)})"
 
 
 def _pair(val, v) -> str:

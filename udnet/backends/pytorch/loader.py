@@ -16,11 +16,12 @@ import types
 from udnet.errors import Source
 
 
-def load(spec, network: str | None = None, *, limits=None, passes=None, **params):
+def load(spec, network: str | None = None, *, limits=None, disable=(), fractal_column=None, **params):
     """Return the network of ``spec`` (a path or spec text) as a ``torch.nn.Module``.
 
     Keyword arguments override network parameters, like ``-D`` on the command line:
-    ``udnet.load("specs/densenet.ud", k=12, blocks=[16, 16, 16])``.
+    ``udnet.load("specs/densenet.ud", k=12, blocks=[16, 16, 16])``. ``disable`` names
+    passes to switch off (``("share-concat",)``); ``fractal_column`` extracts one column.
     """
     from udnet import pipeline
 
@@ -30,7 +31,8 @@ def load(spec, network: str | None = None, *, limits=None, passes=None, **params
         source = pipeline.read_source(spec)
     else:
         source = Source("<string>", spec)
-    text = pipeline.compile_to_torch(source, network, params, limits=limits, passes=passes)
+    text = pipeline.compile_to_torch(source, network, params, limits=limits, disabled=disable,
+                                     fractal_column=fractal_column)
     module = import_source(text)
     return module.__dict__[module.ROOT]()
 

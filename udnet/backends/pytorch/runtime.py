@@ -107,3 +107,198 @@ def set_drop_path_columns(model, batch, drop_global, num_columns, device):
         if isinstance(m, Join):
             m.global_columns = columns
 '''
+
+CONCAT_BUFFER = '''
+# Shared storage for a chain of channel concatenations (memory-efficient DenseNet,
+# after Pleiss et al. 2017). A chain x_l = x_{l-1} ++ y_l lives in one channel-major
+# buffer [C, N, H, W]: every producer writes its channel slice once, every reader
+# reads a contiguous channel prefix, so a 1x1 bottleneck over the prefix is one matrix
+# product. In training, BN-ReLU over the prefix is recomputed in backward instead of
+# being stored, so memory grows linearly with depth. A buffer is passed between
+# modules as a tuple (storage, batch statistics, token); the token orders backward.
+
+
+def concat_start(x, channels):
+    """A buffer for ``channels`` channels, holding ``x`` in its first channels."""
+    storage = x.new_empty(channels, x.shape[0], x.shape[2], x.shape[3])
+    stats = x.new_zeros(2, channels)
+    return concat_append((storage, stats, x.new_zeros(0)), x, 0)
+
+
+def concat_append(buf, y, lo):
+    """The buffer with ``y`` written into channels [lo, lo + y.shape[1])."""
+    storage, stats, token = buf
+    if _tracks_grad(y) or _tracks_grad(token):
+        token = _ConcatWrite.apply(y, token, storage, lo)
+    else:
+        _write(y, storage, lo)
+    return storage, stats, token
+
+
+def concat_read(buf, width):
+    """The first ``width`` channels as an ordinary [N, C, H, W] tensor."""
+    storage, _, token = buf
+    if _tracks_grad(token):
+        return _ConcatRead.apply(token, storage, width)
+    return storage[:width].transpose(0, 1).contiguous()
+
+
+def bn_relu_conv1x1(buf, width, bn, conv):
+    """conv(relu(bn(x))) for a 1x1 conv over the buffer's first ``width`` channels."""
+    storage, stats, token = buf
+    n, h, w = storage.shape[1], storage.shape[2], storage.shape[3]
+    if bn.training:
+        mean, var = _batch_stats(storage, stats, width)
+        _update_running_stats(bn, mean, var, n * h * w)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    weight = conv.weight.view(conv.out_channels, width)
+    if _tracks_grad(token):
+        args = (
+            token,
+            bn.weight,
+            bn.bias,
+            weight,
+            storage,
+            mean,
+            var,
+            bn.eps,
+            bn.training,
+        )
+        out = _BnReluConv1x1.apply(*args)
+    else:
+        scale, shift = _affine(bn.weight, bn.bias, mean, var, bn.eps)
+        x = storage[:width].view(width, -1)
+        out = weight @ torch.relu(torch.addcmul(shift[:, None], x, scale[:, None]))
+    out = out.view(-1, n, h, w).transpose(0, 1)
+    if conv.bias is not None:
+        out = out + conv.bias.view(1, -1, 1, 1)
+    return out.contiguous()
+
+
+def _tracks_grad(t):
+    # Plain tensor code when autograd is off, and under tracing (fx proxies are no tensors).
+    return torch.is_grad_enabled() and isinstance(t, torch.Tensor) and t.requires_grad
+
+
+def _batch_stats(storage, stats, width):
+    """Per-channel batch mean and variance of the first ``width`` channels; each
+    channel's statistics are computed once and shared by all later readers."""
+    done = getattr(storage, "stats_width", 0)
+    if done < width:
+        flat = storage[done:width].reshape(width - done, -1)
+        var, mean = torch.var_mean(flat, dim=1, unbiased=False)
+        stats[0, done:width], stats[1, done:width] = mean, var
+        storage.stats_width = width
+    return stats[0, :width], stats[1, :width]
+
+
+def _write(y, storage, lo):
+    storage[lo : lo + y.shape[1]].copy_(y.detach().transpose(0, 1))
+
+
+def _update_running_stats(bn, mean, var, count):
+    if not bn.track_running_stats:
+        return
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        m = (
+            bn.momentum
+            if bn.momentum is not None
+            else 1.0 / float(bn.num_batches_tracked)
+        )
+        bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
+        bn.running_var.mul_(1 - m).add_(var * (count / max(count - 1, 1)), alpha=m)
+
+
+def _affine(weight, bias, mean, var, eps):
+    invstd = torch.rsqrt(var + eps)
+    scale = invstd if weight is None else weight * invstd
+    shift = -mean * scale if bias is None else bias - mean * scale
+    return scale, shift
+
+
+def _grad_buffer(storage):
+    grad = getattr(storage, "concat_grad", None)
+    if grad is None:
+        grad = torch.zeros_like(storage)
+        storage.concat_grad = grad
+    return grad
+
+
+class _ConcatWrite(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, token, storage, lo):
+        _write(y, storage, lo)
+        ctx.storage, ctx.lo, ctx.hi = storage, lo, lo + y.shape[1]
+        return token.new_empty(0)
+
+    @staticmethod
+    def backward(ctx, _):
+        # Runs after every reader of these channels (they depend on this token).
+        grad = _grad_buffer(ctx.storage)[ctx.lo : ctx.hi].transpose(0, 1)
+        return grad, ctx.storage.new_zeros(0), None, None
+
+
+class _ConcatRead(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, token, storage, width):
+        ctx.storage, ctx.width = storage, width
+        return storage[:width].transpose(0, 1).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        _grad_buffer(ctx.storage)[: ctx.width] += grad.transpose(0, 1)
+        return ctx.storage.new_zeros(0), None, None
+
+
+class _BnReluConv1x1(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, token, gamma, beta, weight, storage, mean, var, eps, training):
+        width = weight.shape[1]
+        scale, shift = _affine(gamma, beta, mean, var, eps)
+        z = torch.relu(
+            torch.addcmul(
+                shift[:, None], storage[:width].view(width, -1), scale[:, None]
+            )
+        )
+        ctx.save_for_backward(gamma, beta, weight)
+        # Statistics live in a buffer that later writes extend; their values stay valid.
+        ctx.mean, ctx.var = mean, var
+        ctx.storage, ctx.eps, ctx.training = storage, eps, training
+        return weight @ z
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Recompute BN-ReLU from the shared storage instead of having stored it.
+        gamma, beta, weight = ctx.saved_tensors
+        mean, var = ctx.mean, ctx.var
+        width = weight.shape[1]
+        x = ctx.storage[:width].view(width, -1)
+        invstd = torch.rsqrt(var + ctx.eps)
+        xhat = (x - mean[:, None]) * invstd[:, None]
+        u = torch.addcmul(beta[:, None], xhat, gamma[:, None])
+        grad_weight = grad @ torch.relu(u).t()
+        du = (weight.t() @ grad).masked_fill_(u <= 0, 0)
+        del u
+        grad_beta = du.sum(1)
+        grad_gamma = (du * xhat).sum(1)
+        if ctx.training:  # batch statistics depend on x too
+            count = x.shape[1]
+            du.sub_(grad_beta[:, None] / count).sub_(
+                xhat * (grad_gamma[:, None] / count)
+            )
+        du.mul_((gamma * invstd)[:, None])
+        _grad_buffer(ctx.storage)[:width].view(width, -1).add_(du)
+        return (
+            ctx.storage.new_zeros(0),
+            grad_gamma,
+            grad_beta,
+            grad_weight,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+'''

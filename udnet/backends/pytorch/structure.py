@@ -30,11 +30,13 @@ class Child:
 
 @dataclass
 class Stmt:
-    kind: str  # call, add, concat, gate, slice
+    kind: str  # call, add, concat, gate, slice; start, append, bn_relu_conv (shared buffers)
     ins: list[int]
     outs: list[int]
     child: int | None = None  # index into Instance.children for calls
-    nums: tuple = ()  # slice bounds
+    nums: tuple = ()  # slice bounds; buffer widths and offsets
+    extra: tuple = ()  # further children a fused statement stands for
+    reads: tuple = ()  # per input: the width to read from a shared buffer, or None
 
 
 @dataclass
@@ -62,12 +64,26 @@ class Instance:
     children: list[Child] = field(default_factory=list)
     body: list[Any] = field(default_factory=list)  # Stmt and Loop
     var_names: dict[int, str] = field(default_factory=dict)
+    handle_inputs: tuple = ()  # per input: is it a shared concat buffer
+    handle_outputs: tuple = ()
 
 
 def build_instances(ir: IR) -> Instance:
     """The module tree of the IR, innermost scopes first resolved."""
     columns = join_columns(ir)
     topo = {n: i for i, n in enumerate(ir.topo())}
+    buffers = ir.graph.get("buffers", [])
+    fused_tail: set[int] = set()
+    for n, d in ir.nodes(data=True):
+        if d.get("fuse") is not None:
+            relu = ir.consumers(n)[0]
+            fused_tail.update((relu, ir.consumers(relu)[0]))
+
+    def is_handle(v: int, path: str) -> bool:
+        if ir.nodes[v].get("buffer") is not None:
+            return True
+        return any(b.base == v and (path == b.scope or path.startswith(b.scope + ".") or not b.scope)
+                   for b in buffers)
     scopes = ir.graph["scopes"]
     nodes_in: dict[str, list[int]] = {"": []}
     for p in scopes:
@@ -127,7 +143,8 @@ def build_instances(ir: IR) -> Instance:
         order = list(nx.lexicographical_topological_sort(dag, key=lambda it: first[it]))
         for it in order:
             if isinstance(it, int):
-                _node_stmt(ir, inst, it, columns)
+                if it not in fused_tail:
+                    _node_stmt(ir, inst, it, columns)
             else:
                 full = f"{path}.{it}" if path else it
                 if full in scopes:
@@ -140,15 +157,53 @@ def build_instances(ir: IR) -> Instance:
             var = ir.nodes[n].get("var")
             if var:
                 inst.var_names[n] = var
+        _plan_buffers(ir, inst, buffers, is_handle)
         return inst
 
     return make("")
+
+
+def _plan_buffers(ir: IR, inst: Instance, buffers, is_handle) -> None:
+    """Start buffers where their chain begins and read them where a plain tensor is needed."""
+    # The chain's own scope receives its base as a tensor and starts the buffer itself.
+    own_bases = {b.base for b in buffers if b.scope == inst.path}
+    inst.handle_inputs = tuple(is_handle(v, inst.path) and v not in own_bases for v in inst.inputs)
+    inst.handle_outputs = tuple(is_handle(v, inst.path) for v in inst.outputs)
+    for b in buffers:
+        if b.scope != inst.path:
+            continue
+        start = Stmt("start", [b.base], [b.base], None, (b.channels,))
+        if b.base in inst.inputs:
+            inst.body.insert(0, start)
+        else:
+            at = next(i for i, st in enumerate(inst.body) if b.base in st.outs)
+            inst.body.insert(at + 1, start)
+    aware = {"start", "append", "bn_relu_conv"}
+    for st in inst.body:
+        if st.kind in aware or (st.kind == "call" and inst.children[st.child].kind == "scope"):
+            continue
+        if any(is_handle(v, inst.path) for v in st.ins):
+            st.reads = tuple(ir.nodes[v]["shape"][0] if is_handle(v, inst.path) else None for v in st.ins)
 
 
 def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) -> None:
     d = ir.nodes[n]
     op = d["op"]
     ins = ir.inputs(n)
+    if d.get("fuse") is not None:
+        relu = ir.consumers(n)[0]
+        conv = ir.consumers(relu)[0]
+        first = len(inst.children)
+        for node in (n, relu, conv):
+            nd = ir.nodes[node]
+            inst.children.append(Child(nd["name"], "op", op_desc(nd["op"], ir.nodes[ir.inputs(node)[0]]["shape"],
+                                                                  nd["attrs"])))
+        width = ir.nodes[ins[0]]["shape"][0]
+        inst.body.append(Stmt("bn_relu_conv", ins, [conv], first, (width,), (first + 1, first + 2)))
+        return
+    if op == "concat" and d.get("buffer") is not None:
+        inst.body.append(Stmt("append", ins, [n], None, (ir.nodes[ins[0]]["shape"][0],)))
+        return
     if op in OPS:
         in_shape = ir.nodes[ins[0]]["shape"]
         inst.children.append(Child(d["name"], "op", op_desc(op, in_shape, d["attrs"])))
@@ -241,7 +296,8 @@ def _uses(inst: Instance) -> dict[int, list[int]]:
 
 def _stmt_key(inst: Instance, s: Stmt, class_of) -> tuple:
     if s.child is None:
-        return (s.kind, len(s.ins), len(s.outs))
+        # Which slice bounds are omitted is structure: x[:, :a] and x[:, a:b] are different code.
+        return (s.kind, len(s.ins), len(s.outs), tuple(n is None for n in s.nums))
     return (s.kind, len(s.ins), len(s.outs), class_of(inst.children[s.child]))
 
 
@@ -250,6 +306,8 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
         return body[start + w * p : start + (w + 1) * p]
 
     if start + 2 * p > len(body) or not all(isinstance(s, Stmt) for s in body[start : start + 2 * p]):
+        return None
+    if any(s.reads or s.extra or s.kind == "start" for s in body[start : start + 2 * p]):
         return None
     w0, w1 = window(0), window(1)
     keys = [_stmt_key(inst, s, class_of) for s in w0]

@@ -1,0 +1,137 @@
+"""Dead-path pruning and compile-time specialisation.
+
+Removes every node that cannot reach the output, folds identities, single-input
+joins and zero-width concat operands, and (with ``--fractal-column N``) keeps only
+column N at every FractalNet join, so the other columns die. User code that was
+dead before any specialisation is reported as a warning at its line:col.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from udnet.errors import UdnetError
+from udnet.ir.analysis import join_columns
+from udnet.ir.graph import IR
+from udnet.passes.manager import Options, Report, Warning_
+
+
+def run(ir: IR, options: Options) -> Report:
+    report = Report("prune")
+    dead = _unreachable(ir)
+    report.warnings = _dead_code_warnings(ir, dead)
+    removed = len(dead)
+    ir.remove_nodes_from(dead)
+    if options.fractal_column is not None:
+        _keep_column(ir, options.fractal_column)
+    folded = _fold(ir)
+    late = _unreachable(ir)
+    ir.remove_nodes_from(late)
+    removed += len(late)
+    _drop_empty_scopes(ir)
+    report.lines.append(f"removed {removed} node(s) that cannot reach the output, folded {folded}")
+    if options.fractal_column is not None:
+        report.lines.append(f"specialised to FractalNet column {options.fractal_column}")
+    return report
+
+
+def _unreachable(ir: IR) -> list[int]:
+    live = nx.ancestors(ir, ir.output_node) | {ir.output_node}
+    return [n for n in ir.nodes if n not in live and n != ir.input_node]
+
+
+def _dead_code_warnings(ir: IR, dead: list[int]) -> list[Warning_]:
+    """One warning per source span whose nodes all die (an unused binding, a dead branch)."""
+    by_span: dict = {}
+    for n in dead:
+        span = ir.nodes[n]["span"]
+        if span is not None:
+            by_span.setdefault((span.source.name, span.line, span.col), (span, []))[1].append(n)
+    out = []
+    for _, (span, nodes) in sorted(by_span.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        var = next((ir.nodes[n].get("var") for n in nodes if ir.nodes[n].get("var")), None)
+        what = f"'{var}' is computed but never reaches the network output" if var else (
+            "this computation never reaches the network output"
+        )
+        out.append(Warning_(span, f"{what}; it was pruned"))
+    # Report the outermost construct only: drop spans nested in an earlier reported one.
+    kept: list[Warning_] = []
+    for w in out:
+        if not any(_inside(w.span, k.span) for k in kept):
+            kept.append(w)
+    return kept
+
+
+def _inside(a, b) -> bool:
+    return (b.line, b.col) <= (a.line, a.col) and (a.end_line, a.end_col) <= (b.end_line, b.end_col)
+
+
+def _keep_column(ir: IR, column: int) -> None:
+    cols = join_columns(ir)
+    if not cols:
+        raise UdnetError(f"--fractal-column {column}: the network has no fractal joins")
+    top = max(max(c) for c in cols.values())
+    if not 1 <= column <= top:
+        raise UdnetError(f"--fractal-column {column}: columns are numbered 1 (shallowest) to {top}")
+    live = nx.ancestors(ir, ir.output_node)
+    for j, c in cols.items():
+        if j not in live:
+            continue
+        if column not in c:
+            continue  # this join is off column N's path; pruning removes it
+        keep = c.index(column)
+        for u, v, k, d in list(ir.in_edges(j, keys=True, data=True)):
+            if d["port"] != keep:
+                ir.remove_edge(u, v, k)
+        for u, v, k, d in ir.in_edges(j, keys=True, data=True):
+            d["port"] = 0
+
+
+def _fold(ir: IR) -> int:
+    """Fold identities, single-input joins/adds/concats and zero-width concat operands."""
+    folded = 0
+    for n in list(ir.topo()):
+        if n not in ir:
+            continue
+        d = ir.nodes[n]
+        if d["op"] == "concat":
+            edges = ir.in_edges_by_port(n)
+            if any(e[2]["channels"][0] == e[2]["channels"][1] for e in edges) and len(edges) > 1:
+                keep = [e for e in edges if e[2]["channels"][0] != e[2]["channels"][1]] or edges[:1]
+                for u, v, k, _ in list(ir.in_edges(n, keys=True, data=True)):
+                    ir.remove_edge(u, v, k)
+                lo = 0
+                for port, (u, _, e) in enumerate(keep):
+                    width = ir.nodes[u]["shape"][0]
+                    ir.add_edge(u, n, port=port, kind="concat", channels=(lo, lo + width))
+                    lo += width
+                folded += 1
+        single = d["op"] in ("identity", "join", "concat") and ir.in_degree(n) == 1
+        if single:
+            (src,) = ir.inputs(n)
+            for _, v, k, e in list(ir.out_edges(n, keys=True, data=True)):
+                ir.add_edge(src, v, **e)
+                ir.remove_edge(n, v, k)
+            _repoint_scopes(ir, n, src)
+            ir.remove_node(n)
+            folded += 1
+    return folded
+
+
+def _repoint_scopes(ir: IR, old: int, new: int) -> None:
+    for scope in ir.graph["scopes"].values():
+        if scope.input == old:
+            scope.input = new
+        if scope.output == old:
+            scope.output = new
+
+
+def _drop_empty_scopes(ir: IR) -> None:
+    used = set()
+    for _, d in ir.nodes(data=True):
+        s = d["scope"]
+        while s:
+            used.add(s)
+            s = s.rpartition(".")[0]
+    for path in [p for p in ir.graph["scopes"] if p not in used]:
+        del ir.graph["scopes"][path]
