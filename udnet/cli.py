@@ -34,6 +34,23 @@ def _parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="emit a standalone PyTorch module (model.py)")
     _common(comp)
     comp.add_argument("-o", "--output", metavar="FILE", help="where to write the module (default: stdout)")
+    comp.add_argument("-v", "--verbose", action="store_true", help="say what each pass changed")
+    passes = comp.add_argument_group("passes")
+    passes.add_argument("--no-prune", action="append_const", dest="disabled", const="prune",
+                        help="keep code that cannot reach the output")
+    passes.add_argument("--no-share-concat", action="append_const", dest="disabled", const="share-concat",
+                        help="plain torch.cat for dense connections (quadratic training memory)")
+    passes.add_argument("--fractal-column", type=int, metavar="N",
+                        help="extract FractalNet column N (1 = shallowest), the paper's student network")
+    draw = sub.add_parser("draw", help="draw the network with Graphviz (svg, png, pdf or dot)")
+    _common(draw)
+    draw.add_argument("-o", "--output", metavar="FILE",
+                      help="out.svg, .png, .pdf or .dot (default: an SVG next to the spec)")
+    draw.add_argument("--depth", type=int, metavar="N", help="collapse block scopes nested deeper than N into nodes")
+    draw.add_argument("--expand", action="store_true", help="draw repeated identical blocks one by one, not as xN")
+    draw.add_argument("--shapes", action="store_true", help="label edges with tensor shapes")
+    draw.add_argument("--rankdir", type=str.upper, choices=("TB", "LR"), default="TB",
+                      help="top to bottom (default) or left to right")
     return p
 
 
@@ -83,7 +100,18 @@ def _si(n: float) -> str:
 def cmd_compile(args) -> int:
     from udnet.backends.pytorch import emit_module
 
+    from udnet.pipeline import optimize
+
     ir = _build(args)
+    disabled = set(args.disabled or ())
+    if args.fractal_column is not None and "prune" in disabled:
+        raise UsageError("--fractal-column needs the prune pass; drop --no-prune")
+    for report in optimize(ir, disabled, args.fractal_column):
+        for w in report.warnings:
+            print(w.format(), file=sys.stderr)
+        if args.verbose:
+            for line in report.lines:
+                print(f"udnet: {report.name}: {line}", file=sys.stderr)
     text = emit_module(ir, os.path.basename(args.spec))
     if args.output in (None, "-"):
         sys.stdout.write(text)
@@ -95,7 +123,25 @@ def cmd_compile(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile}
+def cmd_draw(args) -> int:
+    from udnet.backends import graphviz as gv
+
+    if args.depth is not None and args.depth < 0:
+        raise UsageError("--depth must be 0 or more")
+    out = args.output
+    if out is None:
+        stem = os.path.splitext(args.spec)[0]
+        out = f"{stem}.{args.network}.svg" if args.network else f"{stem}.svg"
+    gv.plan(out)  # usage errors (format, renderer) before compiling
+    ir = _build(args)
+    opts = gv.DrawOptions(depth=args.depth, expand=args.expand, shapes=args.shapes, rankdir=args.rankdir)
+    r = gv.draw(ir, out, opts)
+    how = f"rendered by {r.name} ({r.path})" if r else "DOT source"
+    print(f"{out}: {ir.graph['network']}, {how}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "draw": cmd_draw}
 
 
 def main(argv: list[str] | None = None) -> int:

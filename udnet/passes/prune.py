@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from udnet.errors import UdnetError
+from udnet.errors import UsageError
 from udnet.ir.analysis import join_columns
 from udnet.ir.graph import IR
 from udnet.passes.manager import Options, Report, Warning_
@@ -69,10 +69,10 @@ def _inside(a, b) -> bool:
 def _keep_column(ir: IR, column: int) -> None:
     cols = join_columns(ir)
     if not cols:
-        raise UdnetError(f"--fractal-column {column}: the network has no fractal joins")
+        raise UsageError(f"--fractal-column {column}: the network has no fractal joins")
     top = max(max(c) for c in cols.values())
     if not 1 <= column <= top:
-        raise UdnetError(f"--fractal-column {column}: columns are numbered 1 (shallowest) to {top}")
+        raise UsageError(f"--fractal-column {column}: columns are numbered 1 (shallowest) to {top}")
     live = nx.ancestors(ir, ir.output_node)
     for j, c in cols.items():
         if j not in live:

@@ -1,0 +1,211 @@
+"""Optimisation passes: semantics preserved, pruning and specialisation, buffer sharing."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+
+import udnet
+from udnet.cli import main
+from udnet.errors import UdnetError
+from udnet.passes.share_concat import estimate_activation_bytes
+from udnet.pipeline import build_ir, compile_to_torch, optimize
+from programs import wellformed_programs
+from torch_helpers import check_shapes, instantiate, param_count
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+# Small configurations of every spec (the passes do not depend on size).
+SMALL = [
+    ("densenet.ud", None, dict(blocks=[2, 3], input=[3, 32, 32], classes=10)),
+    ("densenet.ud", "DenseNetBC", dict(depth=22, k=6)),
+    ("resnet.ud", None, dict(input=[3, 32, 32], classes=10)),
+    ("dpn.ud", None, dict(variant=68, input=[3, 32, 32], classes=10)),
+    ("fractal.ud", None, dict(C=3, widths=[8, 16], drop=[0.0, 0.1], drop_local=0.0, drop_global=0.0)),
+    ("highway.ud", None, {}),
+    ("rir.ud", None, dict(widths=[8, 16, 32], blocks=[1, 1, 1])),
+]
+DISABLE = [("prune",), ("share-concat",), ("prune", "share-concat")]
+
+
+def _pair(spec, network, params, disabled):
+    base = udnet.load(str(SPECS / spec), network, disable=("prune", "share-concat"), **params)
+    opt = udnet.load(str(SPECS / spec), network, disable=tuple(set(DISABLE[2]) - set(disabled)), **params)
+    opt.load_state_dict(base.state_dict())
+    return base, opt
+
+
+def _run(model, x, train):
+    model.train(train)
+    for m in model.modules():  # deterministic drop-path and dropout: compare the math
+        if type(m).__name__ == "Join":
+            m.drop_local, m.drop_global = 0.0, 0.0
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    y = model(x)
+    y.square().mean().backward()
+    return y
+
+
+def assert_equivalent(base, opt, shape, dtype=torch.float32, batch=4):
+    """Same outputs, gradients and running statistics, in train and in eval mode.
+
+    float64 must agree to 1e-9 relative. float32 must agree to 1e-5 relative, except
+    where float32 itself is that inexact: BN gradients of early layers cancel heavily,
+    so there the optimised module may differ from the naive one by no more than four
+    times the naive module's own float32 error (measured against float64).
+    """
+    ref = copy.deepcopy(base).double()
+    base, opt = copy.deepcopy(base).to(dtype), copy.deepcopy(opt).to(dtype)
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    for train in (True, False):
+        torch.manual_seed(0)
+        x = torch.randn(batch, *shape, dtype=dtype)
+        ya, yb, yr = _run(base, x, train), _run(opt, x, train), _run(ref, x.double(), train)
+        noise = 4 * (ya.double() - yr).abs().max() if dtype == torch.float32 else 0
+        assert (ya - yb).abs().max() <= max(tol * ya.abs().max(), noise)
+        for a, b, r in zip(base.parameters(), opt.parameters(), ref.parameters()):
+            noise = 4 * (a.grad.double() - r.grad).abs().max() if dtype == torch.float32 else 0
+            assert (a.grad - b.grad).abs().max() <= max(tol * a.grad.abs().max(), noise)
+        for a, b in zip(base.buffers(), opt.buffers()):
+            assert torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-6)
+        for m in (base, opt, ref):
+            m.zero_grad()
+
+
+@pytest.mark.parametrize("spec,network,params", SMALL, ids=[f"{s[:-3]}-{n or ''}" for s, n, _ in SMALL])
+@pytest.mark.parametrize("disabled", DISABLE, ids=["-".join(d) for d in DISABLE])
+def test_passes_preserve_semantics_for_every_spec(spec, network, params, disabled):
+    base, opt = _pair(spec, network, params, disabled)
+    shape = params.get("input", [3, 32, 32])
+    assert param_count(base) == param_count(opt)
+    assert_equivalent(base, opt, shape)
+    if spec == "densenet.ud":
+        assert_equivalent(base, opt, shape, torch.float64)
+
+
+@settings(max_examples=15, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(wellformed_programs())
+def test_passes_preserve_semantics_for_generated_specs(text):
+    # Drop-path is random in training; equivalence is about the deterministic math.
+    text = re.sub(r"drop_(local|global) = [0-9.]+", r"drop_\1 = 0.0", text)
+    try:
+        plain = build_ir(text)
+    except UdnetError:
+        return
+    opt = copy.deepcopy(plain)
+    optimize(opt)
+    a, b = instantiate(plain), instantiate(opt)
+    b.load_state_dict(a.state_dict(), strict=False)  # pruning may drop dead modules
+    check_shapes(opt, b, batch=2)
+    shape = plain.nodes[plain.input_node]["shape"]
+    if opt.param_count() == plain.param_count():
+        assert_equivalent(a, b, shape, torch.float64, batch=3)
+
+
+def test_dense_chains_are_planned_and_fused():
+    ir = build_ir(str(SPECS / "densenet.ud"))
+    reports = optimize(ir)
+    buffers = ir.graph["buffers"]
+    assert [len(b.links) for b in buffers] == [6, 12, 24, 16]
+    fused = [n for n, d in ir.nodes(data=True) if d.get("fuse") is not None]
+    assert len(fused) == 58 + 3  # every bottleneck and every transition
+    before, after = estimate_activation_bytes(ir, buffers)
+    assert after < 0.5 * before
+    assert any("shared buffer" in line for r in reports for line in r.lines)
+
+
+def test_shared_memory_grows_linearly_with_depth():
+    """Bytes autograd keeps for backward in one dense block, at depths 8, 16 and 32."""
+    def saved_bytes(n, disabled):
+        spec = f"""
+block Layer(k) {{ n1: bn; r1: relu; c1: conv(4 * k, 1); n2: bn; r2: relu; c2: conv(k, 3, pad = 1) }}
+network Block(n = {n}, input = [16, 8, 8]) {{
+    blk: {{ for i in 1..n {{ x = x ++ (x |> l{{i}}: Layer(8)) }} }}
+}}"""
+        model = udnet.load(spec, disable=disabled).train()
+        seen = {}
+
+        def pack(t):
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = model(torch.randn(4, 16, 8, 8))
+        shared = 2 * y.numel() * 4 if not disabled else 0  # the buffer and its gradient
+        return sum(seen.values()) + shared
+
+    naive = [saved_bytes(n, ("share-concat",)) for n in (8, 16, 32)]
+    shared = [saved_bytes(n, ()) for n in (8, 16, 32)]
+    assert naive[2] / naive[1] > 2.8 and naive[1] / naive[0] > 2.5  # quadratic
+    assert shared[2] / shared[1] < 2.2 and shared[1] / shared[0] < 2.2  # linear
+    assert shared[2] < 0.5 * naive[2]
+
+
+def test_bn_running_stats_update_once_per_step():
+    model = udnet.load(str(SPECS / "densenet.ud"), "DenseNetBC", depth=10, k=4).train()
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    counts = {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert counts == {1}
+
+
+def test_eval_mode_is_copy_free():
+    src = compile_to_torch(str(SPECS / "densenet.ud"), "DenseNetBC")
+    assert "torch.cat" not in src and "concat_append" in src
+    naive = compile_to_torch(str(SPECS / "densenet.ud"), "DenseNetBC", disabled=("share-concat",))
+    assert "torch.cat" in naive and "concat_append" not in naive
+
+
+def _column_params(column, widths, classes=10, c_in=3, size=32):
+    """Column N: 2^(N-1) conv units (conv3x3 without bias + BN) per block, then the head."""
+    total, cin = 0, c_in
+    for w in widths:
+        for _ in range(2 ** (column - 1)):
+            total += cin * w * 9 + 2 * w
+            cin = w
+        size //= 2  # 2x2 max pooling after each block
+    return total + cin * size * size * classes + classes
+
+
+@pytest.mark.parametrize("column", [1, 2, 3])
+def test_fractal_column_extracts_the_student_network(column):
+    params = dict(C=3, widths=[8, 16], drop=[0.0, 0.0])
+    full = udnet.load(str(SPECS / "fractal.ud"), **params).eval()
+    student = udnet.load(str(SPECS / "fractal.ud"), fractal_column=column, **params).eval()
+    assert param_count(student) == _column_params(column, params["widths"])
+    state = full.state_dict()
+    student.load_state_dict({k: state[k] for k in student.state_dict()})
+    x = torch.randn(3, 3, 32, 32)
+    # The full net restricted to one column: every join takes only its column-N input,
+    # as global drop-path does, while everything else stays in eval mode.
+    sys.modules[type(full).__module__].set_drop_path_columns = lambda *args: None
+    for m in full.modules():
+        if type(m).__name__ == "Join":
+            m.train()
+            m.drop_local, m.global_columns = 0.0, torch.full((3,), column)
+    torch.testing.assert_close(student(x), full(x), rtol=1e-5, atol=1e-6)
+    assert "Join" not in compile_to_torch(str(SPECS / "fractal.ud"), fractal_column=column,
+                                          defines=[f"{k}={v}" for k, v in params.items()])
+
+
+def test_cli_pass_flags_verbose_and_warnings(tmp_path, capsys):
+    spec = tmp_path / "dead.ud"
+    spec.write_text("network N(input = [3, 8, 8]) {\n    unused = x |> conv(4, 3)\n    conv(8, 3)\n    gap\n}\n")
+    out = tmp_path / "m.py"
+    assert main(["compile", str(spec), "-o", str(out), "-v"]) == 0
+    err = capsys.readouterr().err
+    assert f"{spec}:2:19: warning: 'unused' is computed but never reaches the network output" in err
+    assert "udnet: prune: removed 1 node(s)" in err and "udnet: share-concat:" in err
+    assert main(["compile", str(spec), "-o", str(out), "--no-prune"]) == 0
+    assert "conv(4" not in out.read_text() or "conv2d(3, 4, 3)" in out.read_text()
+    assert main(["compile", str(SPECS / "fractal.ud"), "-o", str(out), "--fractal-column", "7"]) == 2
+    assert "columns are numbered 1 (shallowest) to 3" in capsys.readouterr().err
+    assert main(["compile", str(SPECS / "densenet.ud"), "-o", str(out), "--no-share-concat"]) == 0
+    assert "torch.cat" in out.read_text()
