@@ -128,7 +128,7 @@ def concat_start(x, channels):
 def concat_append(buf, y, lo):
     """The buffer with ``y`` written into channels [lo, lo + y.shape[1])."""
     storage, stats, token = buf
-    if _tracks_grad(y) or _tracks_grad(token):
+    if _tracks_grad(y, token):
         token = _ConcatWrite.apply(y, token, storage, lo)
     else:
         _write(y, storage, lo)
@@ -153,19 +153,9 @@ def bn_relu_conv1x1(buf, width, bn, conv):
     else:
         mean, var = bn.running_mean, bn.running_var
     weight = conv.weight.view(conv.out_channels, width)
-    if _tracks_grad(token):
-        args = (
-            token,
-            bn.weight,
-            bn.bias,
-            weight,
-            storage,
-            mean,
-            var,
-            bn.eps,
-            bn.training,
-        )
-        out = _BnReluConv1x1.apply(*args)
+    if _tracks_grad(token, bn.weight, bn.bias, weight):
+        stat_args = (storage, mean, var, bn.eps, bn.training)
+        out = _BnReluConv1x1.apply(token, bn.weight, bn.bias, weight, *stat_args)
     else:
         scale, shift = _affine(bn.weight, bn.bias, mean, var, bn.eps)
         x = storage[:width].view(width, -1)
@@ -176,9 +166,14 @@ def bn_relu_conv1x1(buf, width, bn, conv):
     return out.contiguous()
 
 
-def _tracks_grad(t):
-    # Plain tensor code when autograd is off, and under tracing (fx proxies are no tensors).
-    return torch.is_grad_enabled() and isinstance(t, torch.Tensor) and t.requires_grad
+def _tracks_grad(*ts):
+    # Plain tensor code when autograd is off and while fx or TorchScript trace the model.
+    if not torch.is_grad_enabled() or torch.jit.is_tracing():
+        return False
+    fx = torch.fx._symbolic_trace
+    if getattr(fx, "is_fx_symbolic_tracing", fx.is_fx_tracing)():
+        return False
+    return any(isinstance(t, torch.Tensor) and t.requires_grad for t in ts)
 
 
 def _batch_stats(storage, stats, width):
