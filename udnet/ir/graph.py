@@ -93,3 +93,9 @@ class IR(nx.MultiDiGraph):
 
     def mac_count(self) -> int:
         return sum(d["macs"] for _, d in self.nodes(data=True))
+
+    def _repr_svg_(self) -> str:
+        """Jupyter shows an IR as its diagram (folded; see udnet.backends.graphviz)."""
+        from udnet.backends.graphviz import to_svg
+
+        return to_svg(self)
