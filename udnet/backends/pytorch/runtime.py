@@ -252,11 +252,8 @@ class _BnReluConv1x1(torch.autograd.Function):
     def forward(ctx, token, gamma, beta, weight, storage, mean, var, eps, training):
         width = weight.shape[1]
         scale, shift = _affine(gamma, beta, mean, var, eps)
-        z = torch.relu(
-            torch.addcmul(
-                shift[:, None], storage[:width].view(width, -1), scale[:, None]
-            )
-        )
+        x = storage[:width].view(width, -1)
+        z = torch.addcmul(shift[:, None], x, scale[:, None]).relu_()
         ctx.save_for_backward(gamma, beta, weight)
         # Statistics live in a buffer that later writes extend; their values stay valid.
         ctx.mean, ctx.var = mean, var
@@ -265,28 +262,31 @@ class _BnReluConv1x1(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        # Recompute BN-ReLU from the shared storage instead of having stored it.
+        # Recompute BN-ReLU from the shared storage instead of having stored it, and
+        # fold BN's backward into three in-place updates of the buffer's gradient.
         gamma, beta, weight = ctx.saved_tensors
         mean, var = ctx.mean, ctx.var
         width = weight.shape[1]
         x = ctx.storage[:width].view(width, -1)
+        scale, shift = _affine(gamma, beta, mean, var, ctx.eps)
+        z = torch.addcmul(shift[:, None], x, scale[:, None]).relu_()
+        grad_weight = grad @ z.t()
+        du = torch.ops.aten.threshold_backward(weight.t() @ grad, z, 0)
+        del z
         invstd = torch.rsqrt(var + ctx.eps)
-        xhat = (x - mean[:, None]) * invstd[:, None]
-        u = torch.addcmul(beta[:, None], xhat, gamma[:, None])
-        grad_weight = grad @ torch.relu(u).t()
-        du = (weight.t() @ grad).masked_fill_(u <= 0, 0)
-        del u
         grad_beta = du.sum(1)
-        grad_gamma = (du * xhat).sum(1)
+        du_x = torch.bmm(du.unsqueeze(1), x.unsqueeze(2)).view(width)
+        grad_gamma = (du_x - mean * grad_beta) * invstd
+        g = _grad_buffer(ctx.storage)[:width].view(width, -1)
+        g.addcmul_(du, scale[:, None])
         if ctx.training:  # batch statistics depend on x too
             count = x.shape[1]
-            du.sub_(grad_beta[:, None] / count).sub_(
-                xhat * (grad_gamma[:, None] / count)
-            )
-        du.mul_((gamma * invstd)[:, None])
-        _grad_buffer(ctx.storage)[:width].view(width, -1).add_(du)
+            c2 = -scale * grad_gamma * invstd / count
+            c1 = -scale * grad_beta / count - c2 * mean
+            g.addcmul_(x, c2[:, None]).add_(c1[:, None])
+        token_grad = ctx.storage.new_zeros(0)
         return (
-            ctx.storage.new_zeros(0),
+            token_grad,
             grad_gamma,
             grad_beta,
             grad_weight,
