@@ -5,6 +5,7 @@ calls at compile time into the IR, inferring every shape on the way.
 from __future__ import annotations
 
 import difflib
+import gc
 import re
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from udnet.elaborate.values import (
 )
 from udnet.errors import Span, UdnetError, UsageError
 from udnet.frontend import ast
+from udnet.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES, text_lines
 from udnet.ir import ops as opdefs
 from udnet.ir.graph import IR, Scope
 from udnet.ir.ops import OPS, ArgError, ShapeError, fmt
@@ -32,11 +34,14 @@ from udnet.ir.ops import OPS, ArgError, ShapeError, fmt
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds that stop runaway specs quickly; each is a command-line flag."""
+    """Bounds that stop runaway specs quickly; each is a command-line flag (docs/limits.md)."""
 
-    max_nodes: int = 100_000  # --max-nodes
-    max_depth: int = 100  # --max-depth: nested block calls (recursion)
-    max_steps: int = 1_000_000  # --max-steps: statements and loop iterations
+    max_nodes: int = 30_000  # --max-nodes: IR nodes (exponential recursion, huge loops)
+    max_depth: int = 100  # --max-depth: nested block calls and labelled groups (the module tree)
+    max_steps: int = 1_000_000  # --max-steps: statements, loop iterations, list copying
+    max_nesting: int = MAX_NESTING  # --max-nesting: brackets, blocks, sub-expressions, nested lists
+    max_source_bytes: int = MAX_SOURCE_BYTES  # --max-source-bytes: size of a spec
+    max_elements: int = opdefs.MAX_ELEMENTS  # --max-elements: per node, tensor elements and parameters
 
 
 #: Names a spec cannot bind: they read the current tensor.
@@ -49,9 +54,24 @@ RESERVED_LABELS = frozenset(
     "forward training parameters buffers children modules state_dict train eval to cuda cpu "
     "apply zero_grad register_buffer register_parameter add_module type float double half "
     "extra_repr named_modules named_parameters named_buffers named_children requires_grad_ "
-    "load_state_dict get_submodule get_parameter get_buffer".split()
+    "load_state_dict get_submodule get_parameter get_buffer "
+    # the rest of nn.Module's attributes (torch 2.x): a submodule named like one breaks the module
+    "T_destination bfloat16 call_super_init compile dump_patches get_extra_state ipu mtia xpu "
+    "register_backward_hook register_forward_hook register_forward_pre_hook register_full_backward_hook "
+    "register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook "
+    "register_module register_state_dict_post_hook register_state_dict_pre_hook set_extra_state "
+    "set_submodule share_memory to_empty _apply _backward_hooks _backward_pre_hooks _buffers _call_impl "
+    "_compiled_call_impl _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs "
+    "_forward_pre_hooks _forward_pre_hooks_with_kwargs _get_backward_hooks _get_backward_pre_hooks "
+    "_get_name _is_full_backward_hook _load_from_state_dict _load_state_dict_post_hooks "
+    "_load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook _modules _named_members "
+    "_non_persistent_buffers_set _parameters _register_load_state_dict_pre_hook "
+    "_register_state_dict_hook _replicate_for_data_parallel _save_to_state_dict _slow_forward "
+    "_state_dict_hooks _state_dict_pre_hooks _version _wrapped_call_impl".split()
 )
 _LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+#: Longest label (a fixed limit): labels become attribute names and state_dict keys.
+MAX_LABEL = 200
 _INT_LIMIT = 2**62
 #: Longest list or string a spec may build (doubling in a loop must not exhaust memory).
 _LEN_LIMIT = 1_000_000
@@ -98,6 +118,10 @@ class Elaborator:
         self.absorbed: set[int] = set()
         self.calls: list[tuple[Span, str]] = []
         self.later: dict[int, dict[str, Span]] = {}
+        self._bound: dict[tuple, dict] = {}
+        self._good_labels: set[str] = set()  # plain labels that passed the checks
+        self._scope_depth = 0  # blocks and labelled groups around the current statement
+        self._nested: dict[int, tuple[tuple, int, int]] = {}  # id -> (list, size, depth): nested lists
 
     # ---- declarations ----
 
@@ -120,8 +144,6 @@ class Elaborator:
                 raise UdnetError("parameter 'x' would shadow the block's input tensor", p.span, "rename the parameter")
             seen[p.name] = p
         (self.blocks if d.kind == "block" else self.networks)[d.name] = d
-        if d.kind == "block" and d.name in {n for n in self.networks}:
-            pass
 
     # ---- entry point ----
 
@@ -131,13 +153,23 @@ class Elaborator:
         # included); a RecursionError is a user error, never a traceback.
         old_limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(old_limit, 20_000))
+        # Elaboration allocates many small objects and frees almost none: the cyclic
+        # collector's full passes would make it superlinear (a third of the time at the
+        # node limit). Pause it; what elaboration leaves behind is bounded by the limits.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             return self._elaborate(defn, overrides)
         except RecursionError:
             raise UdnetError(
-                "the spec nests too deeply to elaborate", defn.name_span, "flatten deeply nested expressions"
+                "the spec nests too deeply to elaborate: deeply nested expressions inside deeply recursive blocks",
+                defn.name_span,
+                "flatten deeply nested expressions (assign parts to variables), or lower the recursion; "
+                "the limits are --max-nesting and --max-depth",
             ) from None
         finally:
+            if gc_was_enabled:
+                gc.enable()
             sys.setrecursionlimit(old_limit)
 
     def _elaborate(self, defn: ast.Definition, overrides: dict[str, tuple[ast.Expr, Span]]) -> IR:
@@ -171,7 +203,7 @@ class Elaborator:
             raise UsageError(f"no network named '{name}' (networks in this file: {known})")
         if not self.networks:
             src = self.module.span.source
-            lines = src.text.splitlines() or [""]
+            lines = text_lines(src.text)
             span = Span(src, len(lines), 1, len(lines), len(lines[-1]) + 1)
             raise UdnetError(
                 "this file defines no network",
@@ -275,7 +307,9 @@ class Elaborator:
                 else:
                     counters[c.auto] = counters.get(c.auto, 0) + 1
                     name = c.auto if bases[c.auto] == 1 else f"{c.auto}_{counters[c.auto]}"
-                    while name in taken:
+                    if name.startswith("__"):  # from a block named __x: Python would mangle it
+                        name = "_" + name.lstrip("_")
+                    while name in taken or name in RESERVED_LABELS:  # a block named forward, eval, ...
                         name += "_"
                     taken.add(name)
                 full = f"{path}.{name}" if path else name
@@ -295,15 +329,16 @@ class Elaborator:
         g = self.g
         if g.number_of_nodes() >= self.limits.max_nodes:
             raise UdnetError(
-                f"the network exceeds the limit of {self.limits.max_nodes:,} IR nodes",
+                f"the network exceeds the limit of {self.limits.max_nodes:,} IR nodes (--max-nodes)",
                 span,
                 "this is usually runaway recursion or a huge loop; if the network is really this big, "
                 "raise the limit with --max-nodes",
             )
-        nid = self._next_id
-        self._next_id += 1
         in_shape = inputs[0][0].shape if inputs else None
         params = spec.params(in_shape, attrs) if spec else 0
+        self._check_size(op, shape, params, span)
+        nid = self._next_id
+        self._next_id += 1
         macs = spec.macs(in_shape, shape, attrs) if spec else 0
         g.add_node(nid, op=op, attrs=attrs, shape=shape, name=None, scope="", block="", span=span,
                    params=params, macs=macs)
@@ -311,6 +346,36 @@ class Elaborator:
             g.add_edge(t.node, nid, port=port, kind=kind, channels=channels)
         self._owner[nid] = self.scope if op != "input" else None
         return nid
+
+    def _check_size(self, op: str, shape, params: int, span) -> None:
+        """Absurd sizes stop here (conv(2**60, 3), 80 upsample(2) in a row), not in torch."""
+        for d in shape:
+            if d > opdefs.MAX_DIM:
+                raise UdnetError(
+                    f"{op} would make a tensor {fmt(shape)}: a dimension above the limit of 2**31",
+                    span,
+                    "no tensor dimension may exceed 2**31 (a fixed limit); check the widths, scales and padding",
+                )
+        limit = self.limits.max_elements
+        elements = 1
+        for d in shape:
+            elements *= d
+        if elements > limit:
+            raise UdnetError(
+                f"{op} would make a tensor {fmt(shape)} of {elements:,} elements per sample, "
+                f"more than the limit of {limit:,} (--max-elements)",
+                span,
+                "check the widths and upsampling; if the tensor really is this large, raise the limit "
+                "with --max-elements N",
+            )
+        if params > limit:
+            raise UdnetError(
+                f"{op} would have {params:,} parameters, more than the limit of {limit:,} for one node "
+                "(--max-elements)",
+                span,
+                "check the widths and kernel sizes; if the layer really is this large, raise the limit "
+                "with --max-elements N",
+            )
 
     def _connection(self, op: str, operands: list[Tensor], shape, span, attrs=None, channels=None) -> int:
         kind = opdefs.CONNECTION_KINDS[op]
@@ -322,7 +387,8 @@ class Elaborator:
     # ---- statements ----
 
     def _run(self, defn: ast.Definition, frame: Frame) -> Tensor:
-        self.later.setdefault(id(defn), _assigned_names(defn.body))
+        if id(defn) not in self.later:  # (setdefault would walk the body on every call)
+            self.later[id(defn)] = _assigned_names(defn.body)
         self._defn_stack = getattr(self, "_defn_stack", [])
         self._defn_stack.append(defn)
         try:
@@ -342,14 +408,43 @@ class Elaborator:
         for stmt in body.stmts:
             self._exec(stmt, frame)
 
-    def _tick(self, span: Span) -> None:
-        self.steps += 1
+    def _tick(self, span: Span, cost: int = 1) -> None:
+        self.steps += cost
         if self.steps > self.limits.max_steps:
             raise UdnetError(
-                f"elaboration exceeds the limit of {self.limits.max_steps:,} steps (statements and loop iterations)",
+                f"elaboration exceeds the limit of {self.limits.max_steps:,} steps "
+                "(statements, loop iterations and list copying; --max-steps)",
                 span,
                 "a loop runs far too often; if that is intended, raise the limit with --max-steps",
             )
+
+    def _list(self, t: tuple, span: Span) -> tuple:
+        """Account for a new list value: its copying costs steps (a step per 16 items), and
+        its size, nested lists included, and its depth are bounded. Lists share their items,
+        so ``l = [l, l]`` in a loop would otherwise describe 2**n items in n steps."""
+        weight, depth = len(t), 1
+        for item in t:
+            if type(item) is tuple:
+                entry = self._nested.get(id(item))
+                w, d = (entry[1], entry[2]) if entry is not None and entry[0] is item else (len(item), 1)
+                weight += w
+                depth = max(depth, d + 1)
+        self._tick(span, len(t) // 16)
+        if weight > _LEN_LIMIT:
+            raise UdnetError(
+                f"this list holds {weight:,} items, nested lists included, more than the limit of {_LEN_LIMIT:,}",
+                span,
+                "a spec's lists hold widths and layer counts; is a loop doubling one?",
+            )
+        if depth > self.limits.max_nesting:
+            raise UdnetError(
+                f"lists nest more than the limit of {self.limits.max_nesting} levels deep (--max-nesting)",
+                span,
+                "is a loop wrapping a list in a list? if the nesting is intended, raise the limit with --max-nesting N",
+            )
+        if depth > 1:  # flat lists need no entry: their weight is their length
+            self._nested[id(t)] = (t, weight, depth)
+        return t
 
     def _exec(self, s: ast.Stmt, frame: Frame) -> None:
         self._tick(s.span)
@@ -429,6 +524,8 @@ class Elaborator:
     def _label(self, label: ast.Label | None, frame: Frame) -> LabelValue | None:
         if label is None:
             return None
+        if len(label.parts) == 1 and label.parts[0] in self._good_labels:  # checked before
+            return LabelValue(label.parts[0], label.span)
         text = ""
         for part in label.parts:
             if isinstance(part, str):
@@ -438,6 +535,13 @@ class Elaborator:
             if isinstance(v, bool) or not isinstance(v, (int, str)):
                 raise UdnetError(f"a label can interpolate an integer or a string, got {describe(v)}", part.span)
             text += str(v)
+            if len(text) > MAX_LABEL:
+                break
+        if len(text) > MAX_LABEL:
+            raise UdnetError(
+                f"this label is longer than the limit of {MAX_LABEL} characters", label.span,
+                "a label becomes a PyTorch attribute and a state_dict key; keep it short",
+            )
         if not _LABEL_RE.fullmatch(text):
             raise UdnetError(
                 f"label '{text}' is not a valid module name",
@@ -446,6 +550,8 @@ class Elaborator:
             )
         if text in RESERVED_LABELS or (text.startswith("__") and text.endswith("__")):
             raise UdnetError(f"label '{text}' is reserved by PyTorch's nn.Module", label.span, "choose another name")
+        if len(label.parts) == 1 and isinstance(label.parts[0], str):
+            self._good_labels.add(text)
         return LabelValue(text, label.span)
 
     # ---- applying stages ----
@@ -461,7 +567,7 @@ class Elaborator:
                     None, f"the input of this {spec.name} is {fmt(t.shape)}"
                 ) from None
             leaf = self._child(label, "op", span=stage.span, auto=spec.name)
-            n = self._node(spec.name, stage.attrs, shape, stage.span, [(t, "sequence", None)], spec)
+            n = self._node(spec.name, dict(stage.attrs), shape, stage.span, [(t, "sequence", None)], spec)
             leaf.node = n
             return Tensor(n, shape)
         if isinstance(stage, BlockStage):
@@ -494,14 +600,26 @@ class Elaborator:
         return value.settled()
 
     def _in_scope(self, label, kind, block, args, span, run, t: Tensor) -> Tensor:
+        if self._scope_depth >= self.limits.max_depth:
+            # The module tree (blocks and labelled groups inside each other) is walked
+            # recursively by every backend, and by PyTorch itself: its forward takes three
+            # Python frames a level, so a tree much deeper than 100 cannot even run.
+            raise UdnetError(
+                f"blocks and labelled groups nest deeper than the limit of {self.limits.max_depth} (--max-depth)",
+                label.span if label is not None else span,
+                "the module tree is this deep: recursive blocks nest their groups inside each other; is a "
+                "base case missing? if the tree really is this deep, raise the limit with --max-depth N",
+            )
         node = self._child(label, kind, block=block, args=args, span=span, auto=(block or "group").lower())
         node.input = t.node
         outer = self.scope
         self.scope = node
+        self._scope_depth += 1
         try:
             out = run()
         finally:
             self.scope = outer
+            self._scope_depth -= 1
         node.output = out.node
         return out
 
@@ -509,7 +627,7 @@ class Elaborator:
         defn = stage.defn
         if self.depth >= self.limits.max_depth:
             raise UdnetError(
-                f"block calls nest deeper than the limit of {self.limits.max_depth}",
+                f"block calls nest deeper than the limit of {self.limits.max_depth} (--max-depth)",
                 stage.span,
                 f"does {defn.name} have a base case? a recursive block must stop on some parameter value; "
                 "if the nesting is intended, raise the limit with --max-depth",
@@ -537,14 +655,16 @@ class Elaborator:
     # ---- expressions ----
 
     def _eval(self, e: ast.Expr, frame: Frame) -> Any:
-        method = getattr(self, "_eval_" + type(e).__name__)
-        return method(e, frame)
+        method = _EVAL.get(type(e))
+        if method is None:
+            method = _EVAL[type(e)] = getattr(Elaborator, "_eval_" + type(e).__name__)
+        return method(self, e, frame)
 
     def _eval_Literal(self, e: ast.Literal, frame: Frame) -> Any:
         return e.value
 
     def _eval_ListExpr(self, e: ast.ListExpr, frame: Frame) -> Any:
-        return tuple(self._eval(i, frame) for i in e.items)
+        return self._list(tuple(self._eval(i, frame) for i in e.items), e.span)
 
     def _eval_Name(self, e: ast.Name, frame: Frame) -> Any:
         v = frame.lookup(e.id)
@@ -611,13 +731,19 @@ class Elaborator:
         if isinstance(a, Tensor) or isinstance(b, Tensor):
             return self._tensor_binop(e, a, b)
         try:
-            return _arith(op, a, b)
+            r = _arith(op, a, b)
         except _TypeMismatch as m:
             raise UdnetError(str(m), e.span) from None
         except ZeroDivisionError:
             raise UdnetError("division by zero", e.right.span) from None
         except OverflowError:
             raise UdnetError(f"the result of '{op}' is too large", e.span) from None
+        if type(r) is tuple:
+            return self._list(r, e.span)
+        if type(a) in (tuple, str) or type(b) in (tuple, str):  # copying, comparing, searching
+            self._tick(e.span, (len(a) if type(a) in (tuple, str) else 0) // 16
+                       + (len(b) if type(b) in (tuple, str) else 0) // 16)
+        return r
 
     def _tensor_binop(self, e: ast.BinOp, a: Any, b: Any) -> Tensor:
         if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
@@ -703,7 +829,11 @@ class Elaborator:
             bounds.append(b)
         lo, hi = bounds
         if isinstance(v, (tuple, str)):
-            return v[lo:hi]
+            part = v[lo:hi]
+            if isinstance(part, tuple):
+                return self._list(part, e.span)
+            self._tick(e.span, len(part) // 16)
+            return part
         if not isinstance(v, Tensor):
             raise UdnetError(f"cannot slice {describe(v)}", e.value.span)
         c = v.shape[0]
@@ -769,6 +899,7 @@ class Elaborator:
         if name in FUNCTIONS:
             if kwargs:
                 raise UdnetError(f"{name} takes no keyword arguments", e.kwargs[0].span)
+            self._tick(e.span, sum(len(a) // 16 for a in args if isinstance(a, (tuple, str))))
             try:
                 return _function(name, args)
             except _TypeMismatch as m:
@@ -786,8 +917,15 @@ class Elaborator:
                     span,
                     f"pipe the tensor into it: t |> {spec.name}(...)",
                 )
+        # Binding checks every argument; blocks called thousands of times bind the same
+        # few argument lists, so successful bindings are remembered (keys tell 1, 1.0
+        # and true apart, and -0.0 from 0.0).
+        key = (spec.name, _value_key(tuple(args)), _value_key(tuple(sorted(kwargs.items()))))
+        attrs = self._bound.get(key)
+        if attrs is not None:
+            return OpStage(spec, attrs, span)
         try:
-            attrs = spec.bind(list(args), kwargs)
+            attrs = self._bound[key] = spec.bind(list(args), kwargs)
         except ArgError as err:
             where = span
             if isinstance(err.arg, int) and err.arg < len(aspans):
@@ -868,6 +1006,18 @@ class Elaborator:
             raise UdnetError(err.message, e.span, "every column that ends at a join must have one shape") from None
         return Tensor(self._connection("join", operands, shape, e.span, attrs), shape)
 
+
+def _value_key(v: Any) -> Any:
+    """A hashable key that equals another only for the same value of the same type."""
+    if type(v) is tuple:
+        return (tuple, tuple(_value_key(e) for e in v))
+    if type(v) is float:
+        return (float, repr(v))
+    return (type(v), v)
+
+
+#: ast node type -> Elaborator._eval_<type> (filled on first use).
+_EVAL: dict[type, Any] = {}
 
 _JOIN = opdefs.OpSpec(
     "join",
@@ -1037,13 +1187,36 @@ def _compatible(default: Any, value: Any) -> bool:
     return a == b or (a == "float" and b == "int")
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, (tuple, range)):
-        return "[" + ", ".join(_show(i) for i in v) + "]"
-    if isinstance(v, (Tensor, Stage)):
-        return describe(v)
-    return repr(v)
+def _show(v: Any, limit: int = 100) -> str:
+    """A value as a spec writes it, cut short after about ``limit`` characters: a list
+    may hold a million items and a range 2**62."""
+    parts: list[str] = []
+    size = 0
+
+    def put(text: str) -> None:
+        nonlocal size
+        parts.append(text)
+        size += len(text)
+
+    def walk(x: Any) -> None:
+        if isinstance(x, bool):
+            put("true" if x else "false")
+        elif isinstance(x, str):
+            put(f'"{x}"' if len(x) <= limit else f'"{x[:limit]}..."')
+        elif isinstance(x, (tuple, range)):
+            put("[")
+            for k, item in enumerate(x):
+                if k:
+                    put(", ")
+                if size > limit:
+                    put("...")
+                    break
+                walk(item)
+            put("]")
+        elif isinstance(x, (Tensor, Stage)):
+            put(describe(x))
+        else:
+            put(repr(x))
+
+    walk(v)
+    return "".join(parts)

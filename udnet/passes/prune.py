@@ -83,7 +83,7 @@ def _keep_column(ir: IR, column: int) -> None:
         for u, v, k, d in list(ir.in_edges(j, keys=True, data=True)):
             if d["port"] != keep:
                 ir.remove_edge(u, v, k)
-        for u, v, k, d in ir.in_edges(j, keys=True, data=True):
+        for *_, d in ir.in_edges(j, keys=True, data=True):
             d["port"] = 0
 
 
@@ -101,7 +101,7 @@ def _fold(ir: IR) -> int:
                 for u, v, k, _ in list(ir.in_edges(n, keys=True, data=True)):
                     ir.remove_edge(u, v, k)
                 lo = 0
-                for port, (u, _, e) in enumerate(keep):
+                for port, (u, _, _) in enumerate(keep):
                     width = ir.nodes[u]["shape"][0]
                     ir.add_edge(u, n, port=port, kind="concat", channels=(lo, lo + width))
                     lo += width

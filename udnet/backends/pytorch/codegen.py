@@ -71,6 +71,8 @@ class ClassDef:
 
 
 def _pyname(text: str, taken: set[str] | None = None) -> str:
+    if text.startswith("__"):  # inside a class Python mangles __x, and __class__ is super()'s cell
+        text = "_" + text.lstrip("_")
     name = text if _IDENT.fullmatch(text) and text not in _RESERVED else f"{text}_"
     if not _IDENT.fullmatch(name):  # ASCII only: Python folds unicode names (NFKC), so they could collide
         name = "v_" + re.sub(r"[^A-Za-z0-9_]", "_", text)
@@ -355,14 +357,36 @@ class Emitter:
         return f'"""{_safe_text(what)}"""'
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (tuple, range)):
-        return "[" + ", ".join(_show(e) for e in v) + "]"
-    if isinstance(v, str):
-        return '"' + v + '"'
-    return str(v)
+def _show(v: Any, limit: int = 200) -> str:
+    """A parameter value as the spec writes it, cut short: a range may hold 2**62 numbers."""
+    parts: list[str] = []
+    size = 0
+
+    def put(text: str) -> None:
+        nonlocal size
+        parts.append(text)
+        size += len(text)
+
+    def walk(x: Any) -> None:
+        if isinstance(x, bool):
+            put("true" if x else "false")
+        elif isinstance(x, (tuple, range)):
+            put("[")
+            for k, e in enumerate(x):
+                if k:
+                    put(", ")
+                if size > limit:
+                    put("...")
+                    break
+                walk(e)
+            put("]")
+        elif isinstance(x, str):
+            put('"' + (x if len(x) <= limit else x[:limit] + "...") + '"')
+        else:
+            put(str(x))
+
+    walk(v)
+    return "".join(parts)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -421,20 +445,27 @@ def _distinguishing_suffixes(cds: list[ClassDef]) -> list[str] | None:
     the classes apart; None when no such arguments exist."""
     args = list(cds[0].instances[0].args)
     chosen: list[str] = []
+    memo: dict[int, str] = {}
+
+    def rep(v: Any) -> str:  # instances share big argument values; print each once
+        if id(v) not in memo:
+            memo[id(v)] = repr(v)
+        return memo[id(v)]
+
     for arg in args:
         values = []
         for cd in cds:
-            vals = {repr(i.args.get(arg)) for i in cd.instances}
+            vals = {rep(i.args.get(arg)) for i in cd.instances}
             if len(vals) != 1:
                 break
             values.append(cd.instances[0].args.get(arg))
         else:
-            if len({repr(v) for v in values}) > 1:
+            if len({rep(v) for v in values}) > 1:
                 chosen.append(arg)
-                keys = [tuple(repr(cd.instances[0].args.get(a)) for a in chosen) for cd in cds]
+                keys = [tuple(rep(cd.instances[0].args.get(a)) for a in chosen) for cd in cds]
                 if len(set(keys)) == len(cds):
                     break
-    keys = [tuple(repr(cd.instances[0].args.get(a)) for a in chosen) for cd in cds]
+    keys = [tuple(rep(cd.instances[0].args.get(a)) for a in chosen) for cd in cds]
     if not chosen or len(set(keys)) != len(cds):
         return None
     out = []
@@ -447,7 +478,7 @@ def _distinguishing_suffixes(cds: list[ClassDef]) -> list[str] | None:
                 parts.append(cap if v else "")
             elif isinstance(v, int):
                 parts.append(f"{cap}{v}" if v >= 0 else f"{cap}Minus{-v}")
-            elif isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_]+", v):
+            elif isinstance(v, str) and len(v) <= 32 and re.fullmatch(r"[A-Za-z0-9_]+", v):
                 parts.append(_camel(v))
             else:
                 return None
@@ -792,7 +823,8 @@ class _Printer:
         counter = [0]
 
         def fresh(pref: str, dying: list[str]) -> str:
-            if pref and _IDENT.fullmatch(pref) and pref not in taken and (pref not in live or pref in dying):
+            if (pref and _IDENT.fullmatch(pref) and pref not in taken and not pref.startswith("__")
+                    and (pref not in live or pref in dying)):
                 return pref
             for d in dying:
                 return d
@@ -806,7 +838,10 @@ class _Printer:
             if item[0] == "stmt":
                 _, kind, ins, outs, nums, vars_, child, extras, reads = item
                 args = [names[v] for v in ins]
-                dying = [names[v] for v in ins if last_use.get(v) == idx]
+                # A name dies with its value, unless another value still to be read shares it
+                # (a concat buffer holds its base and every link under one name).
+                dying = [names[v] for v in ins if last_use.get(v) == idx and not any(
+                    w != v and nm == names[v] and last_use.get(w, -1) > idx for w, nm in names.items())]
                 if reads:
                     args = [a if r is None else f"concat_read({a}, {self._fwd(self.num(r))})"
                             for a, r in zip(args, reads)]
@@ -840,6 +875,14 @@ class _Printer:
     def _loop_lines(self, item, idx, names, live, last_use, fresh) -> list[str]:
         _, count, carry, carry_pos, out, stmts = item
         carry_name = names.get(carry) if carry is not None else None
+        prologue: list[str] = []
+        if (carry_name is not None and carry_pos is not None and last_use.get(carry, -1) > idx
+                and stmts[carry_pos[0]][1] != "append"):
+            # The loop's input is read after the loop: carry a copy of the name, not the name.
+            new = fresh(stmts[carry_pos[0]][6][carry_pos[1]], [])
+            live.add(new)
+            prologue = _stmt_lines(f"{new} = ", carry_name)
+            carry_name = new
         local: dict[tuple, str] = {}
         body: list[str] = []
         for j, s in enumerate(stmts):
@@ -856,7 +899,7 @@ class _Printer:
             if childs is not None:
                 lbl = self._label_expr(childs[0])
             expr = self._expr(kind, args, nums, (None, None, None) if childs else None,
-                              lambda _: f"getattr(self, {lbl})", looping=True)
+                              lambda _, lbl=lbl: f"getattr(self, {lbl})", looping=True)
             outs = []
             for k in range(n_out):
                 if carry_pos is not None and (j, k) == carry_pos and carry_name:
@@ -870,7 +913,7 @@ class _Printer:
             body += _stmt_lines(", ".join(outs) + " = " if outs else "", expr, "    ")
         if out is not None:
             names[out] = carry_name
-        return [f"for i in range({self._count(count)}):"] + body
+        return prologue + [f"for i in range({self._count(count)}):"] + body
 
     def _count(self, n: Num) -> str:
         c = self.num(n)

@@ -127,7 +127,10 @@ def build_instances(ir: IR) -> Instance:
             d = ir.nodes[n]
             if d["op"] in ("input", "output"):
                 continue
-            item_of[n] = n if d["scope"] == path else child_label(path, f"{d['scope']}.{d['name']}" if d["name"] else d["scope"])
+            if d["scope"] == path:
+                item_of[n] = n
+            else:
+                item_of[n] = child_label(path, f"{d['scope']}.{d['name']}" if d["name"] else d["scope"])
         items: dict[Any, list[int]] = {}
         for n, it in item_of.items():
             items.setdefault(it, []).append(n)
@@ -343,7 +346,6 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
 
     sig = refs(w0, carry_in)
     count = 1
-    cin = carry_in
     while start + (count + 1) * p <= len(body):
         prev, win = window(count - 1), window(count)
         if not all(isinstance(s, Stmt) for s in win):
@@ -353,13 +355,13 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
         nxt = prev[carry_pos[0]].outs[carry_pos[1]] if carry_pos else None
         if refs(win, nxt) != sig:
             break
-        cin = nxt
         count += 1
     # Short runs read better unrolled, and so do runs whose labels follow no pattern.
     if count < 3:
         return None
     for j, s in enumerate(w0):
-        if s.child is not None and label_pattern([inst.children[window(w)[j].child].label for w in range(count)]) is None:
+        labels = [inst.children[window(w)[j].child].label for w in range(count)] if s.child is not None else []
+        if labels and label_pattern(labels) is None:
             return None
     # Nothing but the last carried value may be read after the loop or across windows.
     end = start + count * p
