@@ -3,8 +3,10 @@ torchvision's, when installed): eval forward and training step on CPU.
 
     python benchmarks/bench_emitted_vs_handwritten.py [--batch 8] [--size 224] [--repeats 5]
 
-All candidates share one set of weights (the emitted module's state_dict keys are
-torchvision's), so the script also checks that they compute the same outputs.
+The emitted module is timed as `udnet compile` writes it (shared concat buffers) and
+with --no-share-concat. All candidates share one set of weights (the emitted module's
+state_dict keys are torchvision's), so the script also checks that they compute the
+same outputs.
 """
 
 from __future__ import annotations
@@ -90,7 +92,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    models = {"emitted (udnet)": udnet.load(SPEC), "hand-written": HandDenseNet121()}
+    models = {
+        "emitted (udnet)": udnet.load(SPEC),
+        "emitted, --no-share-concat": udnet.load(SPEC, disable=("share-concat",)),
+        "hand-written": HandDenseNet121(),
+    }
     try:
         import torchvision
 
