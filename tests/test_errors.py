@@ -342,7 +342,7 @@ CASES = [
         NET.format("for i in 1..100000 {\n        relu\n    }"),
         3,
         9,
-        "the network exceeds the limit of 100,000 IR nodes",
+        "the network exceeds the limit of 30,000 IR nodes",
         "--max-nodes",
     ),
     Case(
@@ -377,7 +377,7 @@ CASES = [
         "'++' would build a list of",
     ),
     Case("sum-of-huge-range", NET.format("m = sum(1..1000000000000)"), 2, 9, "the result of sum is too large"),
-    Case("deep-nesting", NET.format("w = " + "-" * 30000 + "1"), 1, 9, "the spec nests too deeply"),
+    Case("deep-nesting", NET.format("w = " + "-\n    " * 30000 + "1"), 257, 5, "the spec nests too deeply", "--max-nesting"),
     # ---- labels ----
     Case(
         "duplicate-label-in-loop",

@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--shapes", action="store_true", help="label edges with tensor shapes")
     draw.add_argument("--rankdir", type=str.upper, choices=("TB", "LR"), default="TB",
                       help="top to bottom (default) or left to right")
+    summ = sub.add_parser("summary", help="per-block table of shapes, parameters, MACs and activation memory")
+    _common(summ)
+    summ.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for activation memory (default 1)")
+    summ.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                      help="element type for activation memory (default float32)")
+    summ.add_argument("--depth", type=int, default=2, metavar="N",
+                      help="show scopes and ops nested at most N levels deep (default 2; 0: totals only)")
+    summ.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
     return p
 
 
@@ -141,7 +149,25 @@ def cmd_draw(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile, "draw": cmd_draw}
+def cmd_summary(args) -> int:
+    import shutil
+
+    from udnet.backends import summary
+
+    if args.batch < 1:
+        raise UsageError("--batch must be positive")
+    if args.depth < 0:
+        raise UsageError("--depth must be 0 or more")
+    ir = _build(args)
+    s = summary.summarize(ir, args.spec, batch=args.batch, dtype=args.dtype, depth=args.depth)
+    if args.json:
+        print(s.to_json())
+    else:
+        sys.stdout.write(summary.format_text(s, shutil.get_terminal_size((100, 24)).columns))
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "draw": cmd_draw, "summary": cmd_summary}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,10 @@ class Source:
     text: str
 
     def line(self, lineno: int) -> str:
-        lines = self.text.splitlines()
-        return lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        # Lines as the parser counts them: split at \n only (splitlines would also split at
+        # \f, \v, \x85, \u2028, ... and quote the wrong line after one of those).
+        lines = self.text.split("\n")
+        return lines[lineno - 1].rstrip("\r") if 0 < lineno <= len(lines) else ""
 
 
 @dataclass(frozen=True)
@@ -56,16 +58,30 @@ class UdnetError(Exception):
         return self.format()
 
     def format(self) -> str:
-        out = [_located(self.span, "error", self.message)]
+        out = [_located(self.span, "error", _printable(self.message))]
         if self.hint:
-            out.append(f"hint: {self.hint}")
+            out.append(f"hint: {_printable(self.hint)}")
         for span, text in self.notes:
-            out.append(_located(span, "note", text))
+            out.append(_located(span, "note", _printable(text)))
         return "\n".join(out)
 
 
 class UsageError(UdnetError):
     """A mistake on the command line rather than in a spec (exit code 2)."""
+
+
+def _printable(text: str, limit: int = 2000) -> str:
+    """Text from a spec may hold terminal escapes or bidi overrides: show them escaped.
+    And it may be huge (a name or a string built in a loop): show its start."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n " else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+#: Quoted source lines longer than this show a window around the caret.
+_WIDE = 160
 
 
 def _located(span: Span | None, kind: str, message: str) -> str:
@@ -75,10 +91,17 @@ def _located(span: Span | None, kind: str, message: str) -> str:
     text = span.source.line(span.line)
     if not text:
         return head
-    # Tabs would misalign the caret; render them as single spaces.
-    text = text.replace("\t", " ")
+    # Tabs and other unprintable characters would misalign the caret (or drive the
+    # terminal); render each as a single space.
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else " " for c in text)
+    col = span.col
     width = span.end_col - span.col if span.end_line == span.line else len(text) - span.col + 1
-    width = max(1, min(width, len(text) - span.col + 1))
+    if len(text) > _WIDE:  # a generated one-line spec: quote the part around the caret
+        start = max(0, min(col - 1 - _WIDE // 2, len(text) - _WIDE))
+        text = ("..." if start else "") + text[start : start + _WIDE] + ("..." if start + _WIDE < len(text) else "")
+        col = col - start + (3 if start else 0)
+    width = max(1, min(width, len(text) - col + 1))
     gutter = f"{span.line:>5} | "
-    caret = " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + "^" + "~" * (width - 1)
+    caret = " " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" + "~" * (width - 1)
     return f"{head}\n{gutter}{text}\n{caret}"

@@ -12,29 +12,43 @@ import re
 from udnet.elaborate.elaborator import Elaborator, Limits
 from udnet.errors import Source, Span, UdnetError, UsageError
 from udnet.frontend import ast, parse, parse_expr
+from udnet.frontend.parser import MAX_SOURCE_BYTES, source_too_large
 from udnet.ir.graph import IR
 from udnet.ir.verify import verify
 
 _DEFINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.S)
 
 
-def read_source(path: str) -> Source:
+#: At most this much is read from a spec path when no limit is given (/dev/zero or a
+#: huge file must not fill memory); parse() then enforces Limits.max_source_bytes.
+READ_CAP = 64 * 2**20
+
+
+def read_source(path: str, max_bytes: int | None = None) -> Source:
+    cap = READ_CAP if max_bytes is None else max_bytes
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(cap + 1)
+            size = os.fstat(f.fileno()).st_size if len(data) > cap and os.path.isfile(path) else None
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise UsageError(f"{path} is a directory, not a spec") from None
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    if len(data) > cap:
+        head = Source(path, data[:4096].decode("utf-8", "replace"))
+        raise source_too_large(head, size, max_bytes if max_bytes is not None else MAX_SOURCE_BYTES)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        start = data.rfind(b"\n", 0, e.start) + 1
+        col = len(data[start : e.start].decode("utf-8", "replace")) + 1  # in characters, as the caret is
         src = Source(path, data.decode("utf-8", "replace"))
         raise UdnetError("the file is not valid UTF-8", Span(src, line, col, line, col + 1)) from None
+    if text.startswith("\ufeff"):  # a byte-order mark, as some Windows editors write
+        text = text[1:]
     return Source(path, text)
 
 
@@ -72,7 +86,7 @@ def _literal(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_literal(i) for i in v) + "]"
     return repr(v)
@@ -104,9 +118,10 @@ def build_ir(
         source = read_source(source) if os.path.exists(source) and not source.lstrip().startswith(
             ("block", "network", "#")
         ) else Source("<string>", source)
-    module = parse(source)
+    limits = limits or Limits()
+    module = parse(source, limits.max_source_bytes, limits.max_nesting)
     overrides = parse_defines(defines)
-    ir = Elaborator(module, limits or Limits()).elaborate(network, overrides)
+    ir = Elaborator(module, limits).elaborate(network, overrides)
     verify(ir, "elaboration")
     return ir
 

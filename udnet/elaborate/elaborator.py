@@ -491,6 +491,8 @@ class Elaborator:
                 if s.message is not None:
                     m = self._eval(s.message, frame)
                     msg = m if isinstance(m, str) else f"assertion failed: {describe(m)}"
+                    if len(msg) > 1000:  # a message built in a loop can be a million characters
+                        msg = msg[:1000] + "..."
                 raise UdnetError(msg, s.cond.span)
         else:  # pragma: no cover - the parser builds nothing else
             raise AssertionError(type(s))

@@ -110,6 +110,8 @@ def describe(value: Any) -> str:
     if isinstance(value, float):
         return f"the number {value}"
     if isinstance(value, str):
+        if len(value) > 60:  # strings can be a million characters long
+            return f'the string "{value[:40]}..." ({len(value):,} characters)'
         return f'the string "{value}"'
     if isinstance(value, tuple):
         return f"a list of {len(value)}"

@@ -7,6 +7,7 @@ deeply nested input never recurses in Python.
 
 from __future__ import annotations
 
+import gc
 import re
 from functools import lru_cache
 from importlib import resources
@@ -20,7 +21,12 @@ from udnet.errors import Source, Span, UdnetError
 from udnet.frontend import ast
 
 #: Larger sources are refused before parsing (a 10 MB spec is a mistake, not a network).
-MAX_SOURCE_BYTES = 1_000_000
+#: Parsing runs at roughly 10-20 us a byte, so the default keeps the worst case to seconds.
+#: Raised with --max-source-bytes (``Limits.max_source_bytes``). See docs/limits.md.
+MAX_SOURCE_BYTES = 262_144
+#: Deepest nesting of brackets, blocks and sub-expressions (``Limits.max_nesting``,
+#: --max-nesting): the elaborator recurses once or twice per level.
+MAX_NESTING = 256
 
 
 def grammar_text() -> str:
@@ -45,36 +51,108 @@ def _parser() -> Lark:
     )
 
 
-def parse(source: Source) -> ast.Module:
+def parse(source: Source, max_bytes: int = MAX_SOURCE_BYTES, max_nesting: int = MAX_NESTING) -> ast.Module:
     """Parse a whole spec file."""
-    return _parse(source, "start")
+    return _parse(source, "start", max_bytes, max_nesting)
 
 
-def parse_expr(source: Source) -> ast.Expr:
+def parse_expr(source: Source, max_bytes: int = MAX_SOURCE_BYTES, max_nesting: int = MAX_NESTING) -> ast.Expr:
     """Parse one expression (a ``-D`` value, a label interpolation)."""
-    return _parse(source, "expr")
+    return _parse(source, "expr", max_bytes, max_nesting)
 
 
-def _parse(source: Source, start: str):
-    if len(source.text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
-        raise UdnetError(
-            f"source is larger than the limit of {MAX_SOURCE_BYTES:,} bytes",
-            Span(source, 1, 1, 1, 2),
-            hint="a spec describes a network with loops and blocks; generated sources this "
-            "large are almost certainly a mistake (the limit is udnet.frontend.parser.MAX_SOURCE_BYTES)",
-        )
+def source_too_large(source: Source, size: int | None, max_bytes: int) -> UdnetError:
+    what = f"{size:,} bytes, " if size is not None else ""
+    return UdnetError(
+        f"the spec is {what}more than the limit of {max_bytes:,} bytes (--max-source-bytes)",
+        Span(Source(source.name, source.text[:4096]), 1, 1, 1, 2),
+        hint="a spec describes a network with loops and blocks, so a source this large is usually a "
+        "mistake; if it is not, raise the limit with --max-source-bytes N",
+    )
+
+
+def _parse(source: Source, start: str, max_bytes: int = MAX_SOURCE_BYTES, max_nesting: int = MAX_NESTING):
+    text = source.text
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise source_too_large(source, len(text.encode("utf-8", "surrogatepass")), max_bytes)
+    _check_brackets(source, max_nesting)  # before Lark, which takes seconds on huge nested input
     builder = _Builder(source)
+    # Parsing allocates a tree and frees none of it: the cyclic collector would only add time.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        tree = _parser().parse(source.text, start=start)
-    except UnexpectedInput as exc:
-        raise _syntax_error(source, exc) from None
-    try:
-        return builder.transform(tree)
-    except VisitError as exc:
-        # Lark wraps what a transformer callback raises; user errors must surface as they are.
-        if isinstance(exc.orig_exc, UdnetError):
-            raise exc.orig_exc from None
-        raise
+        try:
+            tree = _parser().parse(text, start=start)
+        except UnexpectedInput as exc:
+            raise _syntax_error(source, exc) from None
+        try:
+            result = builder.transform(tree)
+        except VisitError as exc:
+            # Lark wraps what a transformer callback raises; user errors must surface as they are.
+            if isinstance(exc.orig_exc, UdnetError):
+                raise exc.orig_exc from None
+            raise
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    _check_depth(result, max_nesting)
+    return result
+
+
+def _nesting_error(source: Source, line: int, col: int, max_nesting: int) -> UdnetError:
+    return UdnetError(
+        f"the spec nests too deeply here: more than the limit of {max_nesting} levels (--max-nesting)",
+        Span(source, line, col, line, col + 1),
+        hint="brackets, blocks and sub-expressions nest inside each other; assign inner parts to "
+        "variables, or raise the limit with --max-nesting N",
+    )
+
+
+#: Tokens that matter for nesting; everything else only ends a run of prefix operators.
+_NEST_TOKEN = re.compile(r'\s+|#[^\n]*|"(?:[^"\\\n]|\\.)*"|\+\+|[-+]|[(\[{]|[)\]}]|[A-Za-z_]\w*|.', re.S)
+
+
+def _check_brackets(source: Source, max_nesting: int) -> None:
+    """Bracket depth plus runs of prefix operators (``- - - 1``, ``not not x``), by a fast scan."""
+    text = source.text
+    depth = run = 0
+    for m in _NEST_TOKEN.finditer(text):
+        tok = m.group()
+        c = tok[0]
+        if c.isspace() or c == "#":
+            continue
+        if c in "([{":
+            depth += 1
+            run = 0
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+            run = 0
+            continue
+        elif tok in ("-", "+", "not"):
+            run += 1
+        else:
+            run = 0
+            continue
+        if depth + run > max_nesting:
+            pos = m.start()
+            line = text.count("\n", 0, pos) + 1
+            col = pos - text.rfind("\n", 0, pos)
+            raise _nesting_error(source, line, col, max_nesting)
+
+
+def _check_depth(tree, max_nesting: int) -> None:
+    """Every AST node at most ``max_nesting`` below the root (the elaborator recurses per level)."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_nesting:
+            s = node.span
+            raise _nesting_error(s.source, s.line, s.col, max_nesting)
+        for v in vars(node).values():
+            if isinstance(v, ast.Node):
+                stack.append((v, depth + 1))
+            elif isinstance(v, list):
+                stack.extend((i, depth + 1) for i in v if isinstance(i, ast.Node))
 
 
 _READABLE = {
@@ -99,7 +177,7 @@ def _readable(term: str) -> str:
 def _syntax_error(source: Source, exc: UnexpectedInput) -> UdnetError:
     line, col = max(exc.line, 1), max(exc.column, 1)
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        lines = source.text.splitlines() or [""]
+        lines = text_lines(source.text)
         line, col = len(lines), len(lines[-1]) + 1
         span = Span(source, line, col, line, col + 1)
         err = UdnetError("unexpected end of file", span)
@@ -131,10 +209,19 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> UdnetError:
     return UdnetError(f"unexpected {text!r}{expect}", span, hint)
 
 
+def text_lines(text: str) -> list[str]:
+    """Lines as the parser counts them: ``splitlines`` would also split at \\f, \\v, \\x85,
+    \\u2028 and more, and put positions on lines that the parser never saw."""
+    lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _unclosed_bracket(text: str) -> tuple[str, int] | None:
     stack: list[tuple[str, int]] = []
     pairs = {")": "(", "]": "[", "}": "{"}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text_lines(text), 1):
         line = re.sub(r'#.*|"(?:[^"\\]|\\.)*"', "", line)
         for ch in line:
             if ch in "([{":

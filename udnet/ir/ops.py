@@ -17,6 +17,13 @@ Shape = tuple[int, ...]
 
 REQUIRED = object()
 
+#: No dimension of a tensor may exceed this (a fixed cap: sizes beyond it are always a
+#: mistake, such as conv(2**60, 3) or 80 upsample(2) in a row). See docs/limits.md.
+MAX_DIM = 2**31
+#: Default cap on the elements of one node's output (per sample, batch excluded) and on
+#: one node's parameters: 2**32, 16 GiB in float32. ``Limits.max_elements``, --max-elements.
+MAX_ELEMENTS = 2**32
+
 
 class ShapeError(Exception):
     """A shape rule failed; the elaborator attaches the span and notes."""
@@ -161,6 +168,8 @@ def _describe(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
+        if len(v) > 60:  # strings can be a million characters long
+            return f'the string "{v[:40]}..." ({len(v):,} characters)'
         return f'the string "{v}"'
     if isinstance(v, (list, tuple)):
         return f"a list of {len(v)}"

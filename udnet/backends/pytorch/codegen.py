@@ -752,6 +752,8 @@ class _Printer:
             return "GlobalAvgPool", (["keep=True"] if desc[1] else [])
         if kind == "upsample":
             return "nn.Upsample", [f"scale_factor={v(desc[1])}", f"mode={_lit(desc[2])}"]
+        if desc == ("relu", "inplace"):
+            return "nn.ReLU", ["inplace=True"]
         simple = {"relu": "nn.ReLU", "sigmoid": "nn.Sigmoid", "tanh": "nn.Tanh", "identity": "nn.Identity",
                   "flatten": "nn.Flatten"}
         return simple[kind], []

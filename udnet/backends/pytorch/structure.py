@@ -209,7 +209,10 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) ->
         return
     if op in OPS:
         in_shape = ir.nodes[ins[0]]["shape"]
-        inst.children.append(Child(d["name"], "op", op_desc(op, in_shape, d["attrs"])))
+        desc = op_desc(op, in_shape, d["attrs"])
+        if op == "relu" and _relu_in_place(ir, n):
+            desc = ("relu", "inplace")
+        inst.children.append(Child(d["name"], "op", desc))
         inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
     elif op == "join":
         a = d["attrs"]
@@ -229,6 +232,18 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) ->
         inst.body.append(Stmt("slice", ins, [n], None, (None if lo == 0 else lo, None if hi == full else hi)))
     else:
         inst.body.append(Stmt(op, ins, [n]))
+
+
+#: Ops whose backward keeps their own output, or whose output may alias their input
+#: (views; dropout in eval): a ReLU after them must not overwrite it.
+_SAVES_OUTPUT = {"relu", "sigmoid", "tanh", "elu", "input", "slice", "identity", "gap", "flatten", "dropout"}
+
+
+def _relu_in_place(ir: IR, n: int) -> bool:
+    """A ReLU may overwrite its input when nothing else reads it and no backward needs it."""
+    (src,) = ir.inputs(n)
+    d = ir.nodes[src]
+    return len(ir.consumers(src)) == 1 and d["op"] not in _SAVES_OUTPUT and d.get("buffer") is None
 
 
 def _sq(pair: tuple[int, int]) -> int | tuple[int, int]:

@@ -1,0 +1,273 @@
+"""``udnet summary``: its figures come from the IR alone and agree with the emitted module.
+
+* parameters: every row (block, group, op) equals ``numel()`` of the parameters of the
+  emitted module's submodule of the same path, exactly;
+* activation memory: the IR figure (docs/language.md, "udnet summary") equals, within
+  10%, the bytes of every tensor a real forward pass creates, measured by interpreting
+  the module compiled with ``--no-share-concat`` with torch.fx (it is exact today);
+* the table is aligned and fits the terminal by cutting the call column; ``--json`` is
+  the same data for scripts; the command never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.fx
+from programs import sample
+
+import udnet
+from udnet.backends import summary
+from udnet.cli import main
+from udnet.errors import UdnetError
+from udnet.pipeline import build_ir, optimize
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+
+# Small configurations of every spec (and network) in specs/, so the forward passes are fast.
+CASES = [
+    ("densenet.ud", None, {"blocks": [2, 3], "k": 8, "init": 16, "input": [3, 64, 64]}),
+    ("densenet.ud", "DenseNetBC", {"depth": 16, "k": 6}),
+    ("dpn.ud", None, {"variant": 68, "input": [3, 64, 64]}),
+    ("fractal.ud", None, {"C": 2, "widths": [16, 32], "drop": [0.0, 0.1]}),
+    ("highway.ud", None, {"widths": [8, 16, 16], "highways": [2, 1, 1]}),
+    ("highway.ud", "HighwayMLP", {"depth": 5, "units": 20}),
+    ("resnet.ud", None, {"depth": 0, "layers": [1, 2, 1, 1], "kind": "bottleneck", "input": [3, 64, 64]}),
+    ("resnet.ud", None, {"input": [3, 64, 64]}),
+    ("rir.ud", None, {"widths": [8, 16, 16], "blocks": [1, 2, 1]}),
+]
+IDS = [f"{f}:{n or 'default'}:{i}" for i, (f, n, _) in enumerate(CASES)]
+
+# Every built-in op and connection kind, n-ary sums, views (slices, flatten) and dead code.
+ZOO = """
+block Mix(c) {
+    a = x[:c]
+    b = x[c:]
+    s = a + b + (a |> conv(c, 3, pad = 1, groups = c))
+    g = gate(s |> tanh, a, s |> sigmoid)
+    j = join(g |> elu(alpha = 0.5), a |> identity, b |> dropout(0.2))
+    unused = x |> conv(4, 1)
+    return j ++ x ++ (s |> bn(affine = false))
+}
+network Zoo(input = [8, 12, 12]) {
+    stem: conv(8, 3, pad = 1, bias = true)
+    m: Mix(4)
+    avgpool(3, stride = 1, pad = 1, count_pad = false)
+    maxpool(2, ceil = true)
+    upsample(2, mode = "bilinear")
+    up: conv(6, 3, stride = 2, dilation = 2, pad = 2)
+    flatten
+    head: linear(10, bias = false)
+}
+"""
+
+
+class _Measure(torch.fx.Interpreter):
+    """Sums numel * element_size of the input and of every module and function result."""
+
+    def __init__(self, gm):
+        super().__init__(gm)
+        self.total = 0
+
+    def run_node(self, n):
+        result = super().run_node(n)
+        if n.op in ("placeholder", "call_module", "call_function", "call_method") and isinstance(result, torch.Tensor):
+            self.total += result.numel() * result.element_size()
+        return result
+
+
+def measured_activation_bytes(model: torch.nn.Module, shape, batch: int, dtype=torch.float32) -> int:
+    model = model.to(dtype).eval()
+    interp = _Measure(torch.fx.symbolic_trace(model))
+    with torch.no_grad():
+        interp.run(torch.randn(batch, *shape, dtype=dtype))
+    return interp.total
+
+
+def _summary(source, network, params, **kw) -> summary.Summary:
+    ir = build_ir(source, network, params)
+    return summary.summarize(ir, "test.ud", **kw)
+
+
+def _module_params(model: torch.nn.Module, path: str) -> int:
+    return sum(p.numel() for p in model.get_submodule(path).parameters())
+
+
+def _check_against_module(source, network, params, batch=2):
+    s = _summary(source, network, params, batch=batch, depth=None)
+    # Parameters, exactly, per row, against the module exactly as `udnet compile` emits it.
+    model = udnet.load(source, network, **params)
+    rows = [r for r in s.rows if r.kind in ("block", "group", "op")]
+    assert rows
+    for r in rows:
+        assert r.params == _module_params(model, r.scope), r.scope
+    assert s.total.params == sum(p.numel() for p in model.parameters())
+    # Activation memory against a measured forward pass of the plain (torch.cat) module.
+    naive = udnet.load(source, network, disable=("share-concat",), **params)
+    measured = measured_activation_bytes(naive, s.input, batch)
+    assert abs(s.total.activation_bytes - measured) <= 0.1 * measured, (s.total.activation_bytes, measured)
+    return s, measured
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_specs_match_the_emitted_module(case):
+    name, network, params = case
+    s, measured = _check_against_module(str(SPECS / name), network, params)
+    assert s.total.activation_bytes == measured  # the definition is exact, not only within 10%
+
+
+def test_every_op_and_connection_kind():
+    s, measured = _check_against_module(ZOO, None, {}, batch=3)
+    assert s.total.activation_bytes == measured
+    kinds = {r.call.split(" ")[0].split("(")[0] for r in s.rows}
+    for k in ("conv", "bn", "tanh", "sigmoid", "elu", "dropout", "avgpool", "maxpool", "upsample",
+              "flatten", "linear", "+", "++", "gate", "join", "[0:4]", "[4:8]"):
+        assert k in kinds, (k, kinds)
+    # Dead code (and the identity, which prune folds) is counted before the passes, not after them.
+    before, after = s.stages[0][1], s.stages[1][1]
+    assert before.nodes > after.nodes and before.params > after.params
+
+
+@pytest.mark.parametrize("seed", range(0, 40, 2))
+def test_generated_programs_match_the_emitted_module(seed):
+    (text,) = sample(ok=True, n=1, start=seed)
+    try:
+        build_ir(text)
+    except UdnetError:
+        pytest.skip("this generated program does not elaborate")
+    _check_against_module(text, None, {})
+
+
+def test_dtype_and_batch_scale_the_activations():
+    src = str(SPECS / "highway.ud")
+    base = _summary(src, None, {})
+    assert base.total.activation_bytes == sum(summary.activation_elements(build_ir(src), n)
+                                              for n in build_ir(src).nodes) * 4
+    for dtype, nbytes in (("float16", 2), ("bfloat16", 2)):
+        s = _summary(src, None, {}, batch=8, dtype=dtype)
+        assert s.total.activation_bytes == base.total.activation_bytes * 8 * nbytes // 4
+        assert [r.activation_bytes for r in s.rows] == [r.activation_bytes * 8 * nbytes // 4 for r in base.rows]
+    model = udnet.load(src)
+    assert measured_activation_bytes(model, base.input, 2, torch.bfloat16) == base.total.activation_bytes * 2 // 2
+
+
+def test_rows_add_up_and_nest():
+    s = _summary(str(SPECS / "densenet.ud"), None, {}, depth=None)
+    top = [r for r in s.rows if r.level == 1]
+    for field in ("params", "macs", "activation_bytes", "nodes"):
+        assert sum(getattr(r, field) for r in top) == getattr(s.total, field) - (field == "nodes"), field
+    # Every row's figures are the sum of the rows directly inside it.
+    for i, r in enumerate(s.rows):
+        kids = []
+        for q in s.rows[i + 1:]:
+            if q.level <= r.level:
+                break
+            if q.level == r.level + 1:
+                kids.append(q)
+        if kids:
+            assert sum(k.params for k in kids) == r.params, r.scope
+            assert sum(k.activation_bytes for k in kids) == r.activation_bytes, r.scope
+    assert [r.scope for r in s.rows[:4]] == ["input", "features", "features.conv0", "features.norm0"]
+    block = next(r for r in s.rows if r.scope == "features.denseblock1")
+    assert block.call == "DenseBlock(n=6, k=32)" and block.output == [256, 56, 56]
+    conv0 = next(r for r in s.rows if r.scope == "features.conv0")
+    assert conv0.call == "conv(64, 7, stride=2, pad=3)" and conv0.params == 9408
+    concat = next(r for r in s.rows if r.scope == "features.denseblock1.x")
+    assert concat.kind == "connection" and concat.call.startswith("++ of 2")
+    # --depth limits the rows, not the totals.
+    shallow = _summary(str(SPECS / "densenet.ud"), None, {}, depth=1)
+    assert {r.level for r in shallow.rows} == {1} and shallow.total == s.total
+
+
+def test_before_and_after_passes_densenet():
+    from udnet.passes.share_concat import estimate_activation_bytes
+
+    ir = build_ir(str(SPECS / "densenet.ud"))
+    s = summary.summarize(ir, "densenet.ud", batch=4, dtype="float16")
+    names = [n for n, _ in s.stages]
+    assert names == ["elaborated", "after prune", "after share-concat"]
+    elaborated, pruned, shared = (f for _, f in s.stages)
+    assert elaborated == pruned == s.total  # nothing to prune in DenseNet
+    compiled = build_ir(str(SPECS / "densenet.ud"))
+    optimize(compiled)
+    naive, buffer = estimate_activation_bytes(compiled, compiled.graph["buffers"], 2)
+    assert shared.activation_bytes == pruned.activation_bytes - 4 * (naive - buffer)
+    assert shared.activation_bytes < pruned.activation_bytes / 2
+    assert ir.graph.get("buffers") is None  # the passes ran on a copy
+    assert any("share-concat" in line for line in s.passes)
+
+
+def _run(capsys, *args, columns=None, monkeypatch=None):
+    if columns is not None:
+        monkeypatch.setenv("COLUMNS", str(columns))
+    rc = main(["summary", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_cli_table_is_aligned_and_fits(capsys, monkeypatch):
+    rc, out, err = _run(capsys, str(SPECS / "resnet.ud"), "--depth", "3", columns=90, monkeypatch=monkeypatch)
+    assert rc == 0, err
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("scope "))
+    table = lines[header:]
+    end = table.index("", 1)
+    table = [line for line in table[:end] if not line.startswith("-") and not line.startswith("(")]
+    assert all(len(line) <= 90 for line in lines if not line.startswith("  prune"))
+    # right-aligned numbers: every row ends its params and activations columns where the header does
+    params_end = table[0].index("params") + len("params")
+    for line in table[1:]:
+        assert line[params_end - 1].isdigit(), line
+        assert line[params_end] == " ", line
+    assert any("..." in line for line in table)  # the call column was cut to fit 90 columns
+    assert lines[0].startswith(f"{SPECS / 'resnet.ud'}: network ResNet(")
+    assert any(line.split()[:1] == ["total"] for line in lines)
+    assert "after prune" in out and "before and after the passes" in out
+
+    rc, wide, _ = _run(capsys, str(SPECS / "resnet.ud"), "--depth", "3", columns=250, monkeypatch=monkeypatch)
+    assert rc == 0 and "BasicBlock(planes=64, stride=1)" in wide and "conv(128, 3, stride=2, pad=1)" in wide
+
+
+def test_cli_json(capsys):
+    rc, out, err = _run(capsys, str(SPECS / "densenet.ud"), "-D", "blocks=[2,2]", "--batch", "16", "--dtype",
+                        "bfloat16", "--depth", "1", "--json")
+    assert rc == 0, err
+    data = json.loads(out)
+    ir = build_ir(str(SPECS / "densenet.ud"), None, ["blocks=[2,2]"])
+    assert data["network"] == "DenseNet" and data["arguments"]["blocks"] == [2, 2]
+    assert data["batch"] == 16 and data["dtype"] == "bfloat16" and data["bytes_per_element"] == 2
+    assert data["total"]["params"] == ir.param_count() and data["total"]["macs"] == ir.mac_count()
+    assert data["total"]["activation_bytes"] == sum(summary.activation_elements(ir, n) for n in ir.nodes) * 32
+    assert [r["scope"] for r in data["rows"]] == ["input", "features", "relu", "gap", "classifier"]
+    assert {s["stage"] for s in data["stages"]} == {"elaborated", "after prune", "after share-concat"}
+    assert set(data["rows"][1]) >= {"scope", "level", "kind", "call", "output", "params", "macs", "activation_bytes"}
+
+
+def test_cli_errors(capsys, tmp_path):
+    assert main(["summary", str(SPECS / "densenet.ud"), "--batch", "0"]) == 2
+    assert main(["summary", str(SPECS / "densenet.ud"), "--depth", "-1"]) == 2
+    with pytest.raises(SystemExit):
+        main(["summary", str(SPECS / "densenet.ud"), "--dtype", "float64"])
+    bad = tmp_path / "bad.ud"
+    bad.write_text("network N(input = [3, 8, 8]) { conv(4, 3) + conv(5, 1) }\n")
+    capsys.readouterr()
+    assert main(["summary", str(bad)]) == 1
+    assert "error:" in capsys.readouterr().err
+
+
+def test_summary_never_imports_torch():
+    code = (
+        "import sys; from udnet.cli import main; "
+        "rc = main(['summary', 'specs/dpn.ud', '--json']); "
+        "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
