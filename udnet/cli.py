@@ -16,7 +16,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override a network parameter, e.g. -D k=12 -D blocks=[16,16,16]")
     p.add_argument("--network", metavar="NAME", help="which network of the file (default: the first)")
     lim = p.add_argument_group("limits")
-    lim.add_argument("--max-nodes", type=int, metavar="N", help="IR node limit (default 100,000)")
+    lim.add_argument("--max-nodes", type=int, metavar="N", help="IR node limit (default 30,000)")
+    lim.add_argument("--max-nesting", type=int, metavar="N",
+                     help="nesting limit: brackets, blocks, sub-expressions, nested lists (default 256)")
+    lim.add_argument("--max-source-bytes", type=int, metavar="N", help="spec size limit in bytes (default 262,144)")
+    lim.add_argument("--max-elements", type=int, metavar="N",
+                     help="per-node limit on tensor elements and parameters (default 2**32)")
     lim.add_argument("--max-depth", type=int, metavar="N", help="nested block-call limit (default 100)")
     lim.add_argument("--max-steps", type=int, metavar="N", help="statement/iteration limit (default 1,000,000)")
 
@@ -65,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 def _limits(args):
     from udnet.elaborate.elaborator import Limits
 
-    given = {k: getattr(args, k) for k in ("max_nodes", "max_depth", "max_steps") if getattr(args, k) is not None}
+    names = ("max_nodes", "max_depth", "max_steps", "max_nesting", "max_source_bytes", "max_elements")
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     for k, v in given.items():
         if v < 1:
             raise UsageError(f"--{k.replace('_', '-')} must be positive")
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from udnet.pipeline import read_source
 
-        args.spec_source = read_source(args.spec)
+        args.spec_source = read_source(args.spec, _limits(args).max_source_bytes)
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(e.format(), file=sys.stderr)
