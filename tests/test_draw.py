@@ -120,7 +120,7 @@ def test_densenet121_clusters_labels_legend(tmp_path):
     assert "pool0 | maxpool 3x3 /2" in texts
     assert "classifier | linear, 1000" in texts
     # each dense block's layers fold into one node marked xN, the bus runs past it
-    for n, (b, width) in zip((6, 12, 24, 16), ((1, 256), (2, 512), (3, 1024), (4, 1024))):
+    for n, (_b, width) in zip((6, 12, 24, 16), ((1, 256), (2, 512), (3, 1024), (4, 1024))):
         assert f"denselayer1..{n} | DenseLayer(k=32, bn_size=4) | x{n} (concat)" in texts
         assert f"++ {width}" in texts
     assert len(pic.edges_of("bus")) == 4

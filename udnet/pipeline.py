@@ -12,7 +12,7 @@ import re
 from udnet.elaborate.elaborator import Elaborator, Limits
 from udnet.errors import Source, Span, UdnetError, UsageError
 from udnet.frontend import ast, parse, parse_expr
-from udnet.frontend.parser import MAX_SOURCE_BYTES, source_too_large
+from udnet.frontend.parser import MAX_SOURCE_BYTES, rebase_spans, source_too_large
 from udnet.ir.graph import IR
 from udnet.ir.verify import verify
 
@@ -75,7 +75,7 @@ def parse_defines(defines: list[str] | dict | None) -> dict[str, tuple[ast.Expr,
                 s = err.span
                 err.span = Span(src, s.line, s.col, s.end_line, s.end_col)
             raise
-        _rebase(expr, src)
+        rebase_spans(expr, src)
         if name in out:
             raise UsageError(f"-D {name} is given twice")
         out[name] = (expr, Span(src, 1, 4, 1, 4 + len(name)))
@@ -90,21 +90,6 @@ def _literal(v) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_literal(i) for i in v) + "]"
     return repr(v)
-
-
-def _rebase(expr, src: Source) -> None:
-    """Point the spans of a parsed -D value at the full '-D name=value' text."""
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, ast.Node):
-            continue
-        s = node.span
-        object.__setattr__(node, "span", Span(src, s.line, s.col, s.end_line, s.end_col))
-        stack.extend(v for v in vars(node).values() if isinstance(v, (ast.Node, list)))
 
 
 def build_ir(

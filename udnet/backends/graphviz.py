@@ -672,7 +672,8 @@ def _legend(g: graphviz.Digraph, kinds: list[str], aggregates: dict) -> None:
         else:
             width = max(1, round(float(st["penwidth"])))
             dash = f' style="{st["style"]}"' if st.get("style") in ("dashed", "dotted") else ""
-            sample = f'<td width="40" height="8" fixedsize="true" sides="b" border="{width}" color="{st["color"]}"{dash}></td>'
+            cell = 'width="40" height="8" fixedsize="true" sides="b"'
+            sample = f'<td {cell} border="{width}" color="{st["color"]}"{dash}></td>'
         rows.append(f'<tr>{sample}<td align="left">{LEGEND[k]}</td></tr>')
     if any(x.kind == "fold" for x in aggregates.values()):
         rows.append(

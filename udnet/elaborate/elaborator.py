@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udnet.elaborate.values import (
+    show as _show,
     MISSING,
     BlockStage,
     ChainStage,
@@ -214,7 +215,7 @@ class Elaborator:
 
     def _network_params(self, defn: ast.Definition, overrides: dict[str, tuple[ast.Expr, Span]]) -> dict:
         names = [p.name for p in defn.params]
-        for key, (expr, name_span) in overrides.items():
+        for key, (_, name_span) in overrides.items():
             if key not in names:
                 close = difflib.get_close_matches(key, names, 1)
                 hint = f"did you mean '{close[0]}'?" if close else "parameters: " + (", ".join(names) or "none")
@@ -810,7 +811,9 @@ class Elaborator:
         i = self._eval(e.index, frame)
         if isinstance(v, Tensor):
             raise UdnetError(
-                "a tensor is indexed by channel ranges, not single positions", e.span, f"write a slice: [{_show(i)}:...]"
+                "a tensor is indexed by channel ranges, not single positions",
+                e.span,
+                f"write a slice: [{_show(i)}:...]",
             )
         if not isinstance(v, (tuple, str, range)):
             raise UdnetError(f"cannot index {describe(v)}", e.value.span)
@@ -1189,36 +1192,3 @@ def _compatible(default: Any, value: Any) -> bool:
     return a == b or (a == "float" and b == "int")
 
 
-def _show(v: Any, limit: int = 100) -> str:
-    """A value as a spec writes it, cut short after about ``limit`` characters: a list
-    may hold a million items and a range 2**62."""
-    parts: list[str] = []
-    size = 0
-
-    def put(text: str) -> None:
-        nonlocal size
-        parts.append(text)
-        size += len(text)
-
-    def walk(x: Any) -> None:
-        if isinstance(x, bool):
-            put("true" if x else "false")
-        elif isinstance(x, str):
-            put(f'"{x}"' if len(x) <= limit else f'"{x[:limit]}..."')
-        elif isinstance(x, (tuple, range)):
-            put("[")
-            for k, item in enumerate(x):
-                if k:
-                    put(", ")
-                if size > limit:
-                    put("...")
-                    break
-                walk(item)
-            put("]")
-        elif isinstance(x, (Tensor, Stage)):
-            put(describe(x))
-        else:
-            put(repr(x))
-
-    walk(v)
-    return "".join(parts)

@@ -136,3 +136,38 @@ def type_name(value: Any) -> str:
     if isinstance(value, Tensor):
         return "tensor"
     return "stage"
+
+
+def show(v: Any, limit: int = 100) -> str:
+    """A value as a spec writes it, cut short after about ``limit`` characters: a list
+    may hold a million items and a range 2**62."""
+    parts: list[str] = []
+    size = 0
+
+    def put(text: str) -> None:
+        nonlocal size
+        parts.append(text)
+        size += len(text)
+
+    def walk(x: Any) -> None:
+        if isinstance(x, bool):
+            put("true" if x else "false")
+        elif isinstance(x, str):
+            put(f'"{x}"' if len(x) <= limit else f'"{x[:limit]}..."')
+        elif isinstance(x, (tuple, range)):
+            put("[")
+            for k, item in enumerate(x):
+                if k:
+                    put(", ")
+                if size > limit:
+                    put("...")
+                    break
+                walk(item)
+            put("]")
+        elif isinstance(x, (Tensor, Stage)):
+            put(describe(x))
+        else:
+            put(repr(x))
+
+    walk(v)
+    return "".join(parts)

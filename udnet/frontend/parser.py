@@ -235,7 +235,7 @@ def _respan(span: Span, source: Source) -> Span:
     return Span(source, span.line, span.col, span.end_line, span.end_col)
 
 
-def _rebase(expr, source: Source) -> None:
+def rebase_spans(expr, source: Source) -> None:
     """Point the spans of a sub-parsed expression at ``source`` (same positions)."""
     stack = [expr]
     while stack:
@@ -290,7 +290,7 @@ class _Builder(Transformer_NonRecursive):
                 if err.span is not None:
                     err.span = _respan(err.span, self.source)
                 raise
-            _rebase(expr, self.source)
+            rebase_spans(expr, self.source)
             parts.append(expr)
             pos = m.end()
         if pos < len(text):

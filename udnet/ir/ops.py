@@ -134,7 +134,7 @@ def _check(op: str, a: Arg, v: Any, where: int | str) -> Any:
             return None
         if is_int:
             v = (v, v)
-        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(e, int) and not isinstance(e, bool) for e in v):
+        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) for e in v):
             v = tuple(v)
         else:
             raise bad("an integer or a list of two integers")
@@ -160,6 +160,10 @@ def _check(op: str, a: Arg, v: Any, where: int | str) -> Any:
             raise bad("one of " + ", ".join(f'"{c}"' for c in a.choices))
         return v
     raise AssertionError(a.kind)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _describe(v: Any) -> str:

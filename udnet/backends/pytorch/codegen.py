@@ -24,6 +24,7 @@ from udnet.backends.pytorch.structure import (
     fold_loops,
     label_pattern,
 )
+from udnet.elaborate.values import show
 from udnet.ir.graph import IR
 
 LINE = 88
@@ -281,7 +282,7 @@ class Emitter:
 
     def _header(self) -> str:
         ir = self.ir
-        params = ", ".join(f"{k}={_show(v)}" for k, v in ir.graph["params"].items())
+        params = ", ".join(f"{k}={show(v, 200)}" for k, v in ir.graph["params"].items())
         lines = [
             f'"""{_safe_text(ir.graph["network"])}, compiled by udnet from {_safe_text(self.spec_name)}.',
             "",
@@ -355,38 +356,6 @@ class Emitter:
         else:
             what = f"The group '{inst.name}'."
         return f'"""{_safe_text(what)}"""'
-
-
-def _show(v: Any, limit: int = 200) -> str:
-    """A parameter value as the spec writes it, cut short: a range may hold 2**62 numbers."""
-    parts: list[str] = []
-    size = 0
-
-    def put(text: str) -> None:
-        nonlocal size
-        parts.append(text)
-        size += len(text)
-
-    def walk(x: Any) -> None:
-        if isinstance(x, bool):
-            put("true" if x else "false")
-        elif isinstance(x, (tuple, range)):
-            put("[")
-            for k, e in enumerate(x):
-                if k:
-                    put(", ")
-                if size > limit:
-                    put("...")
-                    break
-                walk(e)
-            put("]")
-        elif isinstance(x, str):
-            put('"' + (x if len(x) <= limit else x[:limit] + "...") + '"')
-        else:
-            put(str(x))
-
-    walk(v)
-    return "".join(parts)
 
 
 def _same(a: Any, b: Any) -> bool:
