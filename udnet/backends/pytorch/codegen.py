@@ -676,11 +676,7 @@ class _Printer:
                     args.append(f"{key}={txt}")
             if bias:
                 args.append("bias=True")
-            if winit != "kaiming_normal":
-                args.append(f"weight_init={_lit(winit)}")
-            if v(binit) not in ("0.0", "0"):
-                args.append(f"bias_init={v(binit)}")
-            return "conv2d", args
+            return "conv2d", args + _init_kwargs(winit, "kaiming_normal", binit, v)
         if kind == "bn":
             _, rank, c, eps, mom, affine = desc
             args = [v(c)]
@@ -696,11 +692,7 @@ class _Printer:
             args = [v(cin), v(cout)]
             if not bias:
                 args.append("bias=False")
-            if winit != "default":
-                args.append(f"weight_init={_lit(winit)}")
-            if v(binit) not in ("0.0", "0"):
-                args.append(f"bias_init={v(binit)}")
-            return "linear", args
+            return "linear", args + _init_kwargs(winit, "default", binit, v)
         if kind in ("maxpool", "avgpool"):
             k, s, p, ceil = desc[1:5]
             args = [_pair(k, v)]
@@ -939,6 +931,14 @@ def _plain_attr(label: str) -> bool:
 
 def _attr(label: str) -> str:
     return f"self.{label}" if _plain_attr(label) and label not in _RESERVED else f"getattr(self, {_lit(label)})"
+
+
+def _init_kwargs(weight_init: str, default: str, bias_init, v) -> list[str]:
+    """The initialisation arguments of conv2d()/linear() that differ from their defaults."""
+    out = [] if weight_init == default else [f"weight_init={_lit(weight_init)}"]
+    if v(bias_init) not in ("0.0", "0"):
+        out.append(f"bias_init={v(bias_init)}")
+    return out
 
 
 def _pair(val, v) -> str:
