@@ -2,8 +2,9 @@
 
     python benchmarks/bench_concat_sharing.py [--batch 8] [--repeats 3] [--quick]
 
-Cases: densenet121 (224x224) and one dense block of 16, 32 and 64 layers (256 input
-channels, k = 32, 28x28), each compiled with and without --no-share-concat.
+Cases: densenet121, dpn68 and dpn92 (224x224), and one dense block of 16, 32 and 64
+layers (256 input channels, k = 32, 28x28), each compiled with and without
+--no-share-concat. ``--only dpn`` runs the cases whose name contains "dpn".
 
 Memory: each case runs in a fresh process; peak memory of one training step (forward
 + backward) above the memory held before it. On CPU this is the peak resident set
@@ -34,28 +35,32 @@ network Block(n = {n}, input = [256, 28, 28]) {{
 
 
 def cases(quick: bool):
-    out = [("dense block L=16", BLOCK.format(n=16), [3 * 0 + 256, 28, 28]),
-           ("dense block L=32", BLOCK.format(n=32), [256, 28, 28]),
-           ("dense block L=64", BLOCK.format(n=64), [256, 28, 28])]
+    """(name, spec text, input shape, spec parameters)."""
+    out = [("dense block L=16", BLOCK.format(n=16), [256, 28, 28], {}),
+           ("dense block L=32", BLOCK.format(n=32), [256, 28, 28], {}),
+           ("dense block L=64", BLOCK.format(n=64), [256, 28, 28], {})]
     if not quick:
-        out.insert(0, ("densenet121", open(os.path.join(SPECS, "densenet.ud")).read(), [3, 224, 224]))
+        dpn = open(os.path.join(SPECS, "dpn.ud")).read()
+        out[:0] = [("densenet121", open(os.path.join(SPECS, "densenet.ud")).read(), [3, 224, 224], {}),
+                   ("dpn68", dpn, [3, 224, 224], {"variant": 68}),
+                   ("dpn92", dpn, [3, 224, 224], {"variant": 92})]
     return out
 
 
-def _model(spec: str, shared: bool, device: str):
+def _model(spec: str, params: dict, shared: bool, device: str):
     import udnet
 
     disable = () if shared else ("share-concat",)
-    return udnet.load(spec, disable=disable).to(device).train()
+    return udnet.load(spec, disable=disable, **params).to(device).train()
 
 
-def measure_memory(spec: str, shape, batch: int, shared: bool) -> int:
+def measure_memory(spec: str, params: dict, shape, batch: int, shared: bool) -> int:
     """Runs in a child process: bytes of peak memory one training step adds."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cudnn.benchmark = False
-    model = _model(spec, shared, device)
+    model = _model(spec, params, shared, device)
     x = torch.randn(batch, *shape, device=device)
     model(x).sum().backward()  # warm up: gradients and allocator state exist from now on
     if device == "cuda":
@@ -80,12 +85,12 @@ def _status(key: str) -> int:
     raise KeyError(key)
 
 
-def time_pair(spec: str, shape, batch: int, repeats: int) -> dict[str, list[float]]:
+def time_pair(spec: str, params: dict, shape, batch: int, repeats: int) -> dict[str, list[float]]:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cudnn.benchmark = False
-    models = {"naive": _model(spec, False, device), "shared": _model(spec, True, device)}
+    models = {"naive": _model(spec, params, False, device), "shared": _model(spec, params, True, device)}
     models["shared"].load_state_dict(models["naive"].state_dict())
     x = torch.randn(batch, *shape, device=device)
     times: dict[str, list[float]] = {k: [] for k in models}
@@ -106,11 +111,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="dense blocks only")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--only", default="", help="run the cases whose name contains this")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        spec_file, shape, batch, shared = args.child
-        print(measure_memory(open(spec_file).read(), json.loads(shape), int(batch), shared == "1"))
+        spec_file, params, shape, batch, shared = args.child
+        print(measure_memory(open(spec_file).read(), json.loads(params), json.loads(shape), int(batch),
+                             shared == "1"))
         return
     import tempfile
 
@@ -122,16 +129,19 @@ def main() -> None:
           f"{'shared ms':>10} {'time ratio':>10}")
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
     results = []
-    for name, spec, shape in cases(args.quick):
+    for name, spec, shape, params in cases(args.quick):
+        if args.only not in name:
+            continue
         with tempfile.NamedTemporaryFile("w", suffix=".ud", delete=False) as f:
             f.write(spec)
         mem = {}
         for shared in (False, True):
-            out = subprocess.run([sys.executable, __file__, "--child", f.name, json.dumps(shape), str(args.batch),
-                                  "1" if shared else "0"], capture_output=True, text=True, env=env, check=True)
+            out = subprocess.run([sys.executable, __file__, "--child", f.name, json.dumps(params), json.dumps(shape),
+                                  str(args.batch), "1" if shared else "0"],
+                                 capture_output=True, text=True, env=env, check=True)
             mem["shared" if shared else "naive"] = int(out.stdout.split()[-1])
         os.unlink(f.name)
-        t = time_pair(spec, shape, args.batch, args.repeats)
+        t = time_pair(spec, params, shape, args.batch, args.repeats)
         tn, ts = statistics.median(t["naive"]), statistics.median(t["shared"])
         row = dict(case=name, naive_mib=mem["naive"] / 2**20, shared_mib=mem["shared"] / 2**20,
                    naive_ms=tn * 1e3, shared_ms=ts * 1e3)

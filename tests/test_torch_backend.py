@@ -165,7 +165,10 @@ def test_fx_symbolic_trace_matches_eager(name, model, shape):
     model.eval()
     traced = torch.fx.symbolic_trace(model)
     x = torch.randn(2, *shape)
-    torch.testing.assert_close(traced(x), model(x))
+    # Traced shared buffers become plain concatenations: the same math, summed in
+    # another order, hence float32 tolerances a little above the defaults.
+    torch.testing.assert_close(traced(x), model(x), rtol=1e-5, atol=1e-5)
+    assert "concat_append" not in traced.code
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -4,12 +4,21 @@ A chain is x_1 = x_0 ++ y_1, x_2 = x_1 ++ y_2, ... (a DenseNet dense block). Nai
 each x_l is a fresh tensor, so layer l's output is stored L - l + 1 times and
 training memory grows quadratically with depth. The plan gives the chain one buffer
 of its final width; x_0 and each y_l get a channel range in it, and every reader of
-an x_l reads a prefix. Readers that start with BN-ReLU-conv1x1 (DenseNet-BC's
-bottleneck, the transitions) are marked for a fused kernel that recomputes BN-ReLU
-in backward instead of storing it. The PyTorch backend turns the plan into code.
+an x_l reads a prefix.
+
+A link may also carry a head that is replaced, not extended, at every step: DPN's
+x_l = r_l ++ d_l with d_l = d_{l-1} ++ y_l (written ``r ++ x[bw:] ++ y``). Only the
+dense part d_l is append-only, so the buffer holds the d's and each link keeps its
+head r_l as an ordinary tensor beside it; the slice that drops the previous head
+(``x[bw:]``) becomes the buffer itself and costs nothing.
+
+Readers that start with BN-ReLU-conv1x1 (DenseNet-BC's bottleneck, the transitions,
+DPN's first 1x1) are marked for a fused kernel that recomputes BN-ReLU in backward
+instead of storing it. The PyTorch backend turns the plan into code.
 
 IR additions: graph["buffers"] = [Buffer]; concat nodes in a chain get
-``buffer = id``; fused BN readers get ``fuse = id``.
+``buffer = id`` and ``head`` (the width of their head, 0 for none); the slices that
+drop a head get ``tail_of = id``; fused BN readers get ``fuse = id``.
 """
 
 from __future__ import annotations
@@ -26,33 +35,47 @@ MIN_CHAIN = 2
 @dataclass
 class Buffer:
     id: int
-    scope: str  # where the chain's concats live (the dense block)
-    base: int  # x_0
+    scope: str  # where the chain begins: the first link's scope, which starts the buffer
+    base: int  # d_0, the first stored value
     links: list[int]  # the concat nodes x_1 .. x_L, in order
-    channels: int  # width of the whole buffer
+    channels: int  # width of what is stored: the links' final width less its head
+
+
+@dataclass(frozen=True)
+class _Link:
+    head: int | None  # an operand in front of the stored part, replaced at every link
+    tail: int  # the stored part so far: the previous link (less its head) or the base
+    new: int  # what this link appends
 
 
 def run(ir: IR, options: Options) -> Report:
     report = Report("share-concat")
     buffers: list[Buffer] = []
-    taken: set[int] = set()
+    member: set[int] = set()  # bases and links of planned chains
     for n in ir.topo():
-        if n in taken or not _is_link(ir, n):
+        first = _link(ir, n)
+        if n in member or first is None or first.tail in member:
             continue
-        chain = [n]
+        chain, tails = [n], []
         while True:
-            nxt = [v for v in ir.consumers(chain[-1]) if _is_link(ir, v) and ir.inputs(v)[0] == chain[-1]]
+            nxt = _next_links(ir, chain[-1])
             if len(nxt) != 1:
                 break
-            chain.append(nxt[0])
-        scope = ir.nodes[chain[0]]["scope"]
-        if len(chain) < MIN_CHAIN or any(ir.nodes[c]["scope"] != scope for c in chain):
+            chain.append(nxt[0][0])
+            tails.append(nxt[0][1])
+        if len(chain) < MIN_CHAIN:
             continue
-        buf = Buffer(len(buffers), scope, ir.inputs(chain[0])[0], chain, ir.nodes[chain[-1]]["shape"][0])
+        last = ir.nodes[chain[-1]]
+        buf = Buffer(len(buffers), ir.nodes[n]["scope"], first.tail, chain,
+                     last["shape"][0] - _head_width(ir, _link(ir, chain[-1])))
         buffers.append(buf)
-        taken.update(chain)
+        member.update(chain + [first.tail])
         for c in chain:
             ir.nodes[c]["buffer"] = buf.id
+            ir.nodes[c]["head"] = _head_width(ir, _link(ir, c))
+        for t in tails:
+            if t is not None:
+                ir.nodes[t]["tail_of"] = buf.id
     fused = 0
     for buf in buffers:
         for value in [buf.base] + buf.links:
@@ -75,9 +98,45 @@ def run(ir: IR, options: Options) -> Report:
     return report
 
 
-def _is_link(ir: IR, n: int) -> bool:
+def _link(ir: IR, n: int) -> _Link | None:
+    """A concat of feature maps read as ``[head ++] tail ++ new``."""
     d = ir.nodes[n]
-    return d["op"] == "concat" and ir.in_degree(n) == 2 and len(d["shape"]) == 3
+    if d["op"] != "concat" or len(d["shape"]) != 3:
+        return None
+    ins = ir.inputs(n)
+    if len(ins) == 2:
+        return _Link(None, ins[0], ins[1])
+    if len(ins) == 3:
+        return _Link(ins[0], ins[1], ins[2])
+    return None
+
+
+def _head_width(ir: IR, link: _Link) -> int:
+    return 0 if link.head is None else ir.nodes[link.head]["shape"][0]
+
+
+def _next_links(ir: IR, prev: int) -> list[tuple[int, int | None]]:
+    """Concats that extend ``prev``'s stored part, each with the slice dropping prev's head."""
+    head = _head_width(ir, _link(ir, prev))
+    width = ir.nodes[prev]["shape"][0]
+    found = []
+    for v in ir.consumers(prev):
+        if head == 0:
+            link = _link(ir, v)
+            if link is not None and link.tail == prev:
+                found.append((v, None))
+            continue
+        d = ir.nodes[v]
+        # The slice x[head:] is the stored part itself; anything else reading it needs
+        # a tensor, so it must feed the next link alone, from the same scope.
+        if d["op"] != "slice" or (d["attrs"]["lo"], d["attrs"]["hi"]) != (head, width):
+            continue
+        readers = ir.consumers(v)
+        if len(readers) == 1 and ir.in_degree(readers[0]) == len(set(ir.inputs(readers[0]))):
+            link = _link(ir, readers[0])
+            if link is not None and link.tail == v and ir.nodes[readers[0]]["scope"] == d["scope"]:
+                found.append((readers[0], v))
+    return found
 
 
 def _within(path: str, scope: str) -> bool:
@@ -107,7 +166,7 @@ def estimate_activation_bytes(ir: IR, buffers: list[Buffer], dtype_bytes: int = 
     """Training-time activation bytes per sample held for the chains' concatenations.
 
     Naive: every x_l is stored, and each BN-ReLU reader of it keeps its BN and ReLU
-    outputs. Shared: one buffer and its gradient per chain.
+    outputs. Shared: one buffer and its gradient per chain, and each link's head.
     """
     naive = shared = 0
     for buf in buffers:
@@ -115,6 +174,7 @@ def estimate_activation_bytes(ir: IR, buffers: list[Buffer], dtype_bytes: int = 
             c, h, w = ir.nodes[value]["shape"]
             readers = sum(1 for r in ir.consumers(value) if ir.nodes[r].get("fuse") == buf.id)
             naive += c * h * w * (1 + 2 * readers) * (value != buf.base)
-        c, h, w = ir.nodes[buf.links[-1]]["shape"]
-        shared += 2 * c * h * w
+            shared += ir.nodes[value].get("head", 0) * h * w
+        _, h, w = ir.nodes[buf.links[-1]]["shape"]
+        shared += 2 * buf.channels * h * w
     return naive * dtype_bytes, shared * dtype_bytes

@@ -891,7 +891,10 @@ class _Printer:
             return f"torch.cat([{', '.join(args)}], 1)"
         if kind == "append":
             lo = self._fwd(self.aff(nums[0]) if looping else self.num(nums[0]))
-            return f"concat_append({args[0]}, {args[1]}, {lo})"
+            head = f", head={args[2]}" if len(args) > 2 else ""
+            return f"concat_append({args[0]}, {args[1]}, {lo}{head})"
+        if kind == "head":
+            return f"concat_head({args[0]})"
         if kind == "gate":
             h, x, t = args
             return f"{t} * {h} + (1 - {t}) * {x}"

@@ -112,68 +112,122 @@ CONCAT_BUFFER = '''
 # Shared storage for a chain of channel concatenations (memory-efficient DenseNet,
 # after Pleiss et al. 2017). A chain x_l = x_{l-1} ++ y_l lives in one channel-major
 # buffer [C, N, H, W]: every producer writes its channel slice once, every reader
-# reads a contiguous channel prefix, so a 1x1 bottleneck over the prefix is one matrix
-# product. In training, BN-ReLU over the prefix is recomputed in backward instead of
-# being stored, so memory grows linearly with depth. A buffer is passed between
-# modules as a tuple (storage, batch statistics, token); the token orders backward.
+# reads a channel prefix where it lies, so a 1x1 bottleneck over the prefix is one
+# matrix product per sample. In training, BN-ReLU over the prefix is recomputed in
+# backward instead of being stored, so memory grows linearly with depth. Where each
+# link also carries a head that the next link replaces (DPN: x_l = r_l ++ d_l, and
+# only d_l grows), the head stays an ordinary tensor in front of the stored channels.
+# A buffer is passed between modules as a tuple (storage, batch statistics, token,
+# head); the token orders backward. While fx or TorchScript trace the model, the
+# storage is the plain concatenation so far, so traced graphs hold ordinary ops.
 
 
 def concat_start(x, channels):
     """A buffer for ``channels`` channels, holding ``x`` in its first channels."""
+    if _tracing():
+        return x, None, None, None
     storage = x.new_empty(channels, x.shape[0], x.shape[2], x.shape[3])
     stats = x.new_zeros(2, channels)
-    return concat_append((storage, stats, x.new_zeros(0)), x, 0)
+    return concat_append((storage, stats, x.new_zeros(0), None), x, 0)
 
 
-def concat_append(buf, y, lo):
-    """The buffer with ``y`` written into channels [lo, lo + y.shape[1])."""
-    storage, stats, token = buf
+def concat_append(buf, y, lo, head=None):
+    """The buffer with ``y`` written into stored channels [lo, lo + y.shape[1]) and
+    ``head`` (or no head) in front of them."""
+    storage, stats, token, _ = buf
+    if _tracing():
+        return torch.cat([storage, y], 1), None, None, head
     if _tracks_grad(y, token):
         token = _ConcatWrite.apply(y, token, storage, lo)
     else:
         _write(y, storage, lo)
-    return storage, stats, token
+    return storage, stats, token, head
+
+
+def concat_head(buf):
+    """The head in front of the stored channels."""
+    return buf[3]
 
 
 def concat_read(buf, width):
-    """The first ``width`` channels as an ordinary [N, C, H, W] tensor."""
-    storage, _, token = buf
-    if _tracks_grad(token):
-        return _ConcatRead.apply(token, storage, width)
-    return storage[:width].transpose(0, 1).contiguous()
+    """The first ``width`` channels, head included, as an ordinary [N, C, H, W] tensor."""
+    storage, _, token, head = buf
+    if _tracing():
+        x = storage
+    else:
+        stored = width if head is None else width - head.shape[1]
+        if _tracks_grad(token):
+            x = _ConcatRead.apply(token, storage, stored)
+        else:
+            x = storage[:stored].transpose(0, 1)
+            if head is None:
+                return x.contiguous()
+    return x if head is None else torch.cat([head, x], 1)
 
 
 def bn_relu_conv1x1(buf, width, bn, conv):
     """conv(relu(bn(x))) for a 1x1 conv over the buffer's first ``width`` channels."""
-    storage, stats, token = buf
+    if _tracing():
+        return conv(torch.relu(bn(concat_read(buf, width))))
+    storage, stats, token, head = buf
     n, h, w = storage.shape[1], storage.shape[2], storage.shape[3]
+    stored = width if head is None else width - head.shape[1]
     if bn.training:
-        mean, var = _batch_stats(storage, stats, width)
+        mean, var = _batch_stats(storage, stats, stored)
+        if head is not None:
+            with torch.no_grad():
+                head_var, head_mean = torch.var_mean(head, (0, 2, 3), unbiased=False)
+            mean, var = torch.cat([head_mean, mean]), torch.cat([head_var, var])
         _update_running_stats(bn, mean, var, n * h * w)
     else:
         mean, var = bn.running_mean, bn.running_var
     weight = conv.weight.view(conv.out_channels, width)
-    if _tracks_grad(token, bn.weight, bn.bias, weight):
-        stat_args = (storage, mean, var, bn.eps, bn.training)
-        out = _BnReluConv1x1.apply(token, bn.weight, bn.bias, weight, *stat_args)
+    if _tracks_grad(token, head, bn.weight, bn.bias, weight):
+        stat_args = (storage, stored, mean, var, bn.eps, bn.training)
+        out = _BnReluConv1x1.apply(token, head, bn.weight, bn.bias, weight, *stat_args)
     else:
-        scale, shift = _affine(bn.weight, bn.bias, mean, var, bn.eps)
-        x = storage[:width].view(width, -1)
-        out = weight @ torch.relu(torch.addcmul(shift[:, None], x, scale[:, None]))
-    out = out.view(-1, n, h, w).transpose(0, 1)
+        scale = bn.weight * torch.rsqrt(var + bn.eps)
+        out = _bn_relu_conv(head, storage, stored, mean, scale, bn.bias, weight)
+    out = out.view(n, -1, h, w)
     if conv.bias is not None:
         out = out + conv.bias.view(1, -1, 1, 1)
-    return out.contiguous()
+    return out
+
+
+def _tracing():
+    if torch.jit.is_tracing():
+        return True
+    fx = torch.fx._symbolic_trace
+    return getattr(fx, "is_fx_symbolic_tracing", fx.is_fx_tracing)()
 
 
 def _tracks_grad(*ts):
-    # Plain tensor code when autograd is off and while fx or TorchScript trace the model.
-    if not torch.is_grad_enabled() or torch.jit.is_tracing():
-        return False
-    fx = torch.fx._symbolic_trace
-    if getattr(fx, "is_fx_symbolic_tracing", fx.is_fx_tracing)():
+    if not torch.is_grad_enabled():
         return False
     return any(isinstance(t, torch.Tensor) and t.requires_grad for t in ts)
+
+
+def _bn_relu_conv(head, storage, stored, mean, scale, beta, weight):
+    """conv1x1(relu(bn(head ++ stored prefix))) as [N, out, H*W], without concatenating:
+    one matrix product per sample and part, reading the buffer where it lies."""
+    n, c = storage.shape[1], weight.shape[1] - stored
+    x = storage[:stored].view(stored, -1)
+    z = _bn_relu(x, mean[c:, None], scale[c:, None], beta[c:, None])
+    out = torch.bmm(
+        weight[:, c:].expand(n, -1, -1), z.view(stored, n, -1).transpose(0, 1)
+    )
+    if head is not None:
+        zh = _bn_relu(
+            head.reshape(n, c, -1), mean[:c, None], scale[:c, None], beta[:c, None]
+        )
+        out.baddbmm_(weight[:, :c].expand(n, -1, -1), zh)
+    return out
+
+
+def _bn_relu(x, mean, scale, beta):
+    # Centred first, as BatchNorm itself does: x * scale + (beta - mean * scale) loses
+    # float32 precision wherever a channel's mean is large against its spread.
+    return (x - mean).mul_(scale).add_(beta).relu_()
 
 
 def _batch_stats(storage, stats, width):
@@ -204,13 +258,6 @@ def _update_running_stats(bn, mean, var, count):
         )
         bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
         bn.running_var.mul_(1 - m).add_(var * (count / max(count - 1, 1)), alpha=m)
-
-
-def _affine(weight, bias, mean, var, eps):
-    invstd = torch.rsqrt(var + eps)
-    scale = invstd if weight is None else weight * invstd
-    shift = -mean * scale if bias is None else bias - mean * scale
-    return scale, shift
 
 
 def _grad_buffer(storage):
@@ -249,51 +296,65 @@ class _ConcatRead(torch.autograd.Function):
 
 class _BnReluConv1x1(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, token, gamma, beta, weight, storage, mean, var, eps, training):
-        width = weight.shape[1]
-        scale, shift = _affine(gamma, beta, mean, var, eps)
-        x = storage[:width].view(width, -1)
-        z = torch.addcmul(shift[:, None], x, scale[:, None]).relu_()
-        ctx.save_for_backward(gamma, beta, weight)
+    def forward(
+        ctx, token, head, gamma, beta, weight, storage, stored, mean, var, eps, training
+    ):
+        ctx.save_for_backward(head, gamma, beta, weight)
         # Statistics live in a buffer that later writes extend; their values stay valid.
         ctx.mean, ctx.var = mean, var
-        ctx.storage, ctx.eps, ctx.training = storage, eps, training
-        return weight @ z
+        ctx.storage, ctx.stored, ctx.eps, ctx.training = storage, stored, eps, training
+        scale = gamma * torch.rsqrt(var + eps)
+        return _bn_relu_conv(head, storage, stored, mean, scale, beta, weight)
 
     @staticmethod
     def backward(ctx, grad):
-        # Recompute BN-ReLU from the shared storage instead of having stored it, and
-        # fold BN's backward into three in-place updates of the buffer's gradient.
-        gamma, beta, weight = ctx.saved_tensors
-        mean, var = ctx.mean, ctx.var
-        width = weight.shape[1]
-        x = ctx.storage[:width].view(width, -1)
-        scale, shift = _affine(gamma, beta, mean, var, ctx.eps)
-        z = torch.addcmul(shift[:, None], x, scale[:, None]).relu_()
-        grad_weight = grad @ z.t()
-        du = torch.ops.aten.threshold_backward(weight.t() @ grad, z, 0)
-        del z
+        # Recompute BN-ReLU from the shared storage (and the head) instead of having
+        # stored it, and fold BN's backward for the stored channels into in-place
+        # updates of the buffer's gradient.
+        head, gamma, beta, weight = ctx.saved_tensors
+        mean, var, stored = ctx.mean, ctx.var, ctx.stored
+        c = weight.shape[1] - stored
         invstd = torch.rsqrt(var + ctx.eps)
-        grad_beta = du.sum(1)
-        du_x = torch.bmm(du.unsqueeze(1), x.unsqueeze(2)).view(width)
-        grad_gamma = (du_x - mean * grad_beta) * invstd
-        g = _grad_buffer(ctx.storage)[:width].view(width, -1)
-        g.addcmul_(du, scale[:, None])
-        if ctx.training:  # batch statistics depend on x too
-            count = x.shape[1]
-            c2 = -scale * grad_gamma * invstd / count
-            c1 = -scale * grad_beta / count - c2 * mean
-            g.addcmul_(x, c2[:, None]).add_(c1[:, None])
+        scale = gamma * invstd
+        grad_weight = torch.empty_like(weight)
+        grad_gamma, grad_beta = torch.empty_like(gamma), torch.empty_like(beta)
+
+        def bn_relu_backward(x, g_out, ch, dims, g=None):
+            # Channels ch of x: [C, N*H*W] (stored) or [N, C, H*W] (head); g_out the
+            # output's gradient laid out alike. Adds dL/dx into g (a new tensor if None).
+            xc = x - mean[ch, None]
+            z = torch.addcmul(beta[ch, None], xc, scale[ch, None]).relu_()
+            w = weight[:, ch]
+            gw = g_out @ z.transpose(-1, -2)
+            grad_weight[:, ch] = gw if gw.dim() == 2 else gw.sum(0)
+            du = torch.ops.aten.threshold_backward(w.t() @ g_out, z, 0)
+            del z
+            grad_beta[ch] = du.sum(dims)
+            if du.dim() == 2:  # without a du * xc temporary
+                du_xc = torch.bmm(du.unsqueeze(1), xc.unsqueeze(2)).view(-1)
+            else:
+                du_xc = (du * xc).sum(dims)
+            grad_gamma[ch] = du_xc * invstd[ch]
+            sc = scale[ch, None]
+            g = du.mul_(sc) if g is None else g.addcmul_(du, sc)
+            if ctx.training:  # batch statistics depend on x too
+                count = x.numel() // du_xc.numel()
+                c2 = -scale[ch] * grad_gamma[ch] * invstd[ch] / count
+                c1 = -scale[ch] * grad_beta[ch] / count
+                g.addcmul_(xc, c2[:, None]).add_(c1[:, None])
+            return g
+
+        # The stored prefix, in the buffer's channel-major layout.
+        g_out = grad.transpose(0, 1).reshape(grad.shape[1], -1)
+        x = ctx.storage[:stored].view(stored, -1)
+        g = _grad_buffer(ctx.storage)[:stored].view(stored, -1)
+        bn_relu_backward(x, g_out, slice(c, None), (1,), g)
+        del g_out
+        grad_head = None
+        if head is not None:  # the head, as it lies: [N, C, H*W]
+            x = head.reshape(head.shape[0], c, -1)
+            g_out = grad.reshape(grad.shape[0], grad.shape[1], -1)
+            grad_head = bn_relu_backward(x, g_out, slice(None, c), (0, 2)).view_as(head)
         token_grad = ctx.storage.new_zeros(0)
-        return (
-            token_grad,
-            grad_gamma,
-            grad_beta,
-            grad_weight,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
+        return (token_grad, grad_head, grad_gamma, grad_beta, grad_weight) + (None,) * 6
 '''

@@ -30,7 +30,7 @@ class Child:
 
 @dataclass
 class Stmt:
-    kind: str  # call, add, concat, gate, slice; start, append, bn_relu_conv (shared buffers)
+    kind: str  # call, add, concat, gate, slice; start, append, head, bn_relu_conv (shared buffers)
     ins: list[int]
     outs: list[int]
     child: int | None = None  # index into Instance.children for calls
@@ -73,17 +73,23 @@ def build_instances(ir: IR) -> Instance:
     columns = join_columns(ir)
     topo = {n: i for i, n in enumerate(ir.topo())}
     buffers = ir.graph.get("buffers", [])
-    fused_tail: set[int] = set()
+    # Nodes with no statement of their own: the ReLU and conv of a fused reader, and the
+    # slices that drop a link's head (the buffer handle stands for them).
+    absorbed: set[int] = set()
     for n, d in ir.nodes(data=True):
         if d.get("fuse") is not None:
             relu = ir.consumers(n)[0]
-            fused_tail.update((relu, ir.consumers(relu)[0]))
+            absorbed.update((relu, ir.consumers(relu)[0]))
+        if d.get("tail_of") is not None:
+            absorbed.add(n)
 
     def is_handle(v: int, path: str) -> bool:
+        """Is ``v`` a buffer handle in scope ``path``? Links always are; a base is from
+        where its chain starts the buffer on, but not inside a scope that produces it."""
         if ir.nodes[v].get("buffer") is not None:
             return True
-        return any(b.base == v and (path == b.scope or path.startswith(b.scope + ".") or not b.scope)
-                   for b in buffers)
+        return any(b.base == v and _within(path, b.scope)
+                   and (path == b.scope or not _within(ir.nodes[v]["scope"], path)) for b in buffers)
     scopes = ir.graph["scopes"]
     nodes_in: dict[str, list[int]] = {"": []}
     for p in scopes:
@@ -146,7 +152,7 @@ def build_instances(ir: IR) -> Instance:
         order = list(nx.lexicographical_topological_sort(dag, key=lambda it: first[it]))
         for it in order:
             if isinstance(it, int):
-                if it not in fused_tail:
+                if it not in absorbed:
                     _node_stmt(ir, inst, it, columns)
             else:
                 full = f"{path}.{it}" if path else it
@@ -181,12 +187,20 @@ def _plan_buffers(ir: IR, inst: Instance, buffers, is_handle) -> None:
         else:
             at = next(i for i, st in enumerate(inst.body) if b.base in st.outs)
             inst.body.insert(at + 1, start)
-    aware = {"start", "append", "bn_relu_conv"}
+    aware = {"start", "head", "bn_relu_conv"}
     for st in inst.body:
         if st.kind in aware or (st.kind == "call" and inst.children[st.child].kind == "scope"):
             continue
-        if any(is_handle(v, inst.path) for v in st.ins):
-            st.reads = tuple(ir.nodes[v]["shape"][0] if is_handle(v, inst.path) else None for v in st.ins)
+        # An append takes its chain's handle first; what it appends (or a head) may be a
+        # handle too and is then read as a tensor.
+        operands = st.ins[1:] if st.kind == "append" else st.ins
+        if any(is_handle(v, inst.path) for v in operands):
+            st.reads = tuple(ir.nodes[v]["shape"][0] if is_handle(v, inst.path) and v in operands else None
+                             for v in st.ins)
+
+
+def _within(path: str, scope: str) -> bool:
+    return path == scope or path.startswith(scope + ".") or not scope
 
 
 def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) -> None:
@@ -205,7 +219,17 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) ->
         inst.body.append(Stmt("bn_relu_conv", ins, [conv], first, (width,), (first + 1, first + 2)))
         return
     if op == "concat" and d.get("buffer") is not None:
-        inst.body.append(Stmt("append", ins, [n], None, (ir.nodes[ins[0]]["shape"][0],)))
+        # [head ++] tail ++ new: the tail is the buffer so far (a dropped head's slice is
+        # read through to the previous link's handle), new goes in at its end.
+        head, tail, new = ([None] + ins if len(ins) == 2 else ins)
+        stored = ir.nodes[tail]["shape"][0]
+        if ir.nodes[tail].get("tail_of") is not None:
+            tail = ir.inputs(tail)[0]
+        inst.body.append(Stmt("append", [tail, new] + ([head] if head is not None else []), [n], None, (stored,)))
+        return
+    if op == "slice" and ir.nodes[ins[0]].get("head") and (d["attrs"]["lo"], d["attrs"]["hi"]) == (
+            0, ir.nodes[ins[0]]["head"]):
+        inst.body.append(Stmt("head", ins, [n]))
         return
     if op in OPS:
         in_shape = ir.nodes[ins[0]]["shape"]
