@@ -9,8 +9,10 @@ import contextlib
 import errno
 import io
 import os
+import select
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -209,17 +211,36 @@ def test_fifo_is_written_not_replaced(spec, tmp_path):
     renaming over one would replace the node itself (as root, /dev/null would become a file)."""
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    # The read end is open (without waiting for a writer) before the compile starts, so
+    # the compile's open for writing never waits; a thread drains the pipe until the
+    # compile has returned and the pipe is empty and closed.
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    chunks: list[bytes] = []
+    done = threading.Event()
+
+    def drain():
+        while True:
+            select.select([fd], [], [], 0.05)
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:  # a writer, no data yet
+                continue
+            if data:
+                chunks.append(data)
+            elif done.is_set():  # no writer and the compile is over
+                return
+            else:
+                time.sleep(0.01)  # no writer yet
+
+    reader = threading.Thread(target=drain)
     reader.start()
     try:
         rc, _, err = run("compile", str(spec), "-o", str(fifo))
     finally:
-        if reader.is_alive():  # unblock the reader if the write never opened the FIFO
-            with open(fifo, "wb"):
-                pass
+        done.set()
         reader.join(10)
+        os.close(fd)
     assert rc == 0, err
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
-    assert got and got[0].startswith(b'"""N, compiled by udnet')
+    assert b"".join(chunks).startswith(b'"""N, compiled by udnet')
     assert leftovers(tmp_path) == []

@@ -140,6 +140,82 @@ def test_dense_chains_are_planned_and_fused():
     assert any("shared buffer" in line for r in reports for line in r.lines)
 
 
+def test_dpn_dense_paths_are_planned_with_residual_heads():
+    """One buffer per DPN stage for the dense path; the residual part stays a head."""
+    ir = build_ir(str(SPECS / "dpn.ud"))  # dpn92: blocks 3, 4, 20, 3
+    optimize(ir)
+    buffers = ir.graph["buffers"]
+    assert [len(b.links) for b in buffers] == [3, 4, 20, 3]
+    assert [ir.nodes[b.links[0]]["head"] for b in buffers] == [256, 512, 1024, 2048]  # bw per stage
+    # Every block's first 1x1 reads a link (conv2_1's reads the stem): 29 fused readers.
+    assert sum(1 for _, d in ir.nodes(data=True) if d.get("fuse") is not None) == 29
+    # Stored: the projection's 2 * inc channels, then inc per block (dpn92: inc 16, 32, 24, 128).
+    assert [b.channels for b in buffers] == [2 * 16 + 3 * 16, 2 * 32 + 4 * 32, 2 * 24 + 20 * 24, 2 * 128 + 3 * 128]
+    before, after = estimate_activation_bytes(ir, buffers)
+    assert after < 0.6 * before
+
+
+# Chains the planner must get right beyond the paper networks: a replaced head read by a
+# plain 3x3 conv; x ++ x, alone and starting a chain; a base shared by two chains; a link extended twice, the
+# first concat of a chain appending another chain's link.
+CHAIN_CORNERS = {
+    "head read by a 3x3 conv": """
+block Unit(bw, inc) {
+    res = x[:bw]
+    y = x |> n: bn |> relu |> c: conv(bw + inc, 3, pad = 1)
+    return (res + y[:bw]) ++ x[bw:] ++ y[bw:]
+}
+network A(input = [8, 6, 6]) {
+    for i in 1..4 { x = x |> u{i}: Unit(4, 2) }
+    y = x |> n: bn |> relu |> c: conv(5, 1)
+    x = y ++ x[4:]
+}""",
+    "self concat": """
+network B(input = [4, 5, 5]) { for i in 1..3 { x = x ++ x }; bn; relu; conv(6, 1) }""",
+    "chain after a self concat": """
+network E(input = [4, 5, 5]) {
+    x = x ++ x
+    x = x ++ (x |> conv(2, 1))
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    bn; relu; conv(6, 1)
+}""",
+    "shared base": """
+network C(input = [4, 5, 5]) {
+    a = x ++ (x |> conv(2, 1))
+    a = a ++ (a |> conv(2, 1))
+    b = x ++ (x |> conv(3, 1))
+    b = b ++ (b |> conv(3, 1))
+    x = a ++ b
+    bn; relu; conv(6, 1)
+}""",
+    "branching link": """
+network D(input = [4, 5, 5]) {
+    x = x ++ (x |> conv(2, 1))
+    x = x ++ (x |> conv(2, 1))
+    a = x ++ (x |> conv(2, 1))
+    b = x ++ (x |> conv(3, 1))
+    a = a ++ (a |> bn |> relu |> conv(2, 1))
+    b = b ++ (b |> bn |> relu |> conv(2, 1))
+    x = a ++ b
+}""",
+}
+
+
+@pytest.mark.parametrize("name", list(CHAIN_CORNERS))
+def test_chain_corner_cases_keep_semantics(name):
+    spec = CHAIN_CORNERS[name]
+    ir = build_ir(spec)
+    optimize(ir)
+    assert ir.graph["buffers"] or name == "self concat"
+    torch.manual_seed(0)
+    base = udnet.load(spec, disable=("share-concat",))
+    opt = udnet.load(spec)
+    opt.load_state_dict(base.state_dict())
+    shape = ir.nodes[ir.input_node]["shape"]
+    assert_equivalent(base, opt, shape, torch.float64)
+    assert_equivalent(base, opt, shape, batch=1)
+
+
 def test_shared_memory_grows_linearly_with_depth():
     """Bytes autograd keeps for backward in one dense block, at depths 8, 16 and 32."""
     def saved_bytes(n, disabled):
@@ -167,8 +243,12 @@ network Block(n = {n}, input = [16, 8, 8]) {{
     assert shared[2] < 0.5 * naive[2]
 
 
-def test_bn_running_stats_update_once_per_step():
-    model = udnet.load(str(SPECS / "densenet.ud"), "DenseNetBC", depth=10, k=4).train()
+@pytest.mark.parametrize("spec,network,params", [
+    ("densenet.ud", "DenseNetBC", dict(depth=10, k=4)),
+    ("dpn.ud", None, dict(variant=68, input=[3, 32, 32], classes=10)),
+])
+def test_bn_running_stats_update_once_per_step(spec, network, params):
+    model = udnet.load(str(SPECS / spec), network, **params).train()
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     counts = {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert counts == {1}

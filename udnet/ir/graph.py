@@ -47,6 +47,11 @@ class Scope:
     output: int | None = None  # node whose output the scope produces
 
 
+def within(path: str, scope: str) -> bool:
+    """Is scope ``path`` the scope ``scope`` or nested in it (everything is in the root)?"""
+    return path == scope or path.startswith(scope + ".") or not scope
+
+
 class IR(nx.MultiDiGraph):
     """The graph IR with a few order-aware accessors on top of networkx."""
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from udnet.ir.graph import IR
+from udnet.ir.graph import IR, within
 from udnet.passes.manager import Options, Report
 
 #: Shorter chains are not worth a buffer.
@@ -80,7 +80,7 @@ def run(ir: IR, options: Options) -> Report:
     for buf in buffers:
         for value in [buf.base] + buf.links:
             for r in ir.consumers(value):
-                if value == buf.base and not _within(ir.nodes[r]["scope"], buf.scope):
+                if value == buf.base and not within(ir.nodes[r]["scope"], buf.scope):
                     continue
                 if _fusable(ir, r):
                     ir.nodes[r]["fuse"] = buf.id
@@ -137,10 +137,6 @@ def _next_links(ir: IR, prev: int) -> list[tuple[int, int | None]]:
             if link is not None and link.tail == v and ir.nodes[readers[0]]["scope"] == d["scope"]:
                 found.append((readers[0], v))
     return found
-
-
-def _within(path: str, scope: str) -> bool:
-    return path == scope or path.startswith(scope + ".") or not scope
 
 
 def _fusable(ir: IR, bn: int) -> bool:

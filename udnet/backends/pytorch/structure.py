@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 
 from udnet.ir.analysis import join_columns
-from udnet.ir.graph import IR
+from udnet.ir.graph import IR, within
 from udnet.ir.ops import OPS
 
 
@@ -88,8 +88,8 @@ def build_instances(ir: IR) -> Instance:
         where its chain starts the buffer on, but not inside a scope that produces it."""
         if ir.nodes[v].get("buffer") is not None:
             return True
-        return any(b.base == v and _within(path, b.scope)
-                   and (path == b.scope or not _within(ir.nodes[v]["scope"], path)) for b in buffers)
+        return any(b.base == v and within(path, b.scope)
+                   and (path == b.scope or not within(ir.nodes[v]["scope"], path)) for b in buffers)
     scopes = ir.graph["scopes"]
     nodes_in: dict[str, list[int]] = {"": []}
     for p in scopes:
@@ -192,15 +192,11 @@ def _plan_buffers(ir: IR, inst: Instance, buffers, is_handle) -> None:
         if st.kind in aware or (st.kind == "call" and inst.children[st.child].kind == "scope"):
             continue
         # An append takes its chain's handle first; what it appends (or a head) may be a
-        # handle too and is then read as a tensor.
-        operands = st.ins[1:] if st.kind == "append" else st.ins
-        if any(is_handle(v, inst.path) for v in operands):
-            st.reads = tuple(ir.nodes[v]["shape"][0] if is_handle(v, inst.path) and v in operands else None
-                             for v in st.ins)
-
-
-def _within(path: str, scope: str) -> bool:
-    return path == scope or path.startswith(scope + ".") or not scope
+        # handle too (even the same one: x ++ x) and is then read as a tensor.
+        reads = tuple(ir.nodes[v]["shape"][0] if is_handle(v, inst.path) and (k or st.kind != "append") else None
+                      for k, v in enumerate(st.ins))
+        if any(r is not None for r in reads):
+            st.reads = reads
 
 
 def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) -> None:
