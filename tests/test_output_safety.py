@@ -244,3 +244,16 @@ def test_fifo_is_written_not_replaced(spec, tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert b"".join(chunks).startswith(b'"""N, compiled by udnet')
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["compile", "draw"])
+def test_output_that_is_the_spec_is_refused(command, tmp_path):
+    spec = tmp_path / ("net.ud" if command == "compile" else "net.svg")  # draw needs a drawable name
+    spec.write_text(GOOD, encoding="utf-8")
+    link = tmp_path / f"same{spec.suffix}"
+    link.symlink_to(spec)
+    for target in (spec, link):
+        rc, _, err = run(command, str(spec), "-o", str(target))
+        assert rc == 2, err
+        assert "is the spec itself" in err
+        assert spec.read_text(encoding="utf-8") == GOOD

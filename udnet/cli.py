@@ -111,11 +111,22 @@ def _si(n: float) -> str:
     return f"{n:.3g} P"
 
 
+def _not_the_spec(output: str | None, spec: str) -> None:
+    """``-o`` naming the spec itself (or a link to it) would replace the source."""
+    try:
+        same = output not in (None, "-") and os.path.exists(output) and os.path.samefile(output, spec)
+    except OSError:
+        same = False
+    if same:
+        raise UsageError(f"-o {output} is the spec itself; writing it would replace the source")
+
+
 def cmd_compile(args) -> int:
     from udnet.backends.pytorch import emit_module
 
     from udnet.pipeline import optimize
 
+    _not_the_spec(args.output, args.spec)
     ir = _build(args)
     disabled = set(args.disabled or ())
     if args.fractal_column is not None and "prune" in disabled:
@@ -147,6 +158,7 @@ def cmd_draw(args) -> int:
         stem = os.path.splitext(args.spec)[0]
         out = f"{stem}.{args.network}.svg" if args.network else f"{stem}.svg"
     gv.plan(out)  # usage errors (format, renderer) before compiling
+    _not_the_spec(out, args.spec)
     ir = _build(args)
     opts = gv.DrawOptions(depth=args.depth, expand=args.expand, shapes=args.shapes, rankdir=args.rankdir)
     r = gv.draw(ir, out, opts)
