@@ -397,3 +397,34 @@ def test_fused_reader_equals_bn_relu_conv_over_the_concatenation(head, batch, tr
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     read = rt["concat_read"](buf, width)
     torch.testing.assert_close(read, torch.cat(ordered, 1).detach())
+
+
+def test_second_backward_over_the_same_graph_matches_naive():
+    """retain_graph: the buffer's gradient starts from zero again for the second pass."""
+    spec = CHAIN_CORNERS["head read by a 3x3 conv"]
+    torch.manual_seed(0)
+    base = udnet.load(spec, disable=("share-concat",)).double().train()
+    opt = udnet.load(spec).double().train()
+    opt.load_state_dict(base.state_dict())
+    x = torch.randn(3, 8, 6, 6, dtype=torch.float64)
+    grads = []
+    for model in (base, opt):
+        xi = x.clone().requires_grad_()
+        loss = model(xi).square().sum()
+        first = torch.autograd.grad(loss, xi, retain_graph=True)[0]
+        loss.backward()
+        grads.append((first, xi.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_autocast_eval_runs_chains_with_heads():
+    spec = CHAIN_CORNERS["head read by a 3x3 conv"]
+    torch.manual_seed(0)
+    base = udnet.load(spec, disable=("share-concat",)).eval()
+    opt = udnet.load(spec).eval()
+    opt.load_state_dict(base.state_dict())
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        a, b = base(x).float(), opt(x).float()
+    assert (a - b).abs().max() <= 0.05 * a.abs().max()  # bfloat16 has 8 bits of mantissa

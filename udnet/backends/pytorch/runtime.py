@@ -222,7 +222,8 @@ def _bn_relu_conv(head, storage, stored, mean, scale, beta, weight):
         zh = _bn_relu(
             head.reshape(n, c, -1), mean[:c, None], scale[:c, None], beta[:c, None]
         )
-        out.baddbmm_(weight[:, :c].expand(n, -1, -1), zh)
+        # Not in place: under autocast out is in the lower precision.
+        out = torch.baddbmm(out, weight[:, :c].expand(n, -1, -1), zh)
     return out
 
 
@@ -284,8 +285,12 @@ class _ConcatWrite(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, _):
-        # Runs after every reader of these channels (they depend on this token).
-        grad = _grad_buffer(ctx.storage)[ctx.lo : ctx.hi].transpose(0, 1)
+        # Runs after every reader of these channels (they depend on this token). The
+        # channels are then cleared, so that a second backward over the same graph
+        # (retain_graph) starts from zero, and y's gradient is a copy, not a view.
+        part = _grad_buffer(ctx.storage)[ctx.lo : ctx.hi]
+        grad = part.transpose(0, 1).clone(memory_format=torch.contiguous_format)
+        part.zero_()
         return grad, ctx.storage.new_zeros(0), None, None
 
 
@@ -329,17 +334,23 @@ class _BnReluConv1x1(torch.autograd.Function):
         grad_weight = torch.empty_like(weight)
         grad_gamma, grad_beta = torch.empty_like(gamma), torch.empty_like(beta)
 
-        def bn_relu_backward(x, g_out, ch, dims, g=None):
-            # Channels ch of x: [C, N*H*W] (stored) or [N, C, H*W] (head); g_out the
-            # output's gradient laid out alike. Adds dL/dx into g (a new tensor if None).
+        # The output's gradient, channel-major [out, N*H*W] and as it lies [N, out, H*W].
+        g_cm = grad.transpose(0, 1).reshape(grad.shape[1], -1)
+        g_nchw = grad.reshape(grad.shape[0], grad.shape[1], -1)
+
+        def bn_relu_backward(x, ch, dims, g=None):
+            # Channels ch of x: [C, N*H*W] (stored) or [N, C, H*W] (head). Adds dL/dx
+            # into g (a new tensor if None).
             z = _bn_relu(x, mean[ch, None], scale[ch, None], beta[ch, None])
             w = weight[:, ch]
             if x.dim() == 2:
-                grad_weight[:, ch] = g_out @ z.t()
-                du = w.t() @ g_out
-            else:  # per sample
-                grad_weight[:, ch] = torch.bmm(g_out, z.transpose(1, 2)).sum(0)
-                du = torch.bmm(w.t().expand(x.shape[0], -1, -1), g_out)
+                grad_weight[:, ch] = g_cm @ z.t()
+                du = w.t() @ g_cm
+            else:  # the head: a channel-major copy of z, not an [N, out, C] temporary
+                grad_weight[:, ch] = (
+                    g_cm @ z.transpose(0, 1).reshape(z.shape[1], -1).t()
+                )
+                du = torch.bmm(w.t().expand(x.shape[0], -1, -1), g_nchw)
             du = torch.ops.aten.threshold_backward(du, z, 0)
             del z
             grad_beta[ch] = du.sum(dims)
@@ -359,16 +370,13 @@ class _BnReluConv1x1(torch.autograd.Function):
             return g
 
         # The stored prefix, in the buffer's channel-major layout.
-        g_out = grad.transpose(0, 1).reshape(grad.shape[1], -1)
         x = ctx.storage[:stored].view(stored, -1)
         g = _grad_buffer(ctx.storage)[:stored].view(stored, -1)
-        bn_relu_backward(x, g_out, slice(c, None), (1,), g)
-        del g_out
+        bn_relu_backward(x, slice(c, None), (1,), g)
         grad_head = None
         if head is not None:  # the head, as it lies: [N, C, H*W]
             x = head.reshape(head.shape[0], c, -1)
-            g_out = grad.reshape(grad.shape[0], grad.shape[1], -1)
-            grad_head = bn_relu_backward(x, g_out, slice(None, c), (0, 2)).view_as(head)
+            grad_head = bn_relu_backward(x, slice(None, c), (0, 2)).view_as(head)
         token_grad = ctx.storage.new_zeros(0)
         return (token_grad, grad_head, grad_gamma, grad_beta, grad_weight) + (None,) * 6
 '''
