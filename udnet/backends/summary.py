@@ -278,7 +278,7 @@ def _connection_row(ir: IR, n: int, level: int, batch: int, dtype_bytes: int) ->
     elif op == "join":
         a = d["attrs"]
         call = f"join of {k}"
-        rates = [f"{key}={show_value(a[key])}" for key in ("drop_local", "drop_global") if a.get(key)]
+        rates = [f"{key}={opdefs.show_value(a[key])}" for key in ("drop_local", "drop_global") if a.get(key)]
         if rates:
             call += f" ({', '.join(rates)})"
     else:
@@ -287,25 +287,10 @@ def _connection_row(ir: IR, n: int, level: int, batch: int, dtype_bytes: int) ->
                activation_elements(ir, n) * batch * dtype_bytes, 1)
 
 
-def show_value(v: Any) -> str:
-    """A value as a spec writes it."""
-    if v is None:
-        return "none"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(v, (list, tuple, range)):
-        return "[" + ", ".join(show_value(i) for i in v) + "]"
-    return str(v)
-
-
 def _scope_call(scope) -> str:
     if scope.kind != "block":
         return "{ ... }"
-    return f"{scope.block}({', '.join(f'{k}={show_value(v)}' for k, v in scope.args.items())})"
+    return f"{scope.block}({', '.join(f'{k}={opdefs.show_value(v)}' for k, v in scope.args.items())})"
 
 
 def op_call(op: str, attrs: dict) -> str:
@@ -316,11 +301,11 @@ def op_call(op: str, attrs: dict) -> str:
     for a in spec.args:
         v = attrs.get(a.name)
         if a.default is opdefs.REQUIRED:
-            parts.append(show_value(_unpair(v)))
+            parts.append(opdefs.show_value(_unpair(v)))
             continue
         default = a.default if a.default is None else opdefs._check(op, a, a.default, a.name)
         if v != default:
-            parts.append(f"{a.name}={show_value(_unpair(v))}")
+            parts.append(f"{a.name}={opdefs.show_value(_unpair(v))}")
     return f"{op}({', '.join(parts)})" if parts else op
 
 
@@ -365,7 +350,7 @@ def format_text(s: Summary, width: int = 100) -> str:
     call column (block and arguments) is cut short to fit."""
     # The network's call, wrapped between its arguments (never inside a list) to fit the width.
     head = [f"{s.spec}: network {s.network}("]
-    items = [f"{k}={show_value(v)}" for k, v in s.arguments.items()]
+    items = [f"{k}={opdefs.show_value(v)}" for k, v in s.arguments.items()]
     for i, item in enumerate(items):
         item += ", " if i < len(items) - 1 else ""
         if len(head[-1]) + len(item.rstrip()) > width and head[-1].strip():

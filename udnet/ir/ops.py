@@ -100,18 +100,23 @@ class OpSpec:
     def signature(self) -> str:
         parts = []
         for a in self.args:
-            parts.append(a.name if a.default is REQUIRED else f"{a.name} = {_show(a.default)}")
+            parts.append(a.name if a.default is REQUIRED else f"{a.name} = {show_value(a.default)}")
         return f"{self.name}({', '.join(parts)})"
 
 
-def _show(value: Any) -> str:
-    if value is None:
+def show_value(v: Any) -> str:
+    """A value as a spec writes it."""
+    if v is None:
         return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, (list, tuple, range)):
+        return "[" + ", ".join(show_value(i) for i in v) + "]"
+    return str(v)
 
 
 def _check(op: str, a: Arg, v: Any, where: int | str) -> Any:

@@ -128,7 +128,8 @@ def _next_links(ir: IR, prev: int) -> list[tuple[int, int | None]]:
             continue
         d = ir.nodes[v]
         # The slice x[head:] is the stored part itself; anything else reading it needs
-        # a tensor, so it must feed the next link alone, from the same scope.
+        # a tensor, so it must feed the next link alone (once, not also as its head or
+        # new part), from the same scope.
         if d["op"] != "slice" or (d["attrs"]["lo"], d["attrs"]["hi"]) != (head, width):
             continue
         readers = ir.consumers(v)
