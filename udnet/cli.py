@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--shapes", action="store_true", help="label edges with tensor shapes")
     draw.add_argument("--rankdir", type=str.upper, choices=("TB", "LR"), default="TB",
                       help="top to bottom (default) or left to right")
+    draw.add_argument("--max-draw-nodes", type=int, metavar="N",
+                      help="refuse to render a drawing of more than N nodes (4N edges) (default 5,000)")
+    draw.add_argument("--draw-timeout", type=float, metavar="SECONDS",
+                      help="stop the renderer after SECONDS and report an error (default 120)")
     summ = sub.add_parser("summary", help="per-block table of shapes, parameters, MACs and activation memory")
     _common(summ)
     summ.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for activation memory (default 1)")
@@ -153,6 +157,10 @@ def cmd_draw(args) -> int:
 
     if args.depth is not None and args.depth < 0:
         raise UsageError("--depth must be 0 or more")
+    if args.max_draw_nodes is not None and args.max_draw_nodes < 1:
+        raise UsageError("--max-draw-nodes must be positive")
+    if args.draw_timeout is not None and not 0 < args.draw_timeout < float("inf"):
+        raise UsageError("--draw-timeout must be a positive number of seconds")
     out = args.output
     if out is None:
         stem = os.path.splitext(args.spec)[0]
@@ -161,6 +169,8 @@ def cmd_draw(args) -> int:
     _not_the_spec(out, args.spec)
     ir = _build(args)
     opts = gv.DrawOptions(depth=args.depth, expand=args.expand, shapes=args.shapes, rankdir=args.rankdir)
+    opts.max_nodes = args.max_draw_nodes or opts.max_nodes
+    opts.timeout = args.draw_timeout or opts.timeout
     r = gv.draw(ir, out, opts)
     how = f"rendered by {r.name} ({r.path})" if r else "DOT source"
     print(f"{out}: {ir.graph['network']}, {how}", file=sys.stderr)

@@ -30,15 +30,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import graphviz
 
 from udnet.errors import UdnetError, UsageError
 from udnet.ir.graph import IR, Scope
+from udnet.ir.ops import SHOW_DEPTH, show_string
 
 # ---------------------------------------------------------------------------
 # Styles
@@ -146,6 +148,15 @@ EDGE_ATTR = {"fontname": "Helvetica", "fontsize": "8", "arrowsize": "0.6"}
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 
+#: Layout time grows faster than the drawing (graphviz-pure lays out 1,800 nodes in about
+#: a second, 4,600 in about six, 24,000 in more than five minutes), so a drawing to render
+#: may have at most this many nodes (--max-draw-nodes) and EDGES_PER_NODE times as many
+#: edges, checked before the renderer starts. DOT output has no such limit.
+MAX_DRAW_NODES = 5_000
+EDGES_PER_NODE = 4
+#: Seconds the renderer may run before it is stopped (--draw-timeout).
+DRAW_TIMEOUT = 120.0
+
 
 @dataclass
 class DrawOptions:
@@ -157,6 +168,8 @@ class DrawOptions:
     rankdir: str = "TB"
     legend: bool = True
     title: bool = True
+    max_nodes: int | None = MAX_DRAW_NODES  # None: no budget (DOT output)
+    timeout: float | None = DRAW_TIMEOUT  # seconds for the renderer; None: no limit
 
 
 # ---------------------------------------------------------------------------
@@ -184,16 +197,38 @@ def _parent(path: str, scopes: dict[str, Scope]) -> str:
     return ""
 
 
-def _show_value(v) -> str:
+def _show_value(v, depth: int = 0) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
         return f"{v:g}"
-    if isinstance(v, str):  # as the spec would write it
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, str):  # as the spec would write it, unprintable characters escaped
+        return show_string(v)
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_show_value(i) for i in v) + "]"
+        if depth >= SHOW_DEPTH and v:  # lists nest as deep as --max-nesting allows
+            return "[...]"
+        return "[" + ", ".join(_show_value(i, depth + 1) for i in v) + "]"
     return str(v)
+
+
+def _equal(a, b) -> bool:
+    """``a == b`` for argument values, without recursion: lists may nest thousands deep."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+            if type(x) is not type(y) or len(x) != len(y):
+                return False
+            stack.extend(zip(x, y))
+        elif isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)) or x != y:
+            return False
+    return True
+
+
+def _same_args(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
 
 
 def _call(scope: Scope, outer: Scope | None = None) -> str:
@@ -202,7 +237,7 @@ def _call(scope: Scope, outer: Scope | None = None) -> str:
     items = list(scope.args.items())
     more = False
     if outer is not None and outer.block == scope.block and outer.args.keys() == scope.args.keys():
-        changed = [(k, v) for k, v in items if outer.args[k] != v]
+        changed = [(k, v) for k, v in items if not _equal(outer.args[k], v)]
         more = len(changed) < len(items)
         items = changed
     args = ", ".join(f"{k}={_show_value(v)}" for k, v in items)
@@ -291,21 +326,30 @@ class _Drawing:
     def _depth(self, path: str) -> int:
         return path.count(".") + 1
 
-    def _walk(self, path: str) -> None:
+    def _walk(self, root: str) -> None:
+        # Depth first with a stack of its own: the module tree may nest as deep as
+        # --max-depth allows, beyond Python's recursion limit.
+        stack = [self._enter(root)]
+        while stack:
+            c = next(stack[-1], None)
+            if c is None:
+                stack.pop()
+            elif self.opt.depth is not None and self._depth(c) > self.opt.depth:
+                self._collapse(c)
+            else:
+                self.visible.add(c)
+                stack.append(self._enter(c))
+
+    def _enter(self, path: str):
+        """Fold the runs among the children of ``path``; the other children, in order."""
         kids = self.children.get(path, [])
         folded: set[str] = set()
         if not self.opt.expand:
             for run, glue in self._runs(path, kids):
                 folded.update(run)
                 self._fold(path, run, glue)
-        for c in kids:
-            if c in folded or not self.members[c]:
-                continue  # folded, or no op of its own to draw (a block that returns x)
-            if self.opt.depth is not None and self._depth(c) > self.opt.depth:
-                self._collapse(c)
-            else:
-                self.visible.add(c)
-                self._walk(c)
+        # not folded, and with an op of its own to draw (not a block that returns x)
+        return iter([c for c in kids if c not in folded and self.members[c]])
 
     def _collapse(self, path: str) -> None:
         s = self.scopes[path]
@@ -367,7 +411,7 @@ class _Drawing:
 
     def _same(self, a: str, b: str) -> bool:
         sa, sb = self.scopes[a], self.scopes[b]
-        if sa.block != sb.block or _call(sa) != _call(sb) or sa.args != sb.args:
+        if sa.block != sb.block or _call(sa) != _call(sb) or not _same_args(sa.args, sb.args):
             return False
         return self._signature(a) == self._signature(b)
 
@@ -479,6 +523,8 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
     if opt.depth is not None and opt.depth < 0:
         raise UsageError("--depth must be 0 or more")
     dr = _Drawing(ir, opt)
+    nodes = sum(1 for n in ir.nodes if n not in dr.item) + len(dr.aggregates)
+    _budget(opt, nodes, "nodes", opt.max_nodes)
     topo = ir.topo()
     topo_index = {n: i for i, n in enumerate(topo)}
     edges = _draw_edges(ir, topo_index)
@@ -547,6 +593,7 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
         else:
             e["kinds"].add(kind)
             e["skip"] = e["skip"] and skip
+    _budget(opt, len(merged), "edges", None if opt.max_nodes is None else EDGES_PER_NODE * opt.max_nodes)
     kinds_drawn: set[str] = set()
     plain, skipping = [], []
     bus_members: set[str] = set()
@@ -580,35 +627,69 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
             attrs = {**attrs, "group": "bus"}
         return attrs
 
-    def emit(container, path: str) -> None:
+    def cluster(c: str) -> graphviz.Digraph:
+        s = dr.scopes[c]
+        sub = graphviz.Digraph(name=f"cluster_{c}")
+        depth = c.count(".")
+        if s.kind == "block":
+            style = {**BLOCK_CLUSTER, "fillcolor": NESTED_FILLS[min(depth, len(NESTED_FILLS) - 1)]}
+            attrs = {
+                "label": f"{_leaf(c)}: {_call(s, dr.outer(c))}",
+                "tooltip": f"{c}: {_call(s)}",
+                **style,
+                "class": "block",
+            }
+        else:
+            attrs = {"label": _leaf(c), "tooltip": c, **GROUP_CLUSTER, "class": "group"}
+        sub.attr(**_quoted(attrs))
+        return sub
+
+    def enter(container: graphviz.Digraph, path: str):
         for name, attrs in homes.get(path, []):
             container.node(name, **_quoted(_with_group(name, attrs)))
-        for c in dr.children.get(path, []):
-            if c not in dr.visible:
+        return iter([c for c in dr.children.get(path, []) if c in dr.visible])
+
+    def emit(root: graphviz.Digraph) -> None:
+        """Nodes, then clusters inside clusters, written straight into the root's body as
+        ``Digraph.subgraph`` would indent them. Not recursion and not nested subgraph
+        objects (which copy every line once per level): the module tree may nest as deep
+        as --max-depth allows."""
+        stack = [enter(root, "")]
+        while stack:
+            c = next(stack[-1], None)
+            if c is None:
+                stack.pop()
+                if stack:
+                    root.body.append("\t" * len(stack) + "}\n")
                 continue
-            s = dr.scopes[c]
-            sub = graphviz.Digraph(name=f"cluster_{c}")
-            depth = c.count(".")
-            if s.kind == "block":
-                style = {**BLOCK_CLUSTER, "fillcolor": NESTED_FILLS[min(depth, len(NESTED_FILLS) - 1)]}
-                attrs = {
-                    "label": f"{_leaf(c)}: {_call(s, dr.outer(c))}",
-                    "tooltip": f"{c}: {_call(s)}",
-                    **style,
-                    "class": "block",
-                }
-            else:
-                attrs = {"label": _leaf(c), "tooltip": c, **GROUP_CLUSTER, "class": "group"}
-            sub.attr(**_quoted(attrs))
-            emit(sub, c)
-            container.subgraph(sub)
+            sub = cluster(c)
+            kids = enter(sub, c)
+            lines = list(sub.__iter__(subgraph=True))  # header, attributes, nodes, "}"
+            pad = "\t" * len(stack)
+            root.body.extend(pad + line for line in lines[:-1])
+            stack.append(kids)
 
     if opt.legend:
         _legend(g, [k for k in PRIORITY[::-1] if k in kinds_drawn], dr.aggregates)
-    emit(g, "")
+    emit(g)
     for a, b, attrs in plain + skipping:  # skips last: drawn on top of the main path
         g.edge(a, b, **_quoted(attrs))
     return g
+
+
+def _budget(opt: DrawOptions, count: int, what: str, limit: int | None) -> None:
+    if limit is None or count <= limit:
+        return
+    ways = ["collapse deep blocks with --depth N"]
+    if opt.expand:
+        ways.insert(0, "fold repeated blocks (leave out --expand)")
+    raise UdnetError(
+        f"the drawing has {count:,} {what}, more than the limit of {limit:,} "
+        + ("(--max-draw-nodes)" if what == "nodes" else f"({EDGES_PER_NODE} per node of --max-draw-nodes)")
+        + "; Graphviz would take very long to lay it out",
+        hint=f"{', or '.join(ways)}; or raise the limit with --max-draw-nodes N "
+        "(and --draw-timeout SECONDS); -o FILE.dot writes the DOT source whatever its size",
+    )
 
 
 _TEXT_ATTRS = ("label", "tooltip", "headlabel")
@@ -616,13 +697,22 @@ _TEXT_ATTRS = ("label", "tooltip", "headlabel")
 
 def _quoted(attrs: dict) -> dict:
     """Text from a spec (labels, string arguments) reaches DOT verbatim: backslashes and
-    quotes escaped, never read as an HTML label or an escString (\\l, \\N)."""
+    quotes escaped, never read as an HTML label or an escString (\\l, \\N); every
+    character that is not printable but the line breaks udnet puts in labels shown
+    escaped (a NUL would end the string inside Graphviz and re-pair the quotes; control
+    characters are not allowed in SVG)."""
     out = dict(attrs)
     for key in _TEXT_ATTRS:
         v = out.get(key)
         if isinstance(v, str):
-            out[key] = graphviz.nohtml(v.replace("\\", "\\\\").replace('"', '\\"'))
+            out[key] = graphviz.nohtml(_printable(v).replace("\\", "\\\\").replace('"', '\\"'))
     return out
+
+
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _node_attrs(ir: IR, n: int, tap: bool) -> dict:
@@ -694,7 +784,8 @@ def _legend(g: graphviz.Digraph, kinds: list[str], aggregates: dict) -> None:
 
 
 def to_dot(ir: IR, **kw) -> str:
-    return build_dot(ir, DrawOptions(**kw)).source
+    """The DOT source (no layout, so no --max-draw-nodes budget unless ``max_nodes`` is given)."""
+    return build_dot(ir, DrawOptions(**{"max_nodes": None, **kw})).source
 
 
 # ---------------------------------------------------------------------------
@@ -732,26 +823,69 @@ def find_renderer() -> Renderer | None:
     return None
 
 
-def render(source: str, fmt: str, renderer: Renderer | None = None) -> bytes:
-    """Lay out and render DOT ``source`` to ``fmt`` (svg, png or pdf) and return the bytes."""
+def render(source: str, fmt: str, renderer: Renderer | None = None, timeout: float | None = DRAW_TIMEOUT) -> bytes:
+    """Lay out and render DOT ``source`` to ``fmt`` (svg, png or pdf) and return the bytes.
+    A renderer still running after ``timeout`` seconds is stopped, and that is an error."""
     if fmt == "dot":
         return source.encode("utf-8")
     r = renderer or plan(f"out.{fmt}")[1]
     native = fmt
     if fmt == "pdf" and r.name == "graphviz-pure":
         native = "svg"  # graphviz-pure writes no PDF; udnet converts its SVG (udnet.backends.svgpdf)
-    try:
-        proc = subprocess.run([r.path, f"-T{native}"], input=source.encode("utf-8"), capture_output=True, check=False)
-    except OSError as e:
-        raise UsageError(f"cannot run {r.path}: {e.strerror}") from None
-    if proc.returncode != 0 or not proc.stdout:
-        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise UdnetError(f"{r.name} failed (exit {proc.returncode})" + (f": {err[-1]}" if err else ""))
+    code, out, err = _run([r.path, f"-T{native}"], source.encode("utf-8"), timeout, r.name)
+    if code != 0 or not out:
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        raise UdnetError(f"{r.name} failed (exit {code})" + (f": {lines[-1]}" if lines else ""))
     if native != fmt:
         from udnet.backends.svgpdf import svg_to_pdf
 
-        return svg_to_pdf(proc.stdout)
-    return proc.stdout
+        return svg_to_pdf(out)
+    return out
+
+
+def _run(cmd: list[str], data: bytes, timeout: float | None, name: str) -> tuple[int, bytes, bytes]:
+    """Run the renderer in a process group of its own; past ``timeout`` seconds (or on
+    Ctrl-C) the whole group is killed and reaped, so no renderer outlives udnet."""
+    group = os.name == "posix"
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=group,
+        )
+    except OSError as e:
+        raise UsageError(f"cannot run {cmd[0]}: {e.strerror}") from None
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc, group)
+        raise UdnetError(
+            f"{name} did not finish the drawing within {timeout:g} s (--draw-timeout) and was stopped",
+            hint="draw less: fold repeated blocks (leave out --expand) or collapse deep blocks with --depth N; "
+            "or allow more time with --draw-timeout SECONDS",
+        ) from None
+    except BaseException:
+        _kill(proc, group)
+        raise
+    return proc.returncode, out, err
+
+
+def _kill(proc: subprocess.Popen, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except OSError:
+        pass  # gone already
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        try:
+            f.close()
+        except OSError:
+            pass
+    proc.wait()
 
 
 def output_format(path: str) -> str:
@@ -789,11 +923,15 @@ def draw(ir: IR, path: str, options: DrawOptions | None = None, **kw) -> Rendere
     from udnet.output import write_atomic
 
     fmt, r = plan(path)
-    source = build_dot(ir, options, **kw).source
-    write_atomic(path, source if fmt == "dot" else render(source, fmt, r))
+    opt = options or DrawOptions(**kw)
+    if fmt == "dot":  # no layout: no budget
+        opt = replace(opt, max_nodes=None)
+    source = build_dot(ir, opt).source
+    write_atomic(path, source if fmt == "dot" else render(source, fmt, r, opt.timeout))
     return r
 
 
 def to_svg(ir: IR, **kw) -> str:
     """The diagram as SVG text (what Jupyter shows for an IR)."""
-    return render(build_dot(ir, DrawOptions(**kw)).source, "svg").decode("utf-8")
+    opt = DrawOptions(**kw)
+    return render(build_dot(ir, opt).source, "svg", timeout=opt.timeout).decode("utf-8")

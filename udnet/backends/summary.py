@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from udnet.ir import ops as opdefs
@@ -115,19 +115,50 @@ class Summary:
     passes: list[str] = field(default_factory=list)  # what each pass reported
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = asdict(replace(self, arguments={}))  # asdict would recurse into deep lists
+        data["arguments"] = self.arguments
         data["stages"] = [{"stage": name, **asdict(f)} for name, f in self.stages]
         data["bytes_per_element"] = DTYPES[self.dtype]
-        data["arguments"] = _jsonable(self.arguments)
-        return json.dumps(data, indent=2)
+        return json_text(data)
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (tuple, list, range)):
-        return [_jsonable(x) for x in v]
-    return v
+def json_text(value: Any, indent: int = 2) -> str:
+    """``json.dumps(value, indent=indent)``, byte for byte, without recursion: argument
+    values nest as deep as --max-nesting allows, far deeper than Python's recursion limit."""
+    out: list[str] = []
+    stack: list[list] = []  # [items left, is a dict, level, first item still to come]
+
+    def start(v: Any, level: int) -> None:
+        if isinstance(v, dict):
+            items, is_dict, empty = iter(v.items()), True, not v
+        elif isinstance(v, (list, tuple, range)):
+            items, is_dict, empty = iter(v), False, not len(v)
+        else:
+            out.append(json.dumps(v))
+            return
+        if empty:
+            out.append("{}" if is_dict else "[]")
+            return
+        out.append("{" if is_dict else "[")
+        stack.append([items, is_dict, level, True])
+
+    done = object()
+    start(value, 0)
+    while stack:
+        top = stack[-1]
+        items, is_dict, level, first = top
+        item = next(items, done)
+        if item is done:
+            out.append("\n" + " " * (indent * level) + ("}" if is_dict else "]"))
+            stack.pop()
+            continue
+        out.append(("\n" if first else ",\n") + " " * (indent * (level + 1)))
+        top[3] = False
+        if is_dict:
+            key, item = item
+            out.append(json.dumps(str(key)) + ": ")
+        start(item, level + 1)
+    return "".join(out)
 
 
 def figures(ir: IR, batch: int, dtype_bytes: int) -> Figures:
@@ -145,7 +176,12 @@ def summarize(ir: IR, spec: str = "<spec>", batch: int = 1, dtype: str = "float3
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
     nbytes = DTYPES[dtype]
     before = figures(ir, batch, nbytes)
-    compiled = copy.deepcopy(ir)
+    # Argument values are never changed, and lists among them may nest thousands deep,
+    # too deep for deepcopy's recursion: the copy shares them.
+    memo: dict[int, Any] = {id(v): v for v in ir.graph.get("params", {}).values()}
+    for scope in ir.graph.get("scopes", {}).values():
+        memo.update((id(v), v) for v in scope.args.values())
+    compiled = copy.deepcopy(ir, memo)
     reports = optimize(compiled, disabled, fractal_column)
     lines = [f"{r.name}: {line}" for r in reports for line in r.lines]
     plain = figures(compiled, batch, nbytes)
@@ -216,11 +252,18 @@ def rows(ir: IR, batch: int = 1, dtype_bytes: int = 4, depth: int | None = None)
 
     order: dict[int, int] | None = None
 
-    def walk(parent: str, level: int) -> None:
-        nonlocal order
+    def items(parent: str):
+        return iter(sorted(children.get(parent, []), key=lambda c: c[0]))
+
+    # Depth first, in creation order, with a stack of its own: the module tree may nest
+    # as deep as --max-depth allows, beyond Python's recursion limit.
+    stack = [(items(""), 1)]
+    while stack:
+        level = stack[-1][1]
         if depth is not None and level > depth:
-            return
-        for _, kind, key in sorted(children.get(parent, []), key=lambda c: c[0]):
+            stack.pop()
+            continue
+        for _, kind, key in stack[-1][0]:
             if kind == "connection":
                 out.append(_connection_row(ir, key, level, batch, dtype_bytes))
                 continue
@@ -245,9 +288,10 @@ def rows(ir: IR, batch: int = 1, dtype_bytes: int = 4, depth: int | None = None)
                 len(nodes),
             ))
             if scope is not None:
-                walk(key, level + 1)
-
-    walk("", 1)
+                stack.append((items(key), level + 1))
+                break
+        else:
+            stack.pop()
     return out
 
 
@@ -339,6 +383,15 @@ def _shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def _safe(text: str) -> str:
+    """Text for a terminal: control characters (escape sequences, BEL, NUL), bidi controls
+    and other unprintable characters shown escaped, never raw. Values are shown escaped
+    already (``show_value``); this covers the rest, such as the spec's file name."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _cut(text: str, width: int) -> str:
     if len(text) <= width:
         return text
@@ -349,7 +402,7 @@ def format_text(s: Summary, width: int = 100) -> str:
     """The summary as aligned columns for a terminal ``width`` characters wide; only the
     call column (block and arguments) is cut short to fit."""
     # The network's call, wrapped between its arguments (never inside a list) to fit the width.
-    head = [f"{s.spec}: network {s.network}("]
+    head = [f"{_safe(s.spec)}: network {s.network}("]
     items = [f"{k}={opdefs.show_value(v)}" for k, v in s.arguments.items()]
     for i, item in enumerate(items):
         item += ", " if i < len(items) - 1 else ""
@@ -361,8 +414,8 @@ def format_text(s: Summary, width: int = 100) -> str:
     head.append(f"input {_shape(s.input)} -> output {_shape(s.output)}; activations for batch {s.batch} "
                 f"in {s.dtype}, MACs per sample")
     cols = ["scope", "block / op", "output", "params", "MACs", "activations"]
-    body = [[r.scope, r.call, _shape(r.output), f"{r.params:,}", si(r.macs), human_bytes(r.activation_bytes)]
-            for r in s.rows]
+    body = [[_safe(r.scope), _safe(r.call), _shape(r.output), f"{r.params:,}", si(r.macs),
+             human_bytes(r.activation_bytes)] for r in s.rows]
     t = s.total
     total = ["total", f"{t.nodes:,} nodes", _shape(s.output), f"{t.params:,}", si(t.macs),
              human_bytes(t.activation_bytes)]
@@ -392,5 +445,5 @@ def format_text(s: Summary, width: int = 100) -> str:
     for r in stage_rows:
         out.append("  " + (" " * gap).join(c.ljust(sw[i]) if i == 0 else c.rjust(sw[i]) for i, c in enumerate(r)))
     for p in s.passes:
-        out.append("  " + _cut(p, max(20, width - 2)))
+        out.append("  " + _cut(_safe(p), max(20, width - 2)))
     return "\n".join(out) + "\n"

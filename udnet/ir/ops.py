@@ -104,8 +104,13 @@ class OpSpec:
         return f"{self.name}({', '.join(parts)})"
 
 
-def show_value(v: Any) -> str:
-    """A value as a spec writes it."""
+#: Lists nested deeper than this are shown as ``[...]``: values may nest as deep as
+#: --max-nesting allows, and a printout of hundreds of brackets says nothing.
+SHOW_DEPTH = 24
+
+
+def show_value(v: Any, _depth: int = 0) -> str:
+    """A value as a spec writes it; lists nested deeper than ``SHOW_DEPTH`` elided as ``[...]``."""
     if v is None:
         return "none"
     if isinstance(v, bool):
@@ -113,10 +118,30 @@ def show_value(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return show_string(v)
     if isinstance(v, (list, tuple, range)):
-        return "[" + ", ".join(show_value(i) for i in v) + "]"
+        if _depth >= SHOW_DEPTH and len(v):
+            return "[...]"
+        return "[" + ", ".join(show_value(i, _depth + 1) for i in v) + "]"
     return str(v)
+
+
+_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
+
+
+def show_string(s: str) -> str:
+    """A string as a spec writes it, quoted; characters that are not printable (NUL, BEL,
+    terminal escapes, bidi overrides, line and paragraph separators) shown escaped, ``\\x1b``,
+    ``\\u202e``, so that no printout or drawing ever carries them raw."""
+    if s.isprintable():
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    out = []
+    for c in s:
+        e = _STRING_ESCAPES.get(c)
+        if e is None and not c.isprintable() and c != " ":
+            e = c.encode("unicode_escape").decode("ascii")
+        out.append(c if e is None else e)
+    return '"' + "".join(out) + '"'
 
 
 def _check(op: str, a: Arg, v: Any, where: int | str) -> Any:
