@@ -801,15 +801,13 @@ class Renderer:
 
 def _graphviz_pure() -> str | None:
     exe = "graphviz-pure.exe" if os.name == "nt" else "graphviz-pure"
-    found = shutil.which(exe)
-    if found:
-        return found
-    # Installed by pip beside the interpreter, even when that bin/ is not on PATH.
+    # The one pip installed beside this interpreter (our own dependency, even when that bin/
+    # is not on PATH) comes before any other on PATH.
     for d in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
         cand = os.path.join(d, exe)
         if d and os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
-    return None
+    return shutil.which(exe)
 
 
 def find_renderer() -> Renderer | None:
