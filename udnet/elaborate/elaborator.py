@@ -1027,8 +1027,10 @@ _EVAL: dict[type, Any] = {}
 _JOIN = opdefs.OpSpec(
     "join",
     (
-        opdefs.Arg("drop_local", "prob", 0.0, doc="local drop-path: drop each input with this probability"),
-        opdefs.Arg("drop_global", "prob", 0.0, doc="fraction of each batch trained with global drop-path"),
+        opdefs.Arg("drop_local", "prob", 0.0, doc="local drop-path: drop each input with this probability",
+                   why="the probability of dropping each input (keeping at least one)"),
+        opdefs.Arg("drop_global", "prob", 0.0, doc="fraction of each batch trained with global drop-path",
+                   why="the fraction of each batch trained with global drop-path"),
     ),
     lambda s, a: s,
 )
