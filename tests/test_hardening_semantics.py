@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from udnet.cli import main
-from udnet.elaborate.elaborator import _JOIN
+from udnet.elaborate.elaborator import _JOIN, Limits
 from udnet.errors import Source, UdnetError
 from udnet.ir.ops import MAX_DIM, OPS, REQUIRED, ArgError
 from udnet.pipeline import build_ir
@@ -148,3 +150,116 @@ def test_valid_edges_are_accepted():
         "    conv(4, 1, stride = [1, 2 ** 31])"
     )))
     assert ir.number_of_nodes() > 8
+
+
+# ---------------------------------------------------------------------------
+# 8. Membership in a range is constant-time; scans cost steps
+
+
+RANGE_MEMBERSHIP = """
+network N(input = [3, 8, 8]) {
+    big = 1..10**18
+    assert not (0.5 in big) and not (-0.5 in -10**18..10**18) and not (1e300 in big)
+    assert not ("a" in big) and not ([1] in big) and not ([] in big) and not ((1..2) in big)
+    assert not (true in 0..10**18) and not (false in 0..10**18)
+    assert 2.0 in big and 10.0 ** 17 in big and 10**18 in big and not (10**18 + 1 in big)
+    assert -0.0 in 0..0 and not (0 in 1..0)
+}
+"""
+
+
+def test_membership_in_a_huge_range_is_immediate(tmp_path):
+    """Each lookup costs no more than a step: a linear scan of 10**18 numbers would never
+    finish, so the subprocess's timeout only guards against a hang."""
+    spec = tmp_path / "net.ud"
+    spec.write_text(RANGE_MEMBERSHIP)
+    cmd = [sys.executable, "-m", "udnet", "check", str(spec), "--max-steps", "20"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+def test_range_membership_agrees_with_list_membership():
+    values = ["0", "1", "2", "-1", "1.0", "0.5", "-0.0", "true", "false", '"1"', "[1]", "[]", "0..1", "[0..1]"]
+    ranges = {"0..1": "[0, 1]", "1..1": "[1]", "1..0": "[]", "-1..2": "[-1, 0, 1, 2]"}
+    lines = [f"assert ({v} in {r}) == ({v} in {items})" for v in values for r, items in ranges.items()]
+    build_ir(Source("t.ud", NET.format("\n    ".join(lines))), limits=Limits(max_steps=1000))
+
+
+def _scan_spec(test: str, rounds: int) -> str:
+    return NET.format(
+        "l = [] ++ (1..20000)\n"
+        "    m = l[:19999] ++ [0]\n"
+        f"    for i in 1..{rounds} {{ assert {test} }}"
+    )
+
+
+@pytest.mark.parametrize("test", ["[m, m] != [l, l]", "[[m]] != [[l]]", "not ([m] in [[l], [l]])"])
+def test_scans_of_nested_lists_count_steps(test):
+    """Each round compares 20,000 items or more inside nested lists: about 1,250 steps,
+    not the 0 that the top-level lengths (1 to 3) would count."""
+    err = error_of(_scan_spec(test, 10), limits=Limits(max_steps=10_000))
+    assert "exceeds the limit of 10,000 steps" in err.message
+    assert err.span.line == 4
+    build_ir(Source("t.ud", _scan_spec(test, 10)))  # within the default limit
+
+
+# ---------------------------------------------------------------------------
+# 15. One equality for ==, !=, in and list comparison
+
+TRUTHS = [
+    ("true == 1", False), ("1 == true", False), ("true in [1]", False), ("1 in [true]", False),
+    ("[true] == [1]", False), ("[1] == [true]", False), ("[[true]] == [[1]]", False), ("[1] != [true]", True),
+    ("false in [0]", False), ("0 in [false]", False), ("[false, 0] == [0, false]", False),
+    ("[1] in [[true]]", False), ("[true] in [[true]]", True), ("true in [true]", True),
+    ("1 == 1.0", True), ("[1, [2]] == [1.0, [2.0]]", True), ("1.0 in [1]", True), ("-0.0 in [0]", True),
+    ('"1" in [1]', False), ('1 in ["1"]', False), ('["a", [true]] == ["a", [true]]', True),
+    ("0..2 == 0..2", True), ("0..2 != [0, 1, 2]", True), ("[0..1] == [0..1]", True), ("[0, 1] in [0..1]", False),
+    ("1 in 0..1", True), ("true in 0..1", False), ("[true] in [0..1]", False),
+]
+
+
+def test_equality_and_membership_truths():
+    lines = [f"assert ({e}) == {'true' if want else 'false'}" for e, want in TRUTHS]
+    build_ir(Source("t.ud", NET.format("\n    ".join(lines))))
+
+
+@pytest.mark.parametrize("expr,want", TRUTHS, ids=[e for e, _ in TRUTHS])
+def test_each_truth(expr, want):
+    stmt = f"assert {expr}" if want else f"assert not ({expr})"
+    build_ir(Source("t.ud", NET.format(stmt)))
+
+
+def test_equality_and_membership_agree_everywhere():
+    """For every pair of sample values, a == b decides a != b, a in [b], [a] == [b],
+    nested lists, and membership among other items, all alike."""
+    pool = ["0", "1", "-1", "0.0", "-0.0", "1.0", "0.5", "true", "false", '""', '"1"', '"true"',
+            "[]", "[1]", "[true]", "[1.0]", "[[1]]", "[[true]]", "[0, 1]", "0..1", "1..0", "[0..1]"]
+    check = """
+block Check(a, b) {
+    e = a == b
+    assert (a != b) == (not e) and (b == a) == e
+    assert (a in [b]) == e and (a in [2, b, 3]) == e and ([a] in [[b]]) == e
+    assert ([a] == [b]) == e and ([[a], 7] == [[b], 7]) == e
+}
+"""
+    calls = "\n".join(f"    Check({a}, {b})" for a in pool for b in pool)
+    build_ir(Source("t.ud", check + f"network N(input = [3, 8, 8]) {{\n{calls}\n}}\n"))
+    # and a == b itself: true exactly for the same value, numbers compared by value
+    same = {("0", "0.0"), ("0", "-0.0"), ("0.0", "-0.0"), ("1", "1.0"), ("[1]", "[1.0]")}
+    lines = [f"assert ({a} == {b}) == {'true' if a == b or (a, b) in same or (b, a) in same else 'false'}"
+             for a in pool for b in pool]
+    build_ir(Source("t.ud", NET.format("\n    ".join(lines))))
+
+
+def test_tensors_and_stages_are_never_compared():
+    for stmt in ("assert [relu] == [relu]", "assert 1 in [2, relu]", "y = x\n    assert [y] == [1]"):
+        err = error_of(NET.format(stmt))
+        assert "cannot be compared" in err.message, err.format()
+
+
+def test_op_binding_cache_tells_true_from_1():
+    """Bindings are cached per argument list: bias = 1 must not reuse bias = true's."""
+    err = error_of(NET.format("conv(4, 3, bias = true)\n    conv(4, 3, bias = 1)"))
+    assert err.message == "conv argument 'bias' must be true or false, got 1"
+    ir = build_ir(Source("t.ud", NET.format("elu(1)\n    elu(1.0)\n    elu(if true == 1 then 1.0 else 2.0)")))
+    assert [d["attrs"]["alpha"] for _, d in ir.nodes(data=True) if d["op"] == "elu"] == [1.0, 1.0, 2.0]
