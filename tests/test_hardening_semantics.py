@@ -263,3 +263,55 @@ def test_op_binding_cache_tells_true_from_1():
     assert err.message == "conv argument 'bias' must be true or false, got 1"
     ir = build_ir(Source("t.ud", NET.format("elu(1)\n    elu(1.0)\n    elu(if true == 1 then 1.0 else 2.0)")))
     assert [d["attrs"]["alpha"] for _, d in ir.nodes(data=True) if d["op"] == "elu"] == [1.0, 1.0, 2.0]
+
+
+def test_emitted_constructor_parameters_keep_int_and_float_apart():
+    """Two slots of one class whose values are equal as numbers but not as values (3 and
+    3.0) must not share a constructor parameter: the ELU's alpha stays a float."""
+    from udnet.pipeline import compile_to_torch
+
+    text = compile_to_torch(Source("t.ud", (
+        "block U(a) {\n    linear(a)\n    elu(alpha = float(a))\n}\n"
+        "network N(input = [4]) {\n    U(3)\n    U(5)\n}\n"
+    )))
+    assert "nn.ELU(a)" not in text
+    assert "=3.0" in text and "=5.0" in text, text
+
+
+def test_summary_shows_a_negative_zero_bias():
+    from udnet.backends.summary import op_call
+
+    ir = build_ir(Source("t.ud", NET.format("conv(4, 3, bias = true, bias_init = -0.0)")))
+    (attrs,) = [d["attrs"] for _, d in ir.nodes(data=True) if d["op"] == "conv"]
+    assert op_call("conv", attrs) == "conv(4, 3, bias=true, bias_init=-0.0)"
+
+
+FOLD = """
+block U(c, a_long_parameter_name = "padding the call text out well beyond the width of a label", flags = [1]) {
+    assert len(flags) == 1
+    conv(c, 3, pad = 1)
+}
+network N(input = [3, 8, 8]) {
+    U(3, flags = FIRST)
+    U(3, flags = [1])
+}
+"""
+
+
+@pytest.mark.parametrize("first,folded", [("[1]", True), ("[true]", False), ("[1.0]", False)])
+def test_drawing_folds_only_calls_with_the_same_arguments(first, folded):
+    """Repeated block calls fold into one "x2" box only when their arguments are the same
+    values (the labels are cut short, so they cannot tell)."""
+    from udnet.backends.graphviz import to_dot
+
+    dot = to_dot(build_ir(Source("t.ud", FOLD.replace("FIRST", first))))
+    assert ("x2" in dot) == folded
+
+
+def test_drawing_shows_a_recursive_argument_changing_from_true_to_1():
+    from udnet.backends.graphviz import _call
+    from udnet.ir.graph import Scope
+
+    outer = Scope("f", "block", "F", {"depth": 2, "flag": True})
+    inner = Scope("f.f", "block", "F", {"depth": 2, "flag": 1})
+    assert _call(inner, outer) == "F(flag=1, ...)"

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import graphviz
 
+from udnet.elaborate.values import value_key
 from udnet.errors import UdnetError, UsageError
 from udnet.ir.graph import IR, Scope
 
@@ -202,7 +203,7 @@ def _call(scope: Scope, outer: Scope | None = None) -> str:
     items = list(scope.args.items())
     more = False
     if outer is not None and outer.block == scope.block and outer.args.keys() == scope.args.keys():
-        changed = [(k, v) for k, v in items if outer.args[k] != v]
+        changed = [(k, v) for k, v in items if value_key(outer.args[k]) != value_key(v)]
         more = len(changed) < len(items)
         items = changed
     args = ", ".join(f"{k}={_show_value(v)}" for k, v in items)
@@ -210,6 +211,11 @@ def _call(scope: Scope, outer: Scope | None = None) -> str:
         args = f"{args}, ..." if args else "..."
     text = f"{scope.block}({args})"
     return text if len(text) <= 72 else text[:68] + "...)"
+
+
+def _key(args: dict) -> tuple:
+    """Block arguments compared exactly: Python's == takes true for 1 and [1] for [true]."""
+    return tuple((k, value_key(v)) for k, v in args.items())
 
 
 def _leaf(path: str) -> str:
@@ -367,7 +373,7 @@ class _Drawing:
 
     def _same(self, a: str, b: str) -> bool:
         sa, sb = self.scopes[a], self.scopes[b]
-        if sa.block != sb.block or _call(sa) != _call(sb) or sa.args != sb.args:
+        if sa.block != sb.block or _call(sa) != _call(sb) or _key(sa.args) != _key(sb.args):
             return False
         return self._signature(a) == self._signature(b)
 
