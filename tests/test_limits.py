@@ -236,7 +236,7 @@ def test_huge_range_in_an_error_note(tmp_path):
 @pytest.mark.parametrize(
     "body, message, flag",
     [
-        ("conv(2**60, 3)", "a dimension above the limit of 2**31", None),
+        ("conv(2**60, 3)", "conv argument 'out' must be at most 2**31", None),  # checked as an argument
         (
             "for i in 1..80 { upsample(2) }",
             "elements per sample, more than the limit of 4,294,967,296",
@@ -248,9 +248,10 @@ def test_huge_range_in_an_error_note(tmp_path):
             "--max-elements",
         ),
         ("x = x |> conv(2**20, 1)" + "\n    x = x ++ x ++ x ++ x" * 4, "elements", "--max-elements"),
-        ("conv(4, 3, pad = 2**40)", "a dimension above the limit of 2**31", None),
+        ("conv(4, 3, pad = 2**40)", "conv argument 'pad' must be at most 2**31", None),
+        ("conv(4, 3, pad = 2**31)", "a dimension above the limit of 2**31", None),  # each argument in range
     ],
-    ids=["huge-width", "upsample-80", "huge-linear", "huge-concat", "huge-padding"],
+    ids=["huge-width", "upsample-80", "huge-linear", "huge-concat", "huge-padding", "huge-padded-size"],
 )
 def test_tensor_size_caps(tmp_path, body, message, flag):
     rc, _, err, elapsed = check_spec(tmp_path, NET.format(body))

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 import graphviz
 
+from udnet.elaborate.values import value_key
 from udnet.errors import UdnetError, UsageError
 from udnet.ir.graph import IR, Scope
 from udnet.ir.ops import SHOW_DEPTH, show_string
@@ -212,7 +213,8 @@ def _show_value(v, depth: int = 0) -> str:
 
 
 def _equal(a, b) -> bool:
-    """``a == b`` for argument values, without recursion: lists may nest thousands deep."""
+    """The same value of the same type (``true`` is not ``1``, ``[1]`` is not ``[1.0]``),
+    without recursion: lists may nest thousands deep."""
     stack = [(a, b)]
     while stack:
         x, y = stack.pop()
@@ -222,7 +224,7 @@ def _equal(a, b) -> bool:
             if type(x) is not type(y) or len(x) != len(y):
                 return False
             stack.extend(zip(x, y))
-        elif isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)) or x != y:
+        elif isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)) or value_key(x) != value_key(y):
             return False
     return True
 

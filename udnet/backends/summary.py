@@ -348,7 +348,7 @@ def op_call(op: str, attrs: dict) -> str:
             parts.append(opdefs.show_value(_unpair(v)))
             continue
         default = a.default if a.default is None else opdefs._check(op, a, a.default, a.name)
-        if v != default:
+        if opdefs.show_value(v) != opdefs.show_value(default):  # not !=: it takes -0.0 for 0.0
             parts.append(f"{a.name}={opdefs.show_value(_unpair(v))}")
     return f"{op}({', '.join(parts)})" if parts else op
 

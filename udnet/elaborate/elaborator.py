@@ -21,9 +21,13 @@ from udnet.elaborate.values import (
     LabelValue,
     OpStage,
     Stage,
+    Incomparable,
     Tensor,
+    contains,
     describe,
+    equal,
     type_name,
+    value_key,
 )
 from udnet.errors import Span, UdnetError, UsageError
 from udnet.frontend import ast
@@ -733,8 +737,9 @@ class Elaborator:
         b = self._eval(e.right, frame)
         if isinstance(a, Tensor) or isinstance(b, Tensor):
             return self._tensor_binop(e, a, b)
+        cost = [0]
         try:
-            r = _arith(op, a, b)
+            r = _arith(op, a, b, cost)
         except _TypeMismatch as m:
             raise UdnetError(str(m), e.span) from None
         except ZeroDivisionError:
@@ -745,7 +750,9 @@ class Elaborator:
             return self._list(r, e.span)
         if type(a) in (tuple, str) or type(b) in (tuple, str):  # copying, comparing, searching
             self._tick(e.span, (len(a) if type(a) in (tuple, str) else 0) // 16
-                       + (len(b) if type(b) in (tuple, str) else 0) // 16)
+                       + (len(b) if type(b) in (tuple, str) else 0) // 16 + cost[0] // 16)
+        elif cost[0] >= 16:
+            self._tick(e.span, cost[0] // 16)
         return r
 
     def _tensor_binop(self, e: ast.BinOp, a: Any, b: Any) -> Tensor:
@@ -925,7 +932,7 @@ class Elaborator:
         # Binding checks every argument; blocks called thousands of times bind the same
         # few argument lists, so successful bindings are remembered (keys tell 1, 1.0
         # and true apart, and -0.0 from 0.0).
-        key = (spec.name, _value_key(tuple(args)), _value_key(tuple(sorted(kwargs.items()))))
+        key = (spec.name, value_key(tuple(args)), value_key(tuple(sorted(kwargs.items()))))
         attrs = self._bound.get(key)
         if attrs is not None:
             return OpStage(spec, attrs, span)
@@ -1012,23 +1019,16 @@ class Elaborator:
         return Tensor(self._connection("join", operands, shape, e.span, attrs), shape)
 
 
-def _value_key(v: Any) -> Any:
-    """A hashable key that equals another only for the same value of the same type."""
-    if type(v) is tuple:
-        return (tuple, tuple(_value_key(e) for e in v))
-    if type(v) is float:
-        return (float, repr(v))
-    return (type(v), v)
-
-
 #: ast node type -> Elaborator._eval_<type> (filled on first use).
 _EVAL: dict[type, Any] = {}
 
 _JOIN = opdefs.OpSpec(
     "join",
     (
-        opdefs.Arg("drop_local", "prob", 0.0, doc="local drop-path: drop each input with this probability"),
-        opdefs.Arg("drop_global", "prob", 0.0, doc="fraction of each batch trained with global drop-path"),
+        opdefs.Arg("drop_local", "prob", 0.0, doc="local drop-path: drop each input with this probability",
+                   why="the probability of dropping each input (keeping at least one)"),
+        opdefs.Arg("drop_global", "prob", 0.0, doc="fraction of each batch trained with global drop-path",
+                   why="the fraction of each batch trained with global drop-path"),
     ),
     lambda s, a: s,
 )
@@ -1086,11 +1086,13 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _arith(op: str, a: Any, b: Any) -> Any:
+def _arith(op: str, a: Any, b: Any, cost: list[int] | None = None) -> Any:
+    """``a op b`` on values; ``cost[0]`` counts the items a comparison or search walked."""
     if op in ("==", "!="):
-        if isinstance(a, Stage) or isinstance(b, Stage):
-            raise _TypeMismatch("stages cannot be compared")
-        same = (a == b) and (isinstance(a, bool) == isinstance(b, bool))
+        try:
+            same = equal(a, b, cost)
+        except Incomparable as err:
+            raise _TypeMismatch(str(err)) from None
         return same if op == "==" else not same
     if op in ("<", "<=", ">", ">="):
         if not ((_num(a) and _num(b)) or (isinstance(a, str) and isinstance(b, str))):
@@ -1099,9 +1101,14 @@ def _arith(op: str, a: Any, b: Any) -> Any:
     if op == "in":
         if not isinstance(b, (tuple, range, str)):
             raise _TypeMismatch(f"'in' needs a list or a range on the right, got {describe(b)}")
-        if isinstance(b, str) and not isinstance(a, str):
-            raise _TypeMismatch(f"'in' a string needs a string on the left, got {describe(a)}")
-        return a in b
+        if isinstance(b, str):
+            if not isinstance(a, str):
+                raise _TypeMismatch(f"'in' a string needs a string on the left, got {describe(a)}")
+            return a in b
+        try:
+            return contains(b, a, cost)
+        except Incomparable as err:
+            raise _TypeMismatch(str(err)) from None
     if op in ("++", "+") and (
         (isinstance(a, (tuple, range)) and isinstance(b, (tuple, range))) or (isinstance(a, str) and isinstance(b, str))
     ):

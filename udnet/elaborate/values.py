@@ -102,6 +102,71 @@ class Frame:
 MISSING = object()
 
 
+class Incomparable(Exception):
+    """``==`` or ``in`` met a tensor or a stage: those are not compared (message inside)."""
+
+
+def equal(a: Any, b: Any, cost: list[int] | None = None) -> bool:
+    """The language's ``==``, the one equality that ``==``, ``!=``, ``in`` and list
+    comparison share. Numbers compare by value (``1 == 1.0``); booleans equal only
+    booleans (``true == 1`` is false), strings only strings, lists only lists of equal
+    items, ranges only ranges of the same integers (a range is not ``==`` to a list).
+    Tensors and stages cannot be compared: ``Incomparable``. ``cost[0]`` counts the
+    items and characters compared, for the step limit.
+    """
+    ta, tb = type(a), type(b)
+    if cost is not None:
+        cost[0] += 1
+    if ta is tuple and tb is tuple:
+        if len(a) != len(b):
+            return False
+        for x, y in zip(a, b):
+            if not equal(x, y, cost):
+                return False
+        return True
+    if isinstance(a, (Tensor, Stage)) or isinstance(b, (Tensor, Stage)):
+        what = "tensors" if isinstance(a, Tensor) or isinstance(b, Tensor) else "stages"
+        raise Incomparable(f"{what} cannot be compared")
+    if ta is bool or tb is bool:
+        return ta is tb and a == b
+    if ta in (int, float) and tb in (int, float):
+        return a == b
+    if ta is str and tb is str:
+        if cost is not None:
+            cost[0] += min(len(a), len(b))
+        return a == b
+    if ta is range and tb is range:
+        return a == b  # as sequences, in constant time
+    return False
+
+
+def contains(container: tuple | range, item: Any, cost: list[int] | None = None) -> bool:
+    """``item in container`` for a list or a range: whether some element is ``equal``
+    to ``item``. Constant time in a range (whose elements are integers): an integer or
+    an integral float is looked up, every other value is in no range."""
+    if isinstance(container, range):
+        if isinstance(item, (Tensor, Stage)):
+            equal(item, 0)  # raises
+        if type(item) is int:
+            return item in container
+        if type(item) is float:
+            return item.is_integer() and int(item) in container
+        return False
+    return any(equal(item, e, cost) for e in container)
+
+
+def value_key(v: Any) -> Any:
+    """A hashable key that equals another only for the same value of the same type:
+    Python's ``True == 1``, ``1 == 1.0`` and ``0.0 == -0.0`` (with equal hashes) must
+    not make a cache or a table keyed on values confuse them."""
+    t = type(v)
+    if t is tuple:
+        return (tuple, tuple(value_key(e) for e in v))
+    if t is float:
+        return (float, repr(v))
+    return (t, v)
+
+
 def describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

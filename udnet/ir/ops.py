@@ -45,13 +45,51 @@ class ArgError(Exception):
         self.hint = hint
 
 
+#: The largest finite float16. Every number an op argument holds is at most this in
+#: magnitude: a bias constant or elu's alpha (its output's bound) must stay finite when the
+#: model runs in half precision (autocast, .half()), and hence in float32. docs/language.md.
+HALF_MAX = 65504.0
+#: bn's eps is added to a variance in float32 before dividing by its square root; below the
+#: normal float32 range (about 1.2e-38) it rounds to 0 or a subnormal, and 0 / 0 gives NaN.
+EPS_MIN = 1e-37
+
+
 @dataclass(frozen=True)
 class Arg:
+    """One argument of an op. Integers (``int``, ``pos_int``, ``nonneg_int``, pairs) are
+    integers only (``3.0`` is not one) and at most ``MAX_DIM``; numbers (``float``,
+    ``prob``) are finite and within ``[lo, hi]`` (``hi`` excluded when ``hi_open``), by
+    default ``[-HALF_MAX, HALF_MAX]``; ``why`` explains the range in the error's hint."""
+
     name: str
-    kind: str  # int, pos_int, nonneg_int, pair, float, prob, bool, choice, opt_pair
+    kind: str  # int, pos_int, nonneg_int, pair, pos_pair, opt_pair, float, prob, bool, choice
     default: Any = REQUIRED
     choices: tuple[str, ...] = ()
     doc: str = ""
+    lo: float | None = None
+    hi: float | None = None
+    hi_open: bool = False
+    why: str = ""
+
+    def bounds(self) -> tuple[float, float, bool]:
+        """The valid range of a number argument: (lo, hi, hi excluded)."""
+        if self.kind == "prob":
+            return (0.0, 1.0, True)
+        lo = -HALF_MAX if self.lo is None else self.lo
+        return (lo, HALF_MAX if self.hi is None else self.hi, self.hi_open)
+
+    def valid(self) -> str:
+        """The valid values of a number or integer argument, as the docs and hints write them."""
+        if self.kind in ("float", "prob"):
+            lo, hi, hi_open = self.bounds()
+            return f"[{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
+        if self.kind in ("pair", "nonneg_int"):
+            return "0 to 2**31"
+        return "1 to 2**31" if self.kind in ("pos_int", "pos_pair", "opt_pair") else "-2**31 to 2**31"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else repr(x)
 
 
 @dataclass(frozen=True)
@@ -147,17 +185,30 @@ def show_string(s: str) -> str:
 def _check(op: str, a: Arg, v: Any, where: int | str) -> Any:
     given = v  # report what the user wrote, not the normalised pair
 
-    def bad(expect: str) -> ArgError:
-        return ArgError(f"{op} argument '{a.name}' must be {expect}, got {_describe(given)}", where)
+    def bad(expect: str, hint: str | None = None) -> ArgError:
+        return ArgError(f"{op} argument '{a.name}' must be {expect}, got {_describe(given)}", where, hint)
+
+    def not_int(expect: str, item: Any) -> ArgError:
+        hint = None
+        if isinstance(item, float):
+            fix = f"write {int(item)}" if item.is_integer() and abs(item) < 1e16 else "convert it with int(...)"
+            hint = f"{item!r} is a number, not an integer: {fix}"
+        return bad(expect, hint)
+
+    def too_big() -> ArgError:
+        return bad("at most 2**31", f"the valid range is {a.valid()}: sizes, windows and counts above 2**31 "
+                   "(a fixed limit) are always a mistake")
 
     is_int = isinstance(v, int) and not isinstance(v, bool)
     if a.kind in ("int", "pos_int", "nonneg_int"):
         if not is_int:
-            raise bad("an integer")
+            raise not_int("an integer", v)
         if a.kind == "pos_int" and v < 1:
-            raise bad("a positive integer")
+            raise bad("a positive integer", f"the valid range is {a.valid()}")
         if a.kind == "nonneg_int" and v < 0:
-            raise bad("a non-negative integer")
+            raise bad("a non-negative integer", f"the valid range is {a.valid()}")
+        if abs(v) > MAX_DIM:
+            raise too_big()
         return v
     if a.kind in ("pair", "pos_pair", "opt_pair"):
         if a.kind == "opt_pair" and v is None:
@@ -167,26 +218,34 @@ def _check(op: str, a: Arg, v: Any, where: int | str) -> Any:
         elif isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) for e in v):
             v = tuple(v)
         else:
-            raise bad("an integer or a list of two integers")
+            floats = [e for e in (v if isinstance(v, (list, tuple)) and len(v) == 2 else (v,)) if type(e) is float]
+            raise not_int("an integer or a list of two integers", floats[0] if floats else None)
         low = 0 if a.kind == "pair" else 1
         if min(v) < low:
-            raise bad("positive" if low else "non-negative")
+            raise bad("positive" if low else "non-negative", f"the valid range is {a.valid()}")
+        if max(v) > MAX_DIM:
+            raise too_big()
         return v
     if a.kind in ("float", "prob"):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise bad("a number")
-        v = float(v)
-        if a.kind == "prob" and not 0.0 <= v < 1.0:
-            raise bad("a probability in [0, 1)")
-        if v != v or v in (float("inf"), float("-inf")):
-            raise bad("a finite number")
-        return v
+        lo, hi, hi_open = a.bounds()
+        expect = f"a probability in {a.valid()}" if a.kind == "prob" else f"a number in {a.valid()}"
+        hint = f"the valid range is {a.valid()}: " + (a.why or (
+            f"every number an op holds is at most {_num(HALF_MAX)} in magnitude, the largest float16, so that "
+            "the model stays finite in half precision"
+        ))
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            raise bad("a finite number", hint)
+        if not (lo <= v < hi if hi_open else lo <= v <= hi):  # compared exactly: v may be a huge integer
+            raise bad(expect, hint)
+        return float(v)
     if a.kind == "bool":
         if not isinstance(v, bool):
             raise bad("true or false")
         return v
     if a.kind == "choice":
-        if v not in a.choices:
+        if not isinstance(v, str) or v not in a.choices:
             raise bad("one of " + ", ".join(f'"{c}"' for c in a.choices))
         return v
     raise AssertionError(a.kind)
@@ -309,6 +368,10 @@ def _same(s: Shape, a: dict) -> Shape:
     return s
 
 
+_PROB_WHY = "p is the probability of dropping an element; 1 would drop everything and divide by 1 - p = 0"
+_BIAS_WHY = (
+    f"the bias is this constant, and {_num(HALF_MAX)}, the largest float16, keeps it finite in half precision"
+)
 _INITS = ("kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal", "zeros", "default")
 
 
@@ -326,7 +389,7 @@ def _specs() -> dict[str, OpSpec]:
                 Arg("groups", "pos_int", 1),
                 Arg("bias", "bool", False),
                 Arg("weight_init", "choice", "kaiming_normal", _INITS),
-                Arg("bias_init", "float", 0.0),
+                Arg("bias_init", "float", 0.0, why=_BIAS_WHY),
             ),
             _conv_infer,
             _conv_params,
@@ -336,7 +399,17 @@ def _specs() -> dict[str, OpSpec]:
         ),
         OpSpec(
             "bn",
-            (Arg("eps", "float", 1e-5), Arg("momentum", "float", 0.1), Arg("affine", "bool", True)),
+            (
+                Arg("eps", "float", 1e-5, lo=EPS_MIN, why=(
+                    "eps is added to the variance before dividing by its square root, so it must stay positive "
+                    "in float32 (whose normal numbers start near 1.2e-38)"
+                )),
+                Arg("momentum", "float", 0.1, lo=0.0, hi=1.0, why=(
+                    "the running statistics move this fraction of the way to each batch's "
+                    "(0 freezes them, 1 keeps only the last batch)"
+                )),
+                Arg("affine", "bool", True),
+            ),
             _bn_infer,
             lambda s, a: 2 * s[0] if a["affine"] else 0,
             doc="batch normalisation over channels (weight 1, bias 0 at init)",
@@ -344,9 +417,17 @@ def _specs() -> dict[str, OpSpec]:
         OpSpec("relu", (), _same, doc="max(x, 0)"),
         OpSpec("sigmoid", (), _same, doc="1 / (1 + exp(-x))"),
         OpSpec("tanh", (), _same, doc="hyperbolic tangent"),
-        OpSpec("elu", (Arg("alpha", "float", 1.0),), _same, doc="exponential linear unit"),
+        OpSpec(
+            "elu",
+            (Arg("alpha", "float", 1.0, lo=0.0, why=(
+                f"elu saturates at -alpha for negative inputs (0 gives relu), and {_num(HALF_MAX)}, the largest "
+                "float16, keeps that finite in half precision"
+            )),),
+            _same,
+            doc="exponential linear unit",
+        ),
         OpSpec("identity", (), _same, doc="passes its input through"),
-        OpSpec("dropout", (Arg("p", "prob", 0.5),), _same, doc="element-wise dropout (training only)"),
+        OpSpec("dropout", (Arg("p", "prob", 0.5, why=_PROB_WHY),), _same, doc="element-wise dropout (training only)"),
         OpSpec(
             "maxpool",
             (
@@ -385,7 +466,7 @@ def _specs() -> dict[str, OpSpec]:
                 Arg("out", "pos_int"),
                 Arg("bias", "bool", True),
                 Arg("weight_init", "choice", "default", _INITS),
-                Arg("bias_init", "float", 0.0),
+                Arg("bias_init", "float", 0.0, why=_BIAS_WHY),
             ),
             _linear_infer,
             lambda s, a: a["out"] * s[0] + (a["out"] if a["bias"] else 0),

@@ -221,24 +221,25 @@ class Emitter:
             if s not in used or len(set(map(repr, col))) == 1:
                 cd.slot_code.append(_lit(col[0]))
                 continue
-            if col not in params:
+            key = tuple(map(repr, col))  # not col: 3 and 3.0 (or 0.0 and -0.0) must not share a parameter
+            if key not in params:
                 pname = None
                 for arg in inst0.args:
                     if all(_same(i.args.get(arg), v) for i, v in zip(cd.instances, col)):
                         pname = arg
                         break
                 if pname is None and all(
-                    i.inputs and self.ir.nodes[i.inputs[0]]["shape"][0] == v for i, v in zip(cd.instances, col)
+                    i.inputs and _same(self.ir.nodes[i.inputs[0]]["shape"][0], v) for i, v in zip(cd.instances, col)
                 ):
                     pname = "in_channels"
                 pname = _pyname(pname or _slot_hint(cd.templates[0], s) or f"n{len(params)}", taken)
                 taken.add(pname)
-                params[col] = pname
+                params[key] = pname
                 cd.params.append(pname)
                 cd.param_slot.append(s)
-            cd.slot_code.append(params[col])
+            cd.slot_code.append(params[key])
             if s in forward_slots:
-                cd.forward_attrs.add(params[col])
+                cd.forward_attrs.add(params[key])
 
     def _name_variants(self) -> None:
         """Classes of one block that differ in structure are named by the arguments that
@@ -359,7 +360,7 @@ class Emitter:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
+    return type(a) is type(b) and repr(a) == repr(b)  # 0.0 is not -0.0, [1] is not [true]
 
 
 def _camel(label: str) -> str:
