@@ -7,7 +7,7 @@ import os
 import sys
 
 from udnet import __version__
-from udnet.errors import UdnetError, UsageError
+from udnet.errors import UdnetError, UsageError, show_path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -97,7 +97,7 @@ def cmd_check(args) -> int:
         ("params", f"{ir.param_count():,}"),
         ("MACs", f"{macs:,} ({_si(macs)})"),
     ]
-    print(f"{args.spec}: network {ir.graph['network']} ok")
+    print(f"{show_path(args.spec)}: network {ir.graph['network']} ok")
     for k, v in rows:
         print(f"  {k:<7} {v}")
     return 0
@@ -111,6 +111,11 @@ def _si(n: float) -> str:
     return f"{n:.3g} P"
 
 
+def _output_named(output: str | None) -> None:
+    if output == "":
+        raise UsageError("-o: the output path is empty", hint="name a file, or - for standard output")
+
+
 def _not_the_spec(output: str | None, spec: str) -> None:
     """``-o`` naming the spec itself (or a link to it) would replace the source."""
     try:
@@ -118,7 +123,7 @@ def _not_the_spec(output: str | None, spec: str) -> None:
     except OSError:
         same = False
     if same:
-        raise UsageError(f"-o {output} is the spec itself; writing it would replace the source")
+        raise UsageError(f"-o {show_path(output)} is the spec itself; writing it would replace the source")
 
 
 def cmd_compile(args) -> int:
@@ -126,6 +131,7 @@ def cmd_compile(args) -> int:
 
     from udnet.pipeline import optimize
 
+    _output_named(args.output)
     _not_the_spec(args.output, args.spec)
     ir = _build(args)
     disabled = set(args.disabled or ())
@@ -144,7 +150,7 @@ def cmd_compile(args) -> int:
         from udnet.output import write_atomic
 
         write_atomic(args.output, text)
-        print(f"{args.output}: {ir.graph['network']}, {ir.param_count():,} parameters", file=sys.stderr)
+        print(f"{show_path(args.output)}: {ir.graph['network']}, {ir.param_count():,} parameters", file=sys.stderr)
     return 0
 
 
@@ -153,6 +159,7 @@ def cmd_draw(args) -> int:
 
     if args.depth is not None and args.depth < 0:
         raise UsageError("--depth must be 0 or more")
+    _output_named(args.output)
     out = args.output
     if out is None:
         stem = os.path.splitext(args.spec)[0]
@@ -163,7 +170,7 @@ def cmd_draw(args) -> int:
     opts = gv.DrawOptions(depth=args.depth, expand=args.expand, shapes=args.shapes, rankdir=args.rankdir)
     r = gv.draw(ir, out, opts)
     how = f"rendered by {r.name} ({r.path})" if r else "DOT source"
-    print(f"{out}: {ir.graph['network']}, {how}", file=sys.stderr)
+    print(f"{show_path(out)}: {ir.graph['network']}, {how}", file=sys.stderr)
     return 0
 
 
