@@ -23,7 +23,7 @@ from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
-from udnet.errors import Source, Span, UdnetError
+from udnet.errors import Source, Span, UdnetError, normalize_newlines
 from udnet.frontend import ast
 
 #: Larger sources are refused before parsing (a 10 MB spec is a mistake, not a network).
@@ -160,6 +160,8 @@ def source_too_large(source: Source, size: int | None, max_bytes: int) -> UdnetE
 
 
 def _parse(source: Source, start: str, max_bytes: int = MAX_SOURCE_BYTES, max_nesting: int = MAX_NESTING):
+    if "\r" in source.text:  # CR LF or lone CR line ends (files arrive normalized already)
+        source = Source(source.name, normalize_newlines(source.text))
     text = source.text
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise source_too_large(source, len(text.encode("utf-8", "surrogatepass")), max_bytes)
