@@ -1,11 +1,25 @@
 """``python -m udnet`` and the ``udnet`` console script (``udnet.__main__:run``).
 
-Ctrl-C exits 130 without a traceback whenever it comes, even while the command line
-modules are still being imported: so this module imports nothing at its top but sys,
-and the handler wraps the import of udnet.cli as well as the command.
+Ctrl-C exits 130 without a traceback whenever it comes, even while the command-line
+modules are still being imported. This module is the command-line entry: importing it
+sets a SIGINT handler that exits 130 (SystemExit unwinds like KeyboardInterrupt, so
+cleanups still run, but prints nothing), and it imports nothing else at its top. An
+interrupt checked before that handler is set (during the import of this module itself)
+is caught as KeyboardInterrupt in ``run``.
 """
 
+import signal
 import sys
+
+
+def _interrupted(signum=None, frame=None):
+    raise SystemExit(130)
+
+
+try:
+    signal.signal(signal.SIGINT, _interrupted)
+except ValueError:  # imported outside the main thread: not the command line
+    pass
 
 
 def run() -> int:
@@ -14,23 +28,8 @@ def run() -> int:
 
         return main()
     except KeyboardInterrupt:
-        return _interrupted()
-
-
-def _interrupted() -> int:
-    # A second Ctrl-C while exiting must not print a traceback either.
-    try:
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except (KeyboardInterrupt, ImportError, ValueError):
-        pass
-    return 130
+        return 130
 
 
 if __name__ == "__main__":
-    try:
-        code = run()
-    except KeyboardInterrupt:
-        code = _interrupted()
-    sys.exit(code)
+    sys.exit(run())
