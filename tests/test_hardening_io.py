@@ -256,9 +256,9 @@ def _console_script_entry() -> tuple[str, str]:
 CONSOLE_SCRIPT = "import sys\nfrom {module} import {func}\nsys.exit({func}())\n"
 
 # Ctrl-C while the n-th module is being imported once the entry module has started to
-# run: a finder raises KeyboardInterrupt at that import, as the default SIGINT handler would.
+# run: a finder sends this process SIGINT at that import, as a terminal would.
 INTERRUPT_AT_IMPORT = '''
-import sys
+import os, signal, sys
 N = int(sys.argv.pop(1))
 class Interrupt:
     seen = 0
@@ -266,7 +266,7 @@ class Interrupt:
         if ENTRY in sys.modules:
             Interrupt.seen += 1
             if Interrupt.seen == N:
-                raise KeyboardInterrupt
+                os.kill(os.getpid(), signal.SIGINT)
         return None
 sys.meta_path.insert(0, Interrupt())
 '''
@@ -294,13 +294,16 @@ def test_ctrl_c_while_modules_import_exits_130_without_traceback(spec):
         assert r.returncode == 130, (n, r.returncode, r.stderr)
 
 
-# Runs the entry once the interpreter is up and the test says go. An interrupt that comes
-# before any udnet code runs (Python's start-up, runpy finding the module) is not udnet's
-# to handle: it exits 99. One that escapes from udnet code prints its traceback.
+# Runs the entry once the interpreter is up, its entry module is imported and the test
+# says go. An interrupt that comes before any udnet code runs (Python's start-up, runpy
+# finding the module) is not udnet's to handle: it exits 99. One that escapes from udnet
+# code prints its traceback.
 HARNESS = """
 import os, sys, traceback
-sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+import {module}
+sys.stdout.write("ready\\n"); sys.stdout.flush()
 try:
+    sys.stdin.readline()
     {entry}
 except KeyboardInterrupt as e:
     if any(os.sep + "udnet" + os.sep in f.filename for f in traceback.extract_tb(e.__traceback__)):
@@ -319,7 +322,7 @@ def test_ctrl_c_soon_after_start_exits_130_without_traceback(spec, command):
     codes = []
     for i in range(10):
         p = subprocess.Popen(
-            [sys.executable, "-c", HARNESS.format(entry=entry), "check", str(spec)], stdin=subprocess.PIPE,
+            [sys.executable, "-c", HARNESS.format(module=module, entry=entry), "check", str(spec)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
         )
         assert p.stdout.readline() == b"ready\n"
