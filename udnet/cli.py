@@ -7,7 +7,7 @@ import os
 import sys
 
 from udnet import __version__
-from udnet.errors import UdnetError, UsageError
+from udnet.errors import UdnetError, UsageError, show_path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -101,7 +101,7 @@ def cmd_check(args) -> int:
         ("params", f"{ir.param_count():,}"),
         ("MACs", f"{macs:,} ({_si(macs)})"),
     ]
-    print(f"{args.spec}: network {ir.graph['network']} ok")
+    print(f"{show_path(args.spec)}: network {ir.graph['network']} ok")
     for k, v in rows:
         print(f"  {k:<7} {v}")
     return 0
@@ -115,6 +115,11 @@ def _si(n: float) -> str:
     return f"{n:.3g} P"
 
 
+def _output_named(output: str | None) -> None:
+    if output == "":
+        raise UsageError("-o: the output path is empty", hint="name a file, or - for standard output")
+
+
 def _not_the_spec(output: str | None, spec: str) -> None:
     """``-o`` naming the spec itself (or a link to it) would replace the source."""
     try:
@@ -122,7 +127,7 @@ def _not_the_spec(output: str | None, spec: str) -> None:
     except OSError:
         same = False
     if same:
-        raise UsageError(f"-o {output} is the spec itself; writing it would replace the source")
+        raise UsageError(f"-o {show_path(output)} is the spec itself; writing it would replace the source")
 
 
 def cmd_compile(args) -> int:
@@ -130,6 +135,7 @@ def cmd_compile(args) -> int:
 
     from udnet.pipeline import optimize
 
+    _output_named(args.output)
     _not_the_spec(args.output, args.spec)
     ir = _build(args)
     disabled = set(args.disabled or ())
@@ -148,7 +154,7 @@ def cmd_compile(args) -> int:
         from udnet.output import write_atomic
 
         write_atomic(args.output, text)
-        print(f"{args.output}: {ir.graph['network']}, {ir.param_count():,} parameters", file=sys.stderr)
+        print(f"{show_path(args.output)}: {ir.graph['network']}, {ir.param_count():,} parameters", file=sys.stderr)
     return 0
 
 
@@ -161,6 +167,7 @@ def cmd_draw(args) -> int:
         raise UsageError("--max-draw-nodes must be positive")
     if args.draw_timeout is not None and not 0 < args.draw_timeout < float("inf"):
         raise UsageError("--draw-timeout must be a positive number of seconds")
+    _output_named(args.output)
     out = args.output
     if out is None:
         stem = os.path.splitext(args.spec)[0]
@@ -173,7 +180,7 @@ def cmd_draw(args) -> int:
     opts.timeout = args.draw_timeout or opts.timeout
     r = gv.draw(ir, out, opts)
     how = f"rendered by {r.name} ({r.path})" if r else "DOT source"
-    print(f"{out}: {ir.graph['network']}, {how}", file=sys.stderr)
+    print(f"{show_path(out)}: {ir.graph['network']}, {how}", file=sys.stderr)
     return 0
 
 

@@ -30,7 +30,7 @@ class Span:
     end_col: int
 
     def __str__(self) -> str:
-        return f"{self.source.name}:{self.line}:{self.col}"
+        return f"{show_path(self.source.name)}:{self.line}:{self.col}"
 
     def __repr__(self) -> str:  # keep IR dumps short
         return f"Span({self})"
@@ -78,6 +78,20 @@ def _printable(text: str, limit: int = 2000) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() or c in "\n " else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def normalize_newlines(text: str) -> str:
+    """CR LF and a lone CR (old Mac files) become LF: the parser, line numbers and quoted
+    lines all count lines at LF only."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def show_path(path: str) -> str:
+    """A file name as printed in messages: escapes, newlines and other unprintable
+    characters escaped, so a name cannot forge lines or drive the terminal."""
+    if path.isprintable():
+        return path
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in path)
 
 
 #: Quoted source lines longer than this show a window around the caret.

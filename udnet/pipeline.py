@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import stat
 
 from udnet.elaborate.elaborator import Elaborator, Limits
-from udnet.errors import Source, Span, UdnetError, UsageError
+from udnet.errors import Source, Span, UdnetError, UsageError, normalize_newlines, show_path
 from udnet.frontend import ast, parse, parse_expr
 from udnet.frontend.parser import MAX_SOURCE_BYTES, rebase_spans, source_too_large
 from udnet.ir.graph import IR
@@ -22,34 +24,76 @@ _DEFINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.S)
 #: At most this much is read from a spec path when no limit is given (/dev/zero or a
 #: huge file must not fill memory); parse() then enforces Limits.max_source_bytes.
 READ_CAP = 64 * 2**20
+#: Seconds a spec that is a FIFO with no writer waits for one before it is refused.
+FIFO_WAIT = 1.0
 
 
 def read_source(path: str, max_bytes: int | None = None) -> Source:
     cap = READ_CAP if max_bytes is None else max_bytes
+    shown = show_path(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(cap + 1)
-            size = os.fstat(f.fileno()).st_size if len(data) > cap and os.path.isfile(path) else None
+        data, fifo, size = _read_capped(path, cap)
     except FileNotFoundError:
-        raise UsageError(f"no such file: {path}") from None
+        raise UsageError(f"no such file: {shown}") from None
     except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a spec") from None
+        raise UsageError(f"{shown} is a directory, not a spec") from None
+    except MemoryError:
+        raise UsageError(f"cannot read {shown}: it does not fit in memory", hint="lower --max-source-bytes") from None
     except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    if len(data) > cap:
-        head = Source(path, data[:4096].decode("utf-8", "replace"))
+        raise UsageError(f"cannot read {shown}: {e.strerror}") from None
+    if size is not None or len(data) > cap:
+        head = Source(path, normalize_newlines(data[:4096].decode("utf-8", "replace")))
         raise source_too_large(head, size, max_bytes if max_bytes is not None else MAX_SOURCE_BYTES)
+    if fifo and not data:
+        raise UsageError(
+            f"cannot read {shown}: it is a FIFO and nothing was written to it within {FIFO_WAIT:g} s",
+            hint="start the writer first, or give a regular file",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        start = data.rfind(b"\n", 0, e.start) + 1
-        col = len(data[start : e.start].decode("utf-8", "replace")) + 1  # in characters, as the caret is
-        src = Source(path, data.decode("utf-8", "replace"))
+        before = normalize_newlines(data[: e.start].decode("utf-8", "replace"))
+        line = before.count("\n") + 1
+        col = len(before) - (before.rfind("\n") + 1) + 1  # in characters, as the caret is
+        src = Source(path, normalize_newlines(data.decode("utf-8", "replace")))
         raise UdnetError("the file is not valid UTF-8", Span(src, line, col, line, col + 1)) from None
     if text.startswith("\ufeff"):  # a byte-order mark, as some Windows editors write
         text = text[1:]
-    return Source(path, text)
+    return Source(path, normalize_newlines(text))
+
+
+def _read_capped(path: str, cap: int) -> tuple[bytes, bool, int | None]:
+    """(at most ``cap + 1`` bytes of ``path``, whether it is a FIFO, the size of a regular
+    file over the cap (its first bytes only are read) or None). Read in chunks: ``cap``
+    may be any size.
+
+    The open never waits: a plain open of a FIFO blocks until a writer comes, possibly
+    forever. Reading then waits for a writer that is there; with none, a FIFO reads as
+    empty, so one with nothing to read gets FIFO_WAIT seconds for a writer to come."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        if stat.S_ISREG(st.st_mode) and st.st_size > cap:
+            return f.read(4096), False, st.st_size
+        fifo = stat.S_ISFIFO(st.st_mode)
+        chunks: list[bytes] = []
+        got = 0
+        waited = False
+        while got <= cap:
+            chunk = f.read(min(cap + 1 - got, 1 << 20))
+            if chunk:
+                chunks.append(chunk)
+                got += len(chunk)
+            elif fifo and not got and not waited:  # no writer yet: give one a moment to come
+                waited = True
+                select.select([fd], [], [], FIFO_WAIT)
+            else:
+                break
+    return b"".join(chunks), fifo, None
 
 
 def parse_defines(defines: list[str] | dict | None) -> dict[str, tuple[ast.Expr, Span]]:

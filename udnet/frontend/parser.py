@@ -8,16 +8,22 @@ deeply nested input never recurses in Python.
 from __future__ import annotations
 
 import gc
+import hashlib
+import os
 import re
+import stat
+import sys
+import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import lark
 from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
-from udnet.errors import Source, Span, UdnetError
+from udnet.errors import Source, Span, UdnetError, normalize_newlines
 from udnet.frontend import ast
 
 #: Larger sources are refused before parsing (a 10 MB spec is a mistake, not a network).
@@ -38,17 +44,99 @@ def grammar_text() -> str:
         return (Path(__file__).resolve().parents[2] / "grammar" / "udnet.lark").read_text(encoding="utf-8")
 
 
+#: How the parser is built; part of the cache key.
+_LARK_OPTIONS = dict(parser="lalr", start=["start", "expr"], propagate_positions=True, maybe_placeholders=True)
+
+
 @lru_cache(maxsize=None)
 def _parser() -> Lark:
-    # cache=True stores the LALR tables in the temp dir: `udnet check` must start fast.
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        start=["start", "expr"],
-        propagate_positions=True,
-        maybe_placeholders=True,
-        cache=True,
-    )
+    # Building the LALR tables takes ~0.1 s, a third of `udnet check`; loading them takes
+    # ~0.01 s. So they are cached, but only where no other user can write (a pickle runs
+    # code when loaded): see _cache_dir. Never in the shared temp directory.
+    grammar = grammar_text()
+    key = hashlib.sha256(f"{grammar}\0{sorted(_LARK_OPTIONS.items())}\0{sys.version_info[:2]}".encode()).hexdigest()
+    name = f"parser-lark{lark.__version__}-{key[:32]}.pickle"
+    cache = _cache_dir()
+    if cache is not None:
+        parser = _load_cached(cache, name)
+        if parser is not None:
+            return parser
+    parser = Lark(grammar, **_LARK_OPTIONS)
+    if cache is not None:
+        _save_cached(cache, name, parser)
+    return parser
+
+
+def _safe(st: os.stat_result, uid: int) -> bool:
+    """Owned by this user, writable by no one else."""
+    return st.st_uid == uid and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _cache_dir() -> str | None:
+    """``$XDG_CACHE_HOME/udnet`` (or ``~/.cache/udnet``), created 0700; None (build the
+    parser in memory) unless it is a real directory owned by this user that no one else
+    can write, or where the platform cannot tell."""
+    if not hasattr(os, "getuid") or not hasattr(os, "O_NOFOLLOW"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    path = os.path.join(base, "udnet")
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return path if stat.S_ISDIR(st.st_mode) and _safe(st, os.getuid()) else None
+
+
+def _load_cached(directory: str, name: str) -> Lark | None:
+    """The cached parser, if the directory and the file (opened without following links,
+    then checked through the open descriptors) are this user's alone."""
+    uid = os.getuid()
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(dfd)
+        if not (stat.S_ISDIR(st.st_mode) and _safe(st, uid)):
+            return None
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+    except OSError:
+        return None
+    finally:
+        os.close(dfd)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) and _safe(st, uid)):
+            return None
+        try:
+            return Lark.load(f)
+        except Exception:  # a stale or damaged cache: rebuild (and rewrite) it
+            return None
+
+
+def _save_cached(directory: str, name: str, parser: Lark) -> None:
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".parser-", suffix=".tmp", dir=directory)  # mode 0600
+        with os.fdopen(fd, "wb") as f:
+            parser.save(f)
+        os.replace(tmp, os.path.join(directory, name))
+    except Exception:  # a read-only or full disk: the cache is only an optimisation
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def parse(source: Source, max_bytes: int = MAX_SOURCE_BYTES, max_nesting: int = MAX_NESTING) -> ast.Module:
@@ -72,6 +160,8 @@ def source_too_large(source: Source, size: int | None, max_bytes: int) -> UdnetE
 
 
 def _parse(source: Source, start: str, max_bytes: int = MAX_SOURCE_BYTES, max_nesting: int = MAX_NESTING):
+    if "\r" in source.text:  # CR LF or lone CR line ends (files arrive normalized already)
+        source = Source(source.name, normalize_newlines(source.text))
     text = source.text
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise source_too_large(source, len(text.encode("utf-8", "surrogatepass")), max_bytes)
