@@ -449,3 +449,12 @@ def test_empty_output_path_says_so(spec, command):
     assert rc == 2
     assert err.startswith("udnet: error: -o: the output path is empty"), err
     assert "directory" not in err
+
+
+def test_unknown_output_format_escapes_the_file_name(tmp_path, capsys):
+    from udnet.cli import main
+
+    out = tmp_path / "evil\n\x1b[2Jname.txt"
+    assert main(["draw", str(ROOT / "specs" / "highway.ud"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "evil\\n\\x1b[2Jname.txt" in err

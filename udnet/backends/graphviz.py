@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 import graphviz
 
 from udnet.elaborate.values import value_key
-from udnet.errors import UdnetError, UsageError
+from udnet.errors import UdnetError, UsageError, show_path
 from udnet.ir.graph import IR, Scope
 from udnet.ir.ops import SHOW_DEPTH, show_string
 
@@ -892,7 +892,7 @@ def output_format(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
         raise UsageError(
-            f"cannot tell the output format of '{path}'",
+            f"cannot tell the output format of '{show_path(path)}'",
             hint="give a file ending in .svg, .png, .pdf or .dot",
         )
     return FORMATS[ext]
