@@ -6,13 +6,18 @@ Work is counted (parser calls, characters handed to the parser, scanner tokens),
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
+import udnet
 from udnet.elaborate.elaborator import Limits
-from udnet.errors import Source, UdnetError
+from udnet.errors import Source, UdnetError, UsageError
 from udnet.frontend import parser
-from udnet.pipeline import build_ir
+from udnet.pipeline import build_ir, compile_to_torch, is_spec_text, optimize, spec_source
 
+SPECS = pathlib.Path(__file__).resolve().parents[1] / "specs"
+TINY = "network N(k = 4, input = [3, 8, 8]) {\n    conv(k, 3)\n    relu\n}\n"
 
 
 # ---- item 9: labels made of many interpolations ----
@@ -97,3 +102,157 @@ def test_an_unclosed_string_of_escaped_quotes_is_scanned_once():
     with pytest.raises(UdnetError, match="unexpected character") as exc:
         parser.parse(Source("q.ud", src))
     assert (exc.value.span.line, exc.value.span.col) == (2, 9)
+
+
+# ---- item 14: the Python API ----
+
+
+def test_path_or_text_rule():
+    assert is_spec_text(TINY) and is_spec_text("network N(input = [3, 8, 8]) { relu }")
+    assert not is_spec_text("specs/densenet.ud") and not is_spec_text("blocks/x.ud")
+    assert spec_source("network N(input = [3, 8, 8]) { relu }").name == "<string>"
+
+
+def test_build_ir_takes_a_pathlib_path(tmp_path):
+    (tmp_path / "tiny.ud").write_text(TINY)
+    ir = build_ir(tmp_path / "tiny.ud")
+    assert ir.graph["network"] == "N"
+    assert compile_to_torch(tmp_path / "tiny.ud") == compile_to_torch(TINY, spec_name="tiny.ud")
+
+
+def test_load_takes_a_pathlib_path(tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "tiny.ud").write_text(TINY)
+    model = udnet.load(tmp_path / "tiny.ud", k=2)
+    assert sum(p.numel() for p in model.parameters()) == 2 * 3 * 3 * 3
+
+
+def test_a_path_that_starts_like_a_keyword_is_a_path(tmp_path, monkeypatch):
+    """build_ir("blocks/x.ud") used to parse the path itself as spec text."""
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "x.ud").write_text(TINY)
+    (tmp_path / "network.ud").write_text(TINY)
+    monkeypatch.chdir(tmp_path)
+    for path in ("blocks/x.ud", "network.ud"):
+        assert build_ir(path).graph["network"] == "N"
+        assert compile_to_torch(path) == compile_to_torch(TINY, spec_name=path.split("/")[-1])
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: udnet.load(p),
+    lambda p: build_ir(p),
+    lambda p: compile_to_torch(p),
+    lambda p: build_ir(pathlib.Path(p)),
+])
+def test_a_missing_file_is_no_such_file(call, tmp_path):
+    missing = str(tmp_path / "missing.ud")
+    with pytest.raises(UsageError, match=f"no such file: {missing}"):
+        call(missing)
+
+
+@pytest.mark.parametrize("disable", ["share-concat", ("share-concat",), ["share-concat"], {"share-concat"}])
+def test_disable_takes_one_name_or_several(disable):
+    spec = SPECS / "densenet.ud"
+    defines = {"blocks": [2, 2], "k": 4, "init": 8}
+    plain = compile_to_torch(spec, defines=defines, disabled=())
+    off = compile_to_torch(spec, defines=defines, disabled=disable)
+    assert off == compile_to_torch(spec, defines=defines, disabled=["share-concat"]) != plain
+
+
+@pytest.mark.parametrize("disable", ["share_concat", "prune,share-concat", ["prune", "nope"]])
+def test_unknown_pass_names_list_the_real_ones(disable):
+    ir = build_ir(TINY)
+    with pytest.raises(UsageError, match=r"disabled: there is no pass .*; the passes are prune, share-concat"):
+        optimize(ir, disable)
+    with pytest.raises(UsageError, match=r"error: disable: there is no pass .*; the passes are prune, share-concat"):
+        udnet.load(TINY, disable=disable)
+
+
+def test_disable_of_the_wrong_type():
+    with pytest.raises(UsageError, match=r"disable takes pass names \(str\), got int 3"):
+        udnet.load(TINY, disable=[3])
+    with pytest.raises(UsageError, match=r"disabled takes pass names \(str\), got int 1"):
+        optimize(build_ir(TINY), 1)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1", "fractal_column must be a column number .* got str '1'"),
+    (1.0, "fractal_column must be a column number .* got float 1.0"),
+    (True, "fractal_column must be a column number .* got bool True"),
+    (0, "fractal_column must be 1 or more"),
+])
+def test_fractal_column_is_checked(value, message):
+    with pytest.raises(UsageError, match=message):
+        udnet.load(SPECS / "fractal.ud", fractal_column=value)
+    with pytest.raises(UsageError, match=message):
+        compile_to_torch(SPECS / "fractal.ud", fractal_column=value)
+
+
+def test_fractal_column_needs_prune():
+    with pytest.raises(UsageError, match="fractal_column needs the prune pass"):
+        compile_to_torch(SPECS / "fractal.ud", fractal_column=1, disabled="prune")
+
+
+@pytest.mark.parametrize("network", [[], 3, b"N"])
+def test_network_must_be_a_name(network):
+    with pytest.raises(UsageError, match="network must be the name of a network"):
+        udnet.load(TINY, network)
+    with pytest.raises(UsageError, match="network must be the name of a network"):
+        build_ir(TINY, network)
+
+
+@pytest.mark.parametrize("defines, message", [
+    ("k=12", r"defines must be a dict \{name: value\} or a list of 'name=value' strings, got str 'k=12'; "
+             r"for one, write \['k=12'\]"),
+    (12, "defines must be a dict"),
+    ([12], "defines must hold 'name=value' strings, got int 12"),
+    ({"k": object()}, "parameter k: a value is an int, a finite float, a bool, a str or a list of them, got object"),
+    ({"k": float("nan")}, "parameter k: .* got float nan"),
+    ({"k": [1, {2}]}, "parameter k: .* got set"),
+    ({1: 2}, "parameter names are names, got int 1"),
+])
+def test_defines_are_checked(defines, message):
+    with pytest.raises(UsageError, match=message):
+        build_ir(TINY, None, defines)
+
+
+def test_defines_as_a_list_tuple_or_dict():
+    for defines in (["k=2"], ("k=2",), {"k": 2}):
+        assert build_ir(TINY, None, defines).param_count() == 2 * 3 * 3 * 3
+
+
+def test_load_parameters_are_checked():
+    with pytest.raises(UsageError, match="parameter k: .* got complex"):
+        udnet.load(TINY, k=1j)
+
+
+@pytest.mark.parametrize("spec, message", [
+    (123, "spec must be a path .* got int 123"),
+    (None, "spec must be a path .* got NoneType None"),
+    (b"x.ud", "spec must be a path .* got bytes"),
+    ("", "spec is an empty string"),
+])
+def test_spec_of_the_wrong_type(spec, message):
+    with pytest.raises(UsageError, match=message):
+        udnet.load(spec)
+    with pytest.raises(UsageError, match=message.replace("spec", "source", 1)):
+        build_ir(spec)
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"max_nodes": 10}, "limits must be a udnet.elaborate.elaborator.Limits or None, got dict"),
+    (Limits(max_nodes=0), "limits.max_nodes must be a positive int, got int 0"),
+    (Limits(max_steps="5"), "limits.max_steps must be a positive int, got str '5'"),
+])
+def test_limits_are_checked(limits, message):
+    with pytest.raises(UsageError, match=message):
+        build_ir(TINY, limits=limits)
+    with pytest.raises(UsageError, match=message):
+        udnet.load(TINY, limits=limits)
+
+
+def test_other_arguments_are_checked():
+    with pytest.raises(UsageError, match="ir must be an IR"):
+        optimize("not an ir")
+    with pytest.raises(UsageError, match="spec_name must be a str or None, got int 3"):
+        compile_to_torch(TINY, spec_name=3)
