@@ -201,6 +201,12 @@ def test_network_must_be_a_name(network):
         build_ir(TINY, network)
 
 
+def _self_holding_list() -> list:
+    a: list = []
+    a.append(a)
+    return a
+
+
 @pytest.mark.parametrize("defines, message", [
     ("k=12", r"defines must be a dict \{name: value\} or a list of 'name=value' strings, got str 'k=12'; "
              r"for one, write \['k=12'\]"),
@@ -210,6 +216,8 @@ def test_network_must_be_a_name(network):
     ({"k": float("nan")}, "parameter k: .* got float nan"),
     ({"k": [1, {2}]}, "parameter k: .* got set"),
     ({1: 2}, "parameter names are names, got int 1"),
+    ({"é": 2}, "parameter names are names, got str 'é'"),
+    ({"k": _self_holding_list()}, "parameter k: lists nest more than 256 deep"),
 ])
 def test_defines_are_checked(defines, message):
     with pytest.raises(UsageError, match=message):

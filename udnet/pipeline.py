@@ -23,11 +23,12 @@ from typing import Union
 from udnet.elaborate.elaborator import Elaborator, Limits
 from udnet.errors import Source, Span, UdnetError, UsageError
 from udnet.frontend import ast, parse, parse_expr
-from udnet.frontend.parser import MAX_SOURCE_BYTES, rebase_spans, source_too_large
+from udnet.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES, rebase_spans, source_too_large
 from udnet.ir.graph import IR
 from udnet.ir.verify import verify
 
 _DEFINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.S)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 #: At most this much is read from a spec path when no limit is given (/dev/zero or a
@@ -36,7 +37,7 @@ READ_CAP = 64 * 2**20
 
 
 #: What a spec may be given as (see ``spec_source``).
-Spec = Union[str, "os.PathLike[str]", Source]
+Spec = Union[str, os.PathLike, Source]
 
 
 def is_spec_text(spec: str) -> bool:
@@ -162,7 +163,7 @@ def parse_defines(defines: Iterable[str] | Mapping[str, object] | None) -> dict[
         defines = []
     elif isinstance(defines, Mapping):
         for k in defines:
-            if not isinstance(k, str) or not k.isidentifier():
+            if not isinstance(k, str) or not _NAME.fullmatch(k):
                 raise UsageError(f"parameter names are names, got {_what(k)}")
         defines = [f"{k}={_literal(v, k)}" for k, v in defines.items()]
     elif isinstance(defines, str):
@@ -201,14 +202,16 @@ def parse_defines(defines: Iterable[str] | Mapping[str, object] | None) -> dict[
     return out
 
 
-def _literal(v, name: str) -> str:
+def _literal(v, name: str, depth: int = 0) -> str:
     """A Python value as spec text; ``name`` (the parameter) is for the error message."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_literal(i, name) for i in v) + "]"
+        if depth >= MAX_NESTING:  # or a list that holds itself
+            raise UsageError(f"parameter {name}: lists nest more than {MAX_NESTING} deep")
+        return "[" + ", ".join(_literal(i, name, depth + 1) for i in v) + "]"
     if isinstance(v, numbers.Integral):  # numpy's too
         return str(int(v))
     if isinstance(v, numbers.Real) and math.isfinite(v):
