@@ -141,6 +141,8 @@ def cmd_compile(args) -> int:
     disabled = set(args.disabled or ())
     if args.fractal_column is not None and "prune" in disabled:
         raise UsageError("--fractal-column needs the prune pass; drop --no-prune")
+    if args.fractal_column is not None and args.fractal_column < 1:
+        raise UsageError("--fractal-column must be 1 or more (1 = the shallowest column)")
     for report in optimize(ir, disabled, args.fractal_column):
         for w in report.warnings:
             print(w.format(), file=sys.stderr)

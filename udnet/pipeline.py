@@ -2,23 +2,35 @@
 
 The command line and the Python API both go through here. Nothing on this path
 imports torch.
+
+A spec is given as a ``Source``, a path or spec text; one rule tells them apart
+(``spec_source``): an ``os.PathLike`` (``pathlib.Path``) is always a path, and a
+``str`` is spec text when it holds a newline or a ``{`` (every block and network has
+a body in braces), else the path of a file. Arguments of the wrong type or value
+raise ``UsageError`` naming the argument, never a bare ``TypeError``.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
 import select
 import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from typing import Union
 
 from udnet.elaborate.elaborator import Elaborator, Limits
 from udnet.errors import Source, Span, UdnetError, UsageError, normalize_newlines, show_path
 from udnet.frontend import ast, parse, parse_expr
-from udnet.frontend.parser import MAX_SOURCE_BYTES, rebase_spans, source_too_large
+from udnet.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES, rebase_spans, source_too_large
 from udnet.ir.graph import IR
 from udnet.ir.verify import verify
 
 _DEFINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.S)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 #: At most this much is read from a spec path when no limit is given (/dev/zero or a
@@ -28,7 +40,98 @@ READ_CAP = 64 * 2**20
 FIFO_WAIT = 1.0
 
 
-def read_source(path: str, max_bytes: int | None = None) -> Source:
+#: What a spec may be given as (see ``spec_source``).
+Spec = Union[str, os.PathLike, Source]
+
+
+def is_spec_text(spec: str) -> bool:
+    """The rule for a ``str``: spec text holds a newline or a ``{`` (the body of every block
+    and network is in braces); anything else is the path of a file."""
+    return "\n" in spec or "{" in spec
+
+
+def spec_source(spec: Spec, max_bytes: int | None = None, argument: str = "spec") -> Source:
+    """``spec`` as a ``Source``: a ``Source`` as it is, an ``os.PathLike`` read as a file, a
+    ``str`` read as a file unless ``is_spec_text`` (then its text, named ``<string>``).
+    A missing file is "no such file", not a parse error of its name."""
+    if isinstance(spec, Source):
+        return spec
+    if isinstance(spec, os.PathLike):
+        return read_source(os.fsdecode(spec), max_bytes)
+    if not isinstance(spec, str):
+        raise UsageError(f"{argument} must be a path (str or os.PathLike) or spec text, got {_what(spec)}")
+    if is_spec_text(spec):
+        return Source("<string>", spec)
+    if not spec.strip():
+        raise UsageError(f"{argument} is an empty string: give the path of a .ud file or the text of a spec")
+    return read_source(spec, max_bytes)
+
+
+def _what(value) -> str:
+    """A short description of a wrong argument: its type and, if short, its value."""
+    text = repr(value)
+    return type(value).__name__ + (f" {text}" if len(text) <= 40 and not text.startswith("<") else "")
+
+
+def _check_network(network) -> None:
+    if network is not None and not isinstance(network, str):
+        raise UsageError(f"network must be the name of a network (a str) or None, got {_what(network)}")
+
+
+def check_limits(limits) -> Limits:
+    """``limits`` (``None`` for the defaults) after checking that it is a ``Limits`` of positive ints."""
+    if limits is None:
+        return Limits()
+    if not isinstance(limits, Limits):
+        raise UsageError(f"limits must be a udnet.elaborate.elaborator.Limits or None, got {_what(limits)}")
+    for f in fields(limits):
+        v = getattr(limits, f.name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UsageError(f"limits.{f.name} must be a positive int, got {_what(v)}")
+    return limits
+
+
+def pass_names(disabled, argument: str = "disabled") -> set[str]:
+    """The passes to switch off: one pass name or an iterable of them (``None``: none)."""
+    from udnet.passes import registry
+
+    known = [p.name for p in registry()]
+    if disabled is None:
+        return set()
+    if isinstance(disabled, str):
+        names = [disabled]
+    elif isinstance(disabled, Iterable) and not isinstance(disabled, (bytes, Mapping)):
+        names = list(disabled)
+    else:
+        names = [disabled]
+    for name in names:
+        if not isinstance(name, str):
+            raise UsageError(f"{argument} takes pass names (str), got {_what(name)}; the passes are "
+                             + ", ".join(known))
+        if name not in known:
+            raise UsageError(f"{argument}: there is no pass '{name}'; the passes are " + ", ".join(known))
+    return set(names)
+
+
+def check_fractal_column(fractal_column, disabled: set[str] = frozenset()) -> int | None:
+    if fractal_column is None:
+        return None
+    if isinstance(fractal_column, bool) or not isinstance(fractal_column, int):
+        raise UsageError(f"fractal_column must be a column number (an int, 1 = the shallowest) or None, "
+                         f"got {_what(fractal_column)}")
+    if fractal_column < 1:
+        raise UsageError(f"fractal_column must be 1 or more (1 = the shallowest column), got {fractal_column}")
+    if "prune" in disabled:
+        raise UsageError("fractal_column needs the prune pass, which is disabled")
+    return fractal_column
+
+
+def read_source(path: str | os.PathLike[str], max_bytes: int | None = None) -> Source:
+    """Read a spec file (at most ``max_bytes``, or ``READ_CAP`` when None) as UTF-8."""
+    if isinstance(path, os.PathLike):
+        path = os.fsdecode(path)
+    if not isinstance(path, str):
+        raise UsageError(f"path must be a str or os.PathLike, got {_what(path)}")
     cap = READ_CAP if max_bytes is None else max_bytes
     shown = show_path(path)
     try:
@@ -96,12 +199,29 @@ def _read_capped(path: str, cap: int) -> tuple[bytes, bool, int | None]:
     return b"".join(chunks), fifo, None
 
 
-def parse_defines(defines: list[str] | dict | None) -> dict[str, tuple[ast.Expr, Span]]:
-    """``-D name=value`` strings (or a {name: value} dict) -> parsed value expressions."""
+def parse_defines(defines: Iterable[str] | Mapping[str, object] | None) -> dict[str, tuple[ast.Expr, Span]]:
+    """``-D name=value`` strings (or a {name: value} mapping of Python values) -> parsed value
+    expressions. Values are ints, floats, bools, strs and lists or tuples of them."""
     out: dict[str, tuple[ast.Expr, Span]] = {}
-    if isinstance(defines, dict):
-        defines = [f"{k}={_literal(v)}" for k, v in defines.items()]
-    for text in defines or []:
+    if defines is None:
+        defines = []
+    elif isinstance(defines, Mapping):
+        for k in defines:
+            if not isinstance(k, str) or not _NAME.fullmatch(k):
+                raise UsageError(f"parameter names are names, got {_what(k)}")
+        defines = [f"{k}={_literal(v, k)}" for k, v in defines.items()]
+    elif isinstance(defines, str):
+        raise UsageError(f"defines must be a dict {{name: value}} or a list of 'name=value' strings, got "
+                         f"{_what(defines)}; for one, write [{defines!r}]")
+    elif isinstance(defines, Iterable) and not isinstance(defines, bytes):
+        defines = list(defines)
+        for text in defines:
+            if not isinstance(text, str):
+                raise UsageError(f"defines must hold 'name=value' strings, got {_what(text)}")
+    else:
+        raise UsageError(f"defines must be a dict {{name: value}} or a list of 'name=value' strings, "
+                         f"got {_what(defines)}")
+    for text in defines:
         m = _DEFINE.fullmatch(text)
         if not m:
             raise UsageError(f"-D expects name=value, got '{text}'")
@@ -126,28 +246,38 @@ def parse_defines(defines: list[str] | dict | None) -> dict[str, tuple[ast.Expr,
     return out
 
 
-def _literal(v) -> str:
+def _literal(v, name: str, depth: int = 0) -> str:
+    """A Python value as spec text; ``name`` (the parameter) is for the error message."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_literal(i) for i in v) + "]"
-    return repr(v)
+        if depth >= MAX_NESTING:  # or a list that holds itself
+            raise UsageError(f"parameter {name}: lists nest more than {MAX_NESTING} deep")
+        return "[" + ", ".join(_literal(i, name, depth + 1) for i in v) + "]"
+    if isinstance(v, numbers.Integral):  # numpy's too
+        return str(int(v))
+    if isinstance(v, numbers.Real) and math.isfinite(v):
+        return repr(float(v))
+    raise UsageError(f"parameter {name}: a value is an int, a finite float, a bool, a str or a list of them, "
+                     f"got {_what(v)}")
 
 
 def build_ir(
-    source: Source | str,
+    source: Spec,
     network: str | None = None,
-    defines=None,
+    defines: Iterable[str] | Mapping[str, object] | None = None,
     limits: Limits | None = None,
 ) -> IR:
-    """Parse and elaborate a spec into a verified IR."""
-    if isinstance(source, str):
-        source = read_source(source) if os.path.exists(source) and not source.lstrip().startswith(
-            ("block", "network", "#")
-        ) else Source("<string>", source)
-    limits = limits or Limits()
+    """Parse and elaborate a spec into a verified IR.
+
+    ``source`` is a path or spec text (the rule is ``spec_source``'s), ``network`` the name
+    of a network of the file (None: the first), ``defines`` overrides its parameters
+    (``{"k": 12}`` or ``["k=12"]``), ``limits`` a ``Limits`` (None: the defaults)."""
+    _check_network(network)
+    limits = check_limits(limits)
+    source = spec_source(source, limits.max_source_bytes, "source")
     module = parse(source, limits.max_source_bytes, limits.max_nesting)
     overrides = parse_defines(defines)
     ir = Elaborator(module, limits).elaborate(network, overrides)
@@ -155,20 +285,36 @@ def build_ir(
     return ir
 
 
-def optimize(ir: IR, disabled=(), fractal_column: int | None = None):
-    """Run the pass pipeline on ``ir`` in place; returns the passes' reports."""
+def optimize(ir: IR, disabled: str | Iterable[str] | None = (), fractal_column: int | None = None):
+    """Run the pass pipeline on ``ir`` in place; returns the passes' reports.
+
+    ``disabled``: a pass name or an iterable of them (``registry()`` lists the passes);
+    ``fractal_column``: keep only FractalNet column N (1 = the shallowest; needs prune)."""
     from udnet.passes import Options, run_passes
 
-    return run_passes(ir, set(disabled), Options(fractal_column=fractal_column))
+    if not isinstance(ir, IR):
+        raise UsageError(f"ir must be an IR (from build_ir), got {_what(ir)}")
+    names = pass_names(disabled)
+    check_fractal_column(fractal_column, names)
+    return run_passes(ir, names, Options(fractal_column=fractal_column))
 
 
-def compile_to_torch(source, network=None, defines=None, *, limits=None, disabled=(), fractal_column=None,
-                     spec_name=None) -> str:
-    """Spec -> PyTorch source text (the contents of model.py), after the passes."""
+def compile_to_torch(source: Spec, network: str | None = None,
+                     defines: Iterable[str] | Mapping[str, object] | None = None, *,
+                     limits: Limits | None = None, disabled: str | Iterable[str] | None = (),
+                     fractal_column: int | None = None, spec_name: str | None = None) -> str:
+    """Spec (a path or spec text, as in ``build_ir``) -> PyTorch source text (the contents
+    of model.py), after the passes (see ``optimize``). ``spec_name`` names the spec in the
+    module's header (default: the file's name)."""
     from udnet.backends.pytorch import emit_module
 
-    if isinstance(source, str):
-        source = read_source(source)
+    if spec_name is not None and not isinstance(spec_name, str):
+        raise UsageError(f"spec_name must be a str or None, got {_what(spec_name)}")
+    # Check every argument before the (slow) elaboration.
+    _check_network(network)
+    limits = check_limits(limits)
+    check_fractal_column(fractal_column, pass_names(disabled))
+    source = spec_source(source, limits.max_source_bytes, "source")
     ir = build_ir(source, network, defines, limits)
     optimize(ir, disabled, fractal_column)
     return emit_module(ir, spec_name or os.path.basename(source.name))

@@ -166,7 +166,7 @@ def _parse(source: Source, start: str, max_bytes: int = MAX_SOURCE_BYTES, max_ne
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise source_too_large(source, len(text.encode("utf-8", "surrogatepass")), max_bytes)
     _check_brackets(source, max_nesting)  # before Lark, which takes seconds on huge nested input
-    builder = _Builder(source)
+    builder = _Builder(source, max_nesting)
     # Parsing allocates a tree and frees none of it: the cyclic collector would only add time.
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -199,7 +199,9 @@ def _nesting_error(source: Source, line: int, col: int, max_nesting: int) -> Udn
 
 
 #: Tokens that matter for nesting; everything else only ends a run of prefix operators.
-_NEST_TOKEN = re.compile(r'\s+|#[^\n]*|"(?:[^"\\\n]|\\.)*"|\+\+|[-+]|[(\[{]|[)\]}]|[A-Za-z_]\w*|.', re.S)
+#: An unclosed string runs to the end of its line (the parser reports it): were it to fail
+#: and be retried at each later quote, a line like "\"\"\"... would take quadratic time.
+_NEST_TOKEN = re.compile(r'\s+|#[^\n]*|"(?:[^"\\\n]|\\.)*"?|\+\+|[-+]|[(\[{]|[)\]}]|[A-Za-z_]\w*|.', re.S)
 
 
 def _check_brackets(source: Source, max_nesting: int) -> None:
@@ -308,11 +310,15 @@ def text_lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+#: An unclosed string runs to the end of the line (linear, as in _NEST_TOKEN).
+_COMMENT_OR_STRING = re.compile(r'#.*|"(?:[^"\\]|\\.)*"?')
+
+
 def _unclosed_bracket(text: str) -> tuple[str, int] | None:
     stack: list[tuple[str, int]] = []
     pairs = {")": "(", "]": "[", "}": "{"}
     for lineno, line in enumerate(text_lines(text), 1):
-        line = re.sub(r'#.*|"(?:[^"\\]|\\.)*"', "", line)
+        line = _COMMENT_OR_STRING.sub("", line)
         for ch in line:
             if ch in "([{":
                 stack.append((ch, lineno))
@@ -325,8 +331,13 @@ def _respan(span: Span, source: Source) -> Span:
     return Span(source, span.line, span.col, span.end_line, span.end_col)
 
 
-def rebase_spans(expr, source: Source) -> None:
-    """Point the spans of a sub-parsed expression at ``source`` (same positions)."""
+def rebase_spans(expr, source: Source, lines: int = 0, cols: int = 0) -> None:
+    """Point the spans of a sub-parsed expression at ``source``, moved down ``lines`` lines
+    and, on its first line, right ``cols`` columns (one pass over the expression)."""
+
+    def move(line: int, col: int) -> tuple[int, int]:
+        return line + lines, col + cols if line == 1 else col
+
     stack = [expr]
     while stack:
         node = stack.pop()
@@ -335,11 +346,29 @@ def rebase_spans(expr, source: Source) -> None:
             continue
         if not isinstance(node, ast.Node):
             continue
-        object.__setattr__(node, "span", _respan(node.span, source))
+        s = node.span
+        span = Span(source, *move(s.line, s.col), *move(s.end_line, s.end_col))
+        object.__setattr__(node, "span", span)
         stack.extend(v for v in vars(node).values() if isinstance(v, (ast.Node, list)))
 
 
 _LABEL_PART = re.compile(r"\{([^{}\n]*)\}")
+#: A label interpolation that is one name or one integer (the common case).
+_WORD = re.compile(r"[ \t\f\r]*([A-Za-z_][A-Za-z0-9_]*|[0-9]+)[ \t\f\r]*")
+
+
+@lru_cache(maxsize=None)
+def _keywords() -> frozenset[str]:
+    """Words the grammar reserves (``true``, ``not``, ``if``, ...): never plain names."""
+    return frozenset(re.findall(r'"([A-Za-z_]+)"', grammar_text()))
+
+
+def _int_literal(text: str, span: Span) -> ast.Literal:
+    digits = text.replace("_", "").lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) > 2**62:
+        raise UdnetError("integer literal is too large (limit 2**62)", span)
+    return ast.Literal(span, int(digits))
+
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 
 
@@ -347,9 +376,10 @@ _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 class _Builder(Transformer_NonRecursive):
     """Turns Lark's parse tree into AST nodes, attaching a Span to each."""
 
-    def __init__(self, source: Source):
+    def __init__(self, source: Source, max_nesting: int = MAX_NESTING):
         super().__init__()
         self.source = source
+        self.max_nesting = max_nesting
 
     # -- helpers --
     def _span(self, meta) -> Span:
@@ -370,23 +400,42 @@ class _Builder(Transformer_NonRecursive):
             inner = m.group(1)
             if not inner.strip():
                 raise UdnetError("empty '{}' in label", self._tok(tok), "write the value to interpolate, e.g. layer{i}")
-            # Pad so the sub-parse reports positions in the original file, then point
-            # every span back at the original source (so errors quote the real line).
-            col = tok.column + m.start(1)
-            padded = "\n" * (tok.line - 1) + " " * (col - 1) + inner
-            try:
-                expr = _parse(Source(self.source.name, padded), "expr")
-            except UdnetError as err:
-                if err.span is not None:
-                    err.span = _respan(err.span, self.source)
-                raise
-            rebase_spans(expr, self.source)
-            parts.append(expr)
+            parts.append(self._interpolation(inner, tok.line, tok.column + m.start(1)))
             pos = m.end()
         if pos < len(text):
             parts.append(text[pos:])
         span = Span(self.source, tok.line, tok.column, tok.line, tok.column + len(text))
         return ast.Label(span, parts)
+
+    def _interpolation(self, inner: str, line: int, col: int) -> ast.Expr:
+        """Parse the text of one ``{expr}`` (at ``line``:``col``) on its own and move its spans there.
+
+        Each interpolation costs its own length, so a label of n of them parses in linear
+        time (padding every sub-parse out to the label's position made it quadratic)."""
+        word = _WORD.fullmatch(inner)
+        if word and word.group(1) not in _keywords():  # `{i}`, `{2}`: no parser needed
+            start = col + word.start(1)
+            span = Span(self.source, line, start, line, start + len(word.group(1)))
+            text = word.group(1)
+            return _int_literal(text, span) if text[0].isdigit() else ast.Name(span, text)
+        # The spec as a whole already passed the size and bracket-nesting limits.
+        size = len(inner.encode("utf-8", "surrogatepass"))
+        try:
+            expr = _parse(Source(self.source.name, inner), "expr", size, self.max_nesting)
+        except UdnetError:
+            # Rare, and it ends the parse: redo it padded to the real position so that the
+            # message, the caret and hints such as "opened at line N" name the right place.
+            padded = "\n" * (line - 1) + " " * (col - 1) + inner
+            try:
+                _parse(Source(self.source.name, padded), "expr", len(padded.encode("utf-8", "surrogatepass")),
+                       self.max_nesting)
+            except UdnetError as err:
+                if err.span is not None:
+                    err.span = _respan(err.span, self.source)
+                raise
+            raise
+        rebase_spans(expr, self.source, line - 1, col - 1)
+        return expr
 
     # -- top level --
     def start(self, meta, *defs):
@@ -496,10 +545,7 @@ class _Builder(Transformer_NonRecursive):
         return ast.SliceExpr(self._span(meta), value, lo, hi)
 
     def int_lit(self, meta, tok):
-        digits = str(tok).replace("_", "").lstrip("0") or "0"
-        if len(digits) > 19 or int(digits) > 2**62:
-            raise UdnetError("integer literal is too large (limit 2**62)", self._tok(tok))
-        return ast.Literal(self._tok(tok), int(digits))
+        return _int_literal(str(tok), self._tok(tok))
 
     def float_lit(self, meta, tok):
         value = float(tok)

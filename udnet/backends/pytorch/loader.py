@@ -9,29 +9,41 @@ from __future__ import annotations
 
 import hashlib
 import linecache
-import os
 import sys
 import types
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from udnet.errors import Source
+if TYPE_CHECKING:
+    import torch
+
+    from udnet.elaborate.elaborator import Limits
+    from udnet.pipeline import Spec
 
 
-def load(spec, network: str | None = None, *, limits=None, disable=(), fractal_column=None, **params):
-    """Return the network of ``spec`` (a path or spec text) as a ``torch.nn.Module``.
+def load(spec: Spec, network: str | None = None, *, limits: Limits | None = None,
+         disable: str | Iterable[str] | None = (), fractal_column: int | None = None,
+         **params) -> torch.nn.Module:
+    """Return the network of ``spec`` as a ``torch.nn.Module``.
 
+    ``spec`` is a path or spec text: a ``pathlib.Path`` (any ``os.PathLike``) is a path; a
+    ``str`` is spec text when it holds a newline or a ``{``, else a path (a missing file
+    is "no such file"). ``network`` names a network of the file (default: the first).
     Keyword arguments override network parameters, like ``-D`` on the command line:
-    ``udnet.load("specs/densenet.ud", k=12, blocks=[16, 16, 16])``. ``disable`` names
-    passes to switch off (``("share-concat",)``); ``fractal_column`` extracts one column.
+    ``udnet.load("specs/densenet.ud", k=12, blocks=[16, 16, 16])``; their values are
+    ints, floats, bools, strs and lists of them. ``disable`` names a pass or passes to
+    switch off (``"share-concat"``); ``fractal_column`` keeps one FractalNet column
+    (1 = the shallowest). ``limits`` is a ``udnet.elaborate.elaborator.Limits``. A wrong
+    argument raises ``udnet.errors.UsageError`` naming it; a mistake in the spec, a
+    ``UdnetError``.
     """
     from udnet import pipeline
 
-    if isinstance(spec, Source):
-        source = spec
-    elif os.path.exists(spec) and "\n" not in spec:
-        source = pipeline.read_source(spec)
-    else:
-        source = Source("<string>", spec)
-    text = pipeline.compile_to_torch(source, network, params, limits=limits, disabled=disable,
+    # The arguments are checked here, where their names are this function's.
+    limits = pipeline.check_limits(limits)
+    source = pipeline.spec_source(spec, limits.max_source_bytes, "spec")
+    disabled = pipeline.pass_names(disable, "disable")
+    text = pipeline.compile_to_torch(source, network, params, limits=limits, disabled=disabled,
                                      fractal_column=fractal_column)
     module = import_source(text)
     return module.__dict__[module.ROOT]()
