@@ -11,7 +11,7 @@ from udnet.errors import UdnetError, UsageError, show_path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="a .ud file")
+    p.add_argument("spec", help="a .ud file, or the name of a shipped spec (udnet list)")
     p.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
                    help="override a network parameter, e.g. -D k=12 -D blocks=[16,16,16]")
     p.add_argument("--network", metavar="NAME", help="which network of the file (default: the first)")
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="refuse to render a drawing of more than N nodes (4N edges) (default 5,000)")
     draw.add_argument("--draw-timeout", type=float, metavar="SECONDS",
                       help="stop the renderer after SECONDS and report an error (default 120)")
+    sub.add_parser("list", help="the shipped architecture library: each spec, its networks and variants")
     summ = sub.add_parser("summary", help="per-block table of shapes, parameters, MACs and activation memory")
     _common(summ)
     summ.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for activation memory (default 1)")
@@ -171,8 +172,8 @@ def cmd_draw(args) -> int:
         raise UsageError("--draw-timeout must be a positive number of seconds")
     _output_named(args.output)
     out = args.output
-    if out is None:
-        stem = os.path.splitext(args.spec)[0]
+    if out is None:  # beside the spec; a shipped spec's drawing goes to the working directory
+        stem = os.path.splitext(args.spec if args.spec == args.spec_given else os.path.basename(args.spec))[0]
         out = f"{stem}.{args.network}.svg" if args.network else f"{stem}.svg"
     gv.plan(out)  # usage errors (format, renderer) before compiling
     _not_the_spec(out, args.spec)
@@ -204,16 +205,34 @@ def cmd_summary(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile, "draw": cmd_draw, "summary": cmd_summary}
+def cmd_list(args) -> int:
+    from udnet import library
+
+    for i, e in enumerate(library.entries()):
+        if i:
+            print()
+        print(f"{e.name:<10} {e.description}")
+        for label, lines in (("networks", e.networks), ("variants", e.variants)):
+            for j, line in enumerate(lines):
+                print(f"  {label if j == 0 else '':<9} {line}")
+    print(f"\n{library.library_dir()}: use a name in place of a path, e.g. udnet check dpn -D variant=68")
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "draw": cmd_draw, "summary": cmd_summary, "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        from udnet.pipeline import read_source
+        if args.command != "list":
+            from udnet import library
+            from udnet.pipeline import read_source
 
-        args.spec_source = read_source(args.spec, _limits(args).max_source_bytes)
+            args.spec_given = args.spec
+            args.spec = library.resolve(args.spec)
+            args.spec_source = read_source(args.spec, _limits(args).max_source_bytes)
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(e.format(), file=sys.stderr)

@@ -52,7 +52,8 @@ def is_spec_text(spec: str) -> bool:
 
 def spec_source(spec: Spec, max_bytes: int | None = None, argument: str = "spec") -> Source:
     """``spec`` as a ``Source``: a ``Source`` as it is, an ``os.PathLike`` read as a file, a
-    ``str`` read as a file unless ``is_spec_text`` (then its text, named ``<string>``).
+    ``str`` read as a file unless ``is_spec_text`` (then its text, named ``<string>``); a
+    ``str`` naming no file but a shipped spec (``"dpn"``, see udnet.library) is that spec.
     A missing file is "no such file", not a parse error of its name."""
     if isinstance(spec, Source):
         return spec
@@ -64,7 +65,9 @@ def spec_source(spec: Spec, max_bytes: int | None = None, argument: str = "spec"
         return Source("<string>", spec)
     if not spec.strip():
         raise UsageError(f"{argument} is an empty string: give the path of a .ud file or the text of a spec")
-    return read_source(spec, max_bytes)
+    from udnet import library
+
+    return read_source(library.resolve(spec), max_bytes)
 
 
 def _what(value) -> str:
@@ -137,7 +140,7 @@ def read_source(path: str | os.PathLike[str], max_bytes: int | None = None) -> S
     try:
         data, fifo, size = _read_capped(path, cap)
     except FileNotFoundError:
-        raise UsageError(f"no such file: {shown}") from None
+        raise UsageError(f"no such file: {shown}", hint="udnet list names the shipped specs") from None
     except IsADirectoryError:
         raise UsageError(f"{shown} is a directory, not a spec") from None
     except MemoryError:
