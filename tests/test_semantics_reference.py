@@ -319,6 +319,24 @@ def test_spec_macs_match_flop_counter(spec, network, params):
     assert _flops(model, x) == 2 * ir.mac_count()
 
 
+#: Published multiply-accumulates at 224x224 (the papers' "FLOPs" for DPN, Table 2 of Chen
+#: et al. 2017; torchvision's model docs for ResNet and DenseNet), in units of 10**9.
+PUBLISHED_GMACS = [
+    ("dpn.ud", ["variant=92"], 6.5),
+    ("dpn.ud", ["variant=98"], 11.7),
+    ("dpn.ud", ["variant=131"], 16.0),
+    ("resnet.ud", ["depth=18"], 1.81),
+    ("resnet.ud", ["depth=50"], 4.09),
+    ("densenet.ud", [], 2.83),
+]
+
+
+@pytest.mark.parametrize("spec,defines,gmacs", PUBLISHED_GMACS, ids=[f"{s[:-3]}-{'-'.join(d)}" for s, d, _ in PUBLISHED_GMACS])
+def test_full_size_macs_match_the_published_figures(spec, defines, gmacs):
+    macs = build_ir(str(SPECS / spec), None, defines).mac_count()
+    assert abs(macs / 1e9 - gmacs) <= 0.01 * gmacs, macs
+
+
 # ---------------------------------------------------------------------------
 # Real training memory
 
