@@ -113,6 +113,19 @@ def test_local_drop_path_keeps_each_input_with_probability_one_minus_p(p, m):
     assert _within(int(kept.all(1).sum()), n, (1 - p) ** m)
 
 
+def test_dropout_keeps_each_element_with_probability_one_minus_p():
+    """dropout(p) zeroes each element with probability p in training (and scales the
+    rest by 1 / (1 - p)); in eval it is the identity."""
+    net = udnet.load("network D(input = [4]) { dropout(0.3) }")
+    x = torch.ones(5000, 4)
+    torch.manual_seed(7)
+    y = net.train()(x)
+    kept = y != 0
+    assert _within(int(kept.sum()), x.numel(), 0.7)
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    assert torch.equal(net.eval()(x), x)
+
+
 FRACTAL = dict(C=3, widths=[2], drop=[0.0], input=[3, 2, 2], drop_local=0.15, drop_global=0.3)
 
 
