@@ -18,6 +18,18 @@ Fenced blocks, by their info string (the word after the opening fence):
   - ``python``: runs as a script (there, with this interpreter).
   A block whose info string also says ``skip`` is shown, not run; ``from=FILE`` says it
   is an excerpt of FILE (written by an earlier command), and must be found there verbatim.
+
+No block goes unchecked silently (``test_every_block_is_run_or_marked_not_run``):
+
+* every fence has an info string, one of ``ud``, ``ud-error``, ``console``, ``python`` and
+  ``text``. ``text`` marks a block that is not code at all (a diagram, a grammar, program
+  output quoted in prose): it is never run. Anything that is a command or code but must not
+  run (installation, the whole test suite, benchmarks that take minutes) says ``skip``:
+  ```` ```console skip ````;
+* the commands of every file are run (all of docs/ and README.md, as above), and a
+  ``console`` block that is not ``skip`` holds only ``$ udnet ...`` commands, at least one;
+* a skipped ``$ python benchmarks/NAME.py --flag ...`` names a script that exists and
+  flags it defines.
 """
 
 from __future__ import annotations
@@ -40,7 +52,8 @@ from udnet.pipeline import build_ir
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 ALL_MD = sorted(DOCS.glob("*.md")) + ([ROOT / "README.md"] if (ROOT / "README.md").exists() else [])
-RUN = [p for p in (ROOT / "README.md", DOCS / "tutorial.md", DOCS / "language.md", DOCS / "architecture.md")]
+RUN = ALL_MD
+LANGS = ("ud", "ud-error", "console", "python", "text")
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+)(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
                     re.M | re.S)
 
@@ -58,12 +71,13 @@ class Block:
         return f"{self.path.relative_to(ROOT)}:{self.line}"
 
 
-def blocks(path: Path) -> list[Block]:
+def blocks(path: Path, bare: bool = False) -> list[Block]:
+    """The fenced blocks of ``path``; with ``bare``, also those without an info string (lang "")."""
     text = path.read_text(encoding="utf-8")
     out = []
     for m in _FENCE.finditer(text):
-        words = m.group("info").split()
-        if not words:
+        words = m.group("info").split() or [""]
+        if not words[0] and not bare:
             continue
         indent = m.group("indent")
         body = "".join(line[len(indent):] if line.startswith(indent) else line
@@ -195,9 +209,34 @@ def _run_doc(path: Path, tmp_path: Path) -> int:
     return ran
 
 
+@pytest.mark.parametrize("path", ALL_MD, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_block_is_run_or_marked_not_run(path):
+    for b in blocks(path, bare=True):
+        assert b.lang in LANGS, f"{b.where}: a fenced block needs one of {', '.join(LANGS)} (text: never run)"
+        if b.lang != "console":
+            continue
+        commands = [c for c, _ in _commands(b)]
+        if "skip" in b.flags:
+            for cmd in commands:
+                argv = shlex.split(cmd)
+                if argv[:1] == ["python"] and argv[1].startswith("benchmarks/"):
+                    script = ROOT / argv[1]
+                    assert script.exists(), f"{b.where}: no {argv[1]}"
+                    source = script.read_text(encoding="utf-8") + (ROOT / "benchmarks" / "common.py").read_text()
+                    for flag in (a for a in argv[2:] if a.startswith("--")):
+                        assert f'"{flag}"' in source, f"{b.where}: {argv[1]} has no {flag}"
+            continue
+        assert commands, f"{b.where}: a console block that runs nothing: give its commands as `$ udnet ...`, " \
+                         "or mark it `console skip`"
+        for cmd in commands:
+            assert cmd.startswith("udnet "), f"{b.where}: `{cmd}` would not run: mark the block `console skip`"
+
+
 @pytest.mark.parametrize("path", [p for p in RUN if p.exists()], ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_commands_run(path, tmp_path):
     ran = _run_doc(path, tmp_path)
+    runnable = [b for b in blocks(path) if b.lang in ("console", "python") and "skip" not in b.flags]
+    assert ran >= len(runnable), (ran, len(runnable))
     if path.name == "tutorial.md":
         assert ran >= 8, ran
 

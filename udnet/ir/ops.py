@@ -284,9 +284,11 @@ def _spatial(op: str, s: Shape) -> Shape:
 def _window(size: int, k: int, stride: int, pad: int, dil: int, ceil: bool = False) -> int:
     span = dil * (k - 1) + 1
     num = size + 2 * pad - span
-    if num < 0:
-        return 0
+    # As PyTorch computes it, rounding down (or up, in ceil mode) towards -infinity: in
+    # ceil mode a window may hang over the right edge, even of an input smaller than it.
     out = (-(-num // stride) if ceil else num // stride) + 1
+    if out < 1:
+        return 0
     # PyTorch drops a last window that would start entirely in the right padding.
     if ceil and (out - 1) * stride >= size + pad:
         out -= 1

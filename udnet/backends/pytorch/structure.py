@@ -126,6 +126,8 @@ def build_instances(ir: IR) -> Instance:
         if path and scopes[path].input in inputs:
             inputs.remove(scopes[path].input)
             inputs.insert(0, scopes[path].input)
+        if not path and not inputs:  # a network with no op (or only pruned ones) still takes x
+            inputs.append(ir.graph["input"])
         inst = Instance(path, kind, name, args, inputs, outputs)
         # Items: own nodes, and direct child scopes collapsed to one call each.
         item_of: dict[int, str | int] = {}
