@@ -73,8 +73,10 @@ def _checkpointed(model, path, reentrant):
 # (case, the checkpointed module): a dense block (takes a tensor, returns a buffer), a
 # dense layer and a transition (take a buffer); DPN's first block (starts a buffer), a
 # later one (a buffer with a head in and out), a fused pre-activation unit inside it,
-# and a strided block (reads a buffer, starts the next).
+# and a strided block (reads a buffer, starts the next); and a module with whole chains
+# inside (tensors in and out), which reentrant checkpointing handles too.
 CHECKPOINTED = [
+    (DENSENET, "features"),
     (DENSENET, "features.denseblock1"),
     (DENSENET, "features.denseblock1.denselayer2"),
     (DENSENET, "features.transition1"),
@@ -90,25 +92,30 @@ CHECKPOINTED = [
 def test_checkpoint_gives_naive_gradients_or_refuses(case, path, reentrant):
     naive, shared = _pair(*case)
     naive, shared = naive.double().train(), shared.double().train()
-    x = torch.randn(2, *case[2]["input"], dtype=torch.float64)
-    grads = []
+    # An input that requires grad: reentrant checkpointing needs one to give any gradient.
+    x = torch.randn(2, *case[2]["input"], dtype=torch.float64, requires_grad=True)
+    models = []
     for model in (naive, shared):
         model = _checkpointed(model, path, reentrant)
         try:
             model(x).square().mean().backward()
         except RuntimeError as e:
-            assert grads and reentrant, e  # only the shared module, only reentrant
+            assert models and reentrant, e  # only the shared module, only reentrant
             assert "use_reentrant=False" in str(e) and "--no-share-concat" in str(e)
             return
-        grads.append([p.grad for p in model.parameters()])
-    assert not reentrant, "reentrant checkpointing of a shared buffer must refuse, or be exact"
-    for a, b in zip(*grads):
-        assert a is not None and b is not None
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert a.grad is not None and b.grad is not None
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-12)
+    # Recomputation runs BN again, in both (PyTorch's checkpointing does that): the
+    # running statistics and num_batches_tracked agree too.
+    for a, b in zip(models[0].buffers(), models[1].buffers()):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
 
 
 def test_reentrant_checkpoint_refuses_in_forward():
-    """The refusal comes before any gradient is computed, and names both ways out."""
+    """Where a buffer crosses the boundary, the refusal comes in forward, before any
+    gradient is computed, and names both ways out."""
     _, shared = _pair(*DENSENET)
     model = _checkpointed(shared.train(), "features.denseblock1", reentrant=True)
     with pytest.raises(RuntimeError, match=r"use_reentrant=False.*--no-share-concat"):
@@ -134,9 +141,10 @@ def _rel(a, ref):
 AUTOCAST = [DENSENET, DENSENET_BC, SMALL_DPN]
 
 
-@pytest.mark.parametrize("case", AUTOCAST, ids=["densenet", "densenet-bc", "dpn"])
-def test_bf16_autocast_training_matches_naive(case):
-    """A bfloat16 autocast training step: gradients and running statistics.
+@pytest.mark.parametrize("case,dtype", [(c, torch.bfloat16) for c in AUTOCAST] + [(DENSENET, torch.float16)],
+                         ids=["densenet", "densenet-bc", "dpn", "densenet-float16"])
+def test_autocast_training_matches_naive(case, dtype):
+    """An autocast training step on CPU: gradients and running statistics.
 
     Tolerance: bfloat16 keeps 8 significant bits (rounding error 2^-9, 0.2%), and at
     initialisation a training-mode BN network amplifies that rounding in its gradients:
@@ -146,7 +154,7 @@ def test_bf16_autocast_training_matches_naive(case):
     per tensor at most twice it (plus 0.02), and its median at most 1.25 times the
     naive one. The configurations are chosen so that the naive error is small enough
     (median below 0.35) for this to reject wrong gradients (zero or missing ones have
-    error 1).
+    error 1). float16 (11 significant bits) is held to the same rule.
     """
     naive, shared = _pair(*case)
     shape = case[2].get("input", [3, 32, 32])
@@ -154,9 +162,9 @@ def test_bf16_autocast_training_matches_naive(case):
     x = torch.randn(8, *shape)
     proj = torch.randn(8, 5, dtype=torch.float64)
     for model in (naive.train(), shared.train()):
-        with torch.autocast("cpu", torch.bfloat16):
+        with torch.autocast("cpu", dtype):
             y = model(x)
-        assert y.dtype == torch.bfloat16
+        assert y.dtype == dtype
         (y.double() * proj).sum().backward()
     (ref(x.double()) * proj).sum().backward()
     errs = [(_rel(a.grad, r.grad), _rel(b.grad, r.grad))
