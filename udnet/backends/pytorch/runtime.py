@@ -224,7 +224,7 @@ def _check_handle(buf):
             "through (torch.utils.checkpoint with use_reentrant=True, or torch.no_grad() "
             "inside a training graph); its gradients would be lost. Use "
             "torch.utils.checkpoint(..., use_reentrant=False), or compile the model "
-            "with --no-share-concat"
+            "with --no-share-concat (udnet.load(..., disable=('share-concat',)))"
         )
 
 
