@@ -120,6 +120,10 @@ CONCAT_BUFFER = '''
 # A buffer is passed between modules as a tuple (storage, batch statistics, token,
 # head); the token orders backward. While fx or TorchScript trace the model, the
 # storage is the plain concatenation so far, so traced graphs hold ordinary ops.
+# Under autocast the storage keeps its producers' lower precision; BN statistics are
+# computed in float32 and backward casts to the dtypes forward used, as autocast does.
+# Gradients reach the storage only through these functions, so a wrapper that hides a
+# buffer from autograd (reentrant checkpointing) is refused, not silently wrong.
 
 
 def concat_start(x, channels):
@@ -127,7 +131,7 @@ def concat_start(x, channels):
     if _tracing():
         return x, None, None, None
     storage = x.new_empty(channels, x.shape[0], x.shape[2], x.shape[3])
-    stats = x.new_zeros(2, channels)
+    stats = x.new_zeros(2, channels, dtype=_stat_dtype(x))
     return concat_append((storage, stats, x.new_zeros(0), None), x, 0)
 
 
@@ -137,6 +141,7 @@ def concat_append(buf, y, lo, head=None):
     storage, stats, token, _ = buf
     if _tracing():
         return torch.cat([storage, y], 1), None, None, head
+    _check_handle(buf)
     if _tracks_grad(y, token):
         token = _ConcatWrite.apply(y, token, storage, lo)
     else:
@@ -146,6 +151,8 @@ def concat_append(buf, y, lo, head=None):
 
 def concat_head(buf):
     """The head in front of the stored channels."""
+    if not _tracing():
+        _check_handle(buf)
     return buf[3]
 
 
@@ -155,6 +162,7 @@ def concat_read(buf, width):
     if _tracing():
         x = storage
     else:
+        _check_handle(buf)
         stored = width if head is None else width - head.shape[1]
         if _tracks_grad(token):
             x = _ConcatRead.apply(token, storage, stored)
@@ -169,6 +177,7 @@ def bn_relu_conv1x1(buf, width, bn, conv):
     """conv(relu(bn(x))) for a 1x1 conv over the buffer's first ``width`` channels."""
     if _tracing():
         return conv(torch.relu(bn(concat_read(buf, width))))
+    _check_handle(buf)
     storage, stats, token, head = buf
     n, h, w = storage.shape[1], storage.shape[2], storage.shape[3]
     stored = width if head is None else width - head.shape[1]
@@ -176,9 +185,8 @@ def bn_relu_conv1x1(buf, width, bn, conv):
         mean, var = _batch_stats(storage, stats, stored)
         if head is not None:
             with torch.no_grad():
-                head_mean, head_var = _mean_var(
-                    head.reshape(n, head.shape[1], -1), (0, 2)
-                )
+                flat = head.reshape(n, head.shape[1], -1).to(stats.dtype)
+                head_mean, head_var = _mean_var(flat, (0, 2))
             mean, var = torch.cat([head_mean, mean]), torch.cat([head_var, var])
         _update_running_stats(bn, mean, var, n * h * w)
     else:
@@ -203,10 +211,34 @@ def _tracing():
     return getattr(fx, "is_fx_symbolic_tracing", fx.is_fx_tracing)()
 
 
-def _tracks_grad(*ts):
-    if not torch.is_grad_enabled():
-        return False
+def _check_handle(buf):
+    """Refuse a buffer whose gradient autograd cannot deliver: one that came out of an
+    autograd Function (its storage requires grad), or one read with gradients off while
+    it is part of a graph. torch.utils.checkpoint(use_reentrant=True) does both."""
+    storage, _, token, head = buf
+    if storage.requires_grad or (
+        not torch.is_grad_enabled() and _requires_grad(token, head)
+    ):
+        raise RuntimeError(
+            "a shared concat buffer crossed a module boundary that autograd cannot see "
+            "through (torch.utils.checkpoint with use_reentrant=True, or torch.no_grad() "
+            "inside a training graph); its gradients would be lost. Use "
+            "torch.utils.checkpoint(..., use_reentrant=False), or compile the model "
+            "with --no-share-concat (udnet.load(..., disable=('share-concat',)))"
+        )
+
+
+def _requires_grad(*ts):
     return any(isinstance(t, torch.Tensor) and t.requires_grad for t in ts)
+
+
+def _stat_dtype(x):
+    """BN statistics of half or bfloat16 values are kept in float32."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _tracks_grad(*ts):
+    return torch.is_grad_enabled() and _requires_grad(*ts)
 
 
 def _bn_relu_conv(head, storage, stored, mean, scale, beta, weight):
@@ -228,7 +260,8 @@ def _bn_relu_conv(head, storage, stored, mean, scale, beta, weight):
 
 
 def _bn_relu(x, mean, scale, beta):
-    # One pass, x * scale + (beta - mean * scale), as PyTorch's own CPU BatchNorm does.
+    # One pass, x * scale + (beta - mean * scale), as PyTorch's own CPU BatchNorm does
+    # (in float32 under autocast, where x is in the lower precision).
     return torch.addcmul(beta - mean * scale, x, scale).relu_()
 
 
@@ -237,7 +270,7 @@ def _batch_stats(storage, stats, width):
     channel's statistics are computed once and shared by all later readers."""
     done = getattr(storage, "stats_width", 0)
     if done < width:
-        flat = storage[done:width].reshape(width - done, -1)
+        flat = storage[done:width].reshape(width - done, -1).to(stats.dtype)
         stats[0, done:width], stats[1, done:width] = _mean_var(flat, (1,))
         storage.stats_width = width
     return stats[0, :width], stats[1, :width]
@@ -335,14 +368,18 @@ class _BnReluConv1x1(torch.autograd.Function):
         grad_gamma, grad_beta = torch.empty_like(gamma), torch.empty_like(beta)
 
         # The output's gradient, channel-major [out, N*H*W] and as it lies [N, out, H*W].
+        # Its dtype is the one forward's products ran in (autocast's, or the model's):
+        # the products here run in it too, BN's reductions in the statistics' dtype.
         g_cm = grad.transpose(0, 1).reshape(grad.shape[1], -1)
         g_nchw = grad.reshape(grad.shape[0], grad.shape[1], -1)
+        weight_mm = weight.to(grad.dtype)
 
         def bn_relu_backward(x, ch, dims, g=None):
             # Channels ch of x: [C, N*H*W] (stored) or [N, C, H*W] (head). Adds dL/dx
             # into g (a new tensor if None).
             z = _bn_relu(x, mean[ch, None], scale[ch, None], beta[ch, None])
-            w = weight[:, ch]
+            z = z.to(grad.dtype)
+            w = weight_mm[:, ch]
             if x.dim() == 2:
                 grad_weight[:, ch] = g_cm @ z.t()
                 du = w.t() @ g_cm
@@ -353,21 +390,28 @@ class _BnReluConv1x1(torch.autograd.Function):
                 du = torch.bmm(w.t().expand(x.shape[0], -1, -1), g_nchw)
             du = torch.ops.aten.threshold_backward(du, z, 0)
             del z
+            # BN's backward in the statistics' dtype: float32 under autocast, as
+            # BatchNorm's own backward computes it.
+            du = du.to(mean.dtype)
             grad_beta[ch] = du.sum(dims)
             # sum(du * (x - mean)), without a temporary for the stored prefix
-            if du.dim() == 2:
+            if du.dim() == 2 and du.dtype == x.dtype:
                 du_x = torch.bmm(du.unsqueeze(1), x.unsqueeze(2)).view(-1)
             else:
                 du_x = (du * x).sum(dims)
             grad_gamma[ch] = (du_x - mean[ch] * grad_beta[ch]) * invstd[ch]
             sc = scale[ch, None]
-            g = du.mul_(sc) if g is None else g.addcmul_(du, sc)
+            # Straight into g; or, under autocast, summed in float32 and rounded once.
+            part = g.addcmul_(du, sc) if g is not None and g.dtype == du.dtype else None
+            part = du.mul_(sc) if part is None else part
             if ctx.training:  # batch statistics depend on x too
                 count = x.numel() // du_x.numel()
                 c2 = -scale[ch] * grad_gamma[ch] * invstd[ch] / count
                 c1 = -scale[ch] * grad_beta[ch] / count - c2 * mean[ch]
-                g.addcmul_(x, c2[:, None]).add_(c1[:, None])
-            return g
+                part.addcmul_(x, c2[:, None]).add_(c1[:, None])
+            if g is None:
+                return part
+            return g if part is g else g.add_(part)
 
         # The stored prefix, in the buffer's channel-major layout.
         x = ctx.storage[:stored].view(stored, -1)
