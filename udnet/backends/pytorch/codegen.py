@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udnet.backends.pytorch import runtime
+from udnet.backends.pytorch.names import MODULE_ATTRS, Namespace
 from udnet.backends.pytorch.structure import (
     Child,
     Instance,
@@ -71,15 +72,13 @@ class ClassDef:
     param_slot: list[int] = field(default_factory=list)  # first slot of each parameter
 
 
-def _pyname(text: str, taken: set[str] | None = None) -> str:
+def _pyname(text: str, taken: Namespace | None = None) -> str:
     if text.startswith("__"):  # inside a class Python mangles __x, and __class__ is super()'s cell
         text = "_" + text.lstrip("_")
     name = text if _IDENT.fullmatch(text) and text not in _RESERVED else f"{text}_"
     if not _IDENT.fullmatch(name):  # ASCII only: Python folds unicode names (NFKC), so they could collide
         name = "v_" + re.sub(r"[^A-Za-z0-9_]", "_", text)
-    while taken is not None and name in taken:
-        name += "_"
-    return name
+    return name if taken is None else taken.fresh(name)
 
 
 def _lit(v: Any) -> str:
@@ -109,7 +108,7 @@ class Emitter:
         self.classes: dict[tuple, ClassDef] = {}
         self.order: list[ClassDef] = []
         self.class_of_inst: dict[int, ClassDef] = {}
-        self.class_names: set[str] = set()
+        self.class_names = Namespace()
         self.variants: dict[tuple, int] = {}
 
     # ---- phase 1: templates and classes, innermost first ----
@@ -212,7 +211,10 @@ class Emitter:
         vectors = [list(_slot_values(t)) for t in cd.templates]
         forward_slots = _forward_slots(cd.templates[0])
         params: dict[tuple, str] = {}
-        taken: set[str] = set()
+        # A parameter is also a plain attribute (self.n): it yields to every label of the
+        # class (loop-made ones included), every class and helper, and nn.Module's own names.
+        taken = Namespace(_RESERVED, MODULE_ATTRS, self.class_names,
+                          (c.label for i in cd.instances for c in i.children))
         inst0 = cd.instances[0]
         cd.slot_code = []
         cd.param_slot = []
@@ -232,7 +234,6 @@ class Emitter:
                 ):
                     pname = "in_channels"
                 pname = _pyname(pname or _slot_hint(cd.templates[0], s) or f"n{len(params)}", taken)
-                taken.add(pname)
                 params[col] = pname
                 cd.params.append(pname)
                 cd.param_slot.append(s)
@@ -247,7 +248,7 @@ class Emitter:
         for cd in self.order:
             inst = cd.instances[0]
             groups.setdefault((inst.kind, inst.name), []).append(cd)
-        self.class_names = set()
+        self.class_names = Namespace()
         for (kind, base), cds in groups.items():
             base = base if kind != "group" else _camel(base)
             if len(cds) == 1:
@@ -259,9 +260,7 @@ class Emitter:
                 cd.name = self._class_name(base + suffix)
 
     def _class_name(self, base: str) -> str:
-        name = _pyname(base, self.class_names)
-        self.class_names.add(name)
-        return name
+        return _pyname(base, self.class_names)
 
     # ---- entry ----
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import networkx as nx
 
+from udnet.backends.pytorch.names import Namespace
 from udnet.ir.analysis import join_columns
 from udnet.ir.graph import IR, within
 from udnet.ir.ops import OPS
@@ -71,7 +72,6 @@ class Instance:
 def build_instances(ir: IR) -> Instance:
     """The module tree of the IR, innermost scopes first resolved."""
     columns = join_columns(ir)
-    topo = {n: i for i, n in enumerate(ir.topo())}
     buffers = ir.graph.get("buffers", [])
     # Nodes with no statement of their own: the ReLU and conv of a fused reader, and the
     # slices that drop a link's head (the buffer handle stands for them).
@@ -91,81 +91,112 @@ def build_instances(ir: IR) -> Instance:
         return any(b.base == v and within(path, b.scope)
                    and (path == b.scope or not within(ir.nodes[v]["scope"], path)) for b in buffers)
     scopes = ir.graph["scopes"]
-    nodes_in: dict[str, list[int]] = {"": []}
+    # Every pass below is linear in nodes and edges (times the nesting an edge crosses):
+    # a scope never walks the nodes of the scopes nested in it.
+    order = ir.topo()
+    topo = {n: i for i, n in enumerate(order)}
+    outside = {ir.input_node, ir.output_node}  # outside every scope, the root's included
+    parent = {p: p.rpartition(".")[0] for p in scopes}
+    depth = {p: p.count(".") + 1 for p in scopes}
+    depth[""] = 0
+    own: dict[str, list[int]] = {"": []}
     for p in scopes:
-        nodes_in[p] = []
-    for n, d in ir.nodes(data=True):
-        if d["op"] in ("input", "output"):  # outside every scope, the root's included
+        own[p] = []
+    first: dict[str, int] = {}  # scope -> earliest node inside it (nested scopes included)
+    for n in order:
+        if n in outside:
             continue
-        s = d["scope"]
-        while True:
-            nodes_in[s].append(n)
+        s = ir.nodes[n]["scope"]
+        own[s].append(n)
+        while s not in first:
+            first[s] = topo[n]
             if not s:
                 break
-            s = s.rpartition(".")[0]
-
-    def child_label(path: str, inner: str) -> str:
-        rest = inner[len(path) + 1 :] if path else inner
-        return rest.split(".")[0]
+            s = parent[s]
+    child_scopes: dict[str, list[str]] = {p: [] for p in own}
+    for p in scopes:
+        if p in first:
+            child_scopes[parent[p]].append(p)
+    # For every edge u -> v: the scopes v is in and u is not read u (inputs), the scopes
+    # u is in and v is not export it (outputs), and the innermost scope holding both
+    # orders the two items (own node or child scope) u and v belong to.
+    reads: dict[str, list[tuple[int, int, int]]] = {p: [] for p in own}
+    exports: dict[str, set[int]] = {p: set() for p in own}
+    deps: dict[str, list[tuple]] = {p: [] for p in own}
+    for v in order:
+        for port, u in enumerate(ir.inputs(v)):
+            su = None if u in outside else ir.nodes[u]["scope"]
+            sv = None if v in outside else ir.nodes[v]["scope"]
+            up_u: list[str] = []
+            up_v: list[str] = []
+            a, b = su, sv
+            if a is None or b is None:
+                while a is not None:
+                    up_u.append(a)
+                    a = parent[a] if a else None
+                while b is not None:
+                    up_v.append(b)
+                    b = parent[b] if b else None
+            else:
+                while depth[a] > depth[b]:
+                    up_u.append(a)
+                    a = parent[a]
+                while depth[b] > depth[a]:
+                    up_v.append(b)
+                    b = parent[b]
+                while a != b:
+                    up_u.append(a)
+                    up_v.append(b)
+                    a, b = parent[a], parent[b]
+                deps[a].append((up_u[-1] if up_u else u, up_v[-1] if up_v else v))
+            for p in up_v:
+                reads[p].append((topo[v], port, u))
+            for p in up_u:
+                exports[p].add(u)
 
     def make(path: str) -> Instance:
-        members = set(nodes_in[path])
         if path:
             sc = scopes[path]
             kind, name, args = sc.kind, sc.block or path.rpartition(".")[2], sc.args
         else:
             kind, name, args = "network", ir.graph["network"], ir.graph["params"]
         inputs: list[int] = []
-        outputs: list[int] = []
-        for n in sorted(members, key=topo.get):
-            for u in ir.inputs(n):
-                if u not in members and u not in inputs:
-                    inputs.append(u)
-            if any(v not in members for v in ir.consumers(n)):
-                outputs.append(n)
+        seen: set[int] = set()
+        for _, _, u in sorted(reads[path]):
+            if u not in seen:
+                seen.add(u)
+                inputs.append(u)
+        outputs = sorted(exports[path], key=topo.__getitem__)
+        if not path:  # the network reads its input and returns its output, even when they are one value
+            inputs, outputs = [ir.input_node], ir.inputs(ir.output_node)
         if path and scopes[path].input in inputs:
             inputs.remove(scopes[path].input)
             inputs.insert(0, scopes[path].input)
         inst = Instance(path, kind, name, args, inputs, outputs)
         # Items: own nodes, and direct child scopes collapsed to one call each.
-        item_of: dict[int, str | int] = {}
-        for n in members:
-            d = ir.nodes[n]
-            if d["op"] in ("input", "output"):
-                continue
-            if d["scope"] == path:
-                item_of[n] = n
-            else:
-                item_of[n] = child_label(path, f"{d['scope']}.{d['name']}" if d["name"] else d["scope"])
-        items: dict[Any, list[int]] = {}
-        for n, it in item_of.items():
-            items.setdefault(it, []).append(n)
+        label_of = {p: p.rpartition(".")[2] for p in child_scopes[path]}
+        # Generated submodule names (joins) yield to every user label of the scope.
+        labels = Namespace(label_of.values(), (ir.nodes[n]["name"] for n in own[path] if ir.nodes[n]["name"]))
         dag = nx.DiGraph()
-        for it in items:
-            dag.add_node(it)
-        for n, it in item_of.items():
-            for u in ir.inputs(n):
-                ut = item_of.get(u)
-                if ut is not None and ut != it:
-                    dag.add_edge(ut, it)
-        first = {it: min(topo[n] for n in ns) for it, ns in items.items()}
-        order = list(nx.lexicographical_topological_sort(dag, key=lambda it: first[it]))
+        dag.add_nodes_from(own[path])
+        dag.add_nodes_from(child_scopes[path])
+        dag.add_edges_from(deps[path])
+        key = {n: topo[n] for n in own[path]}
+        key.update((p, first[p]) for p in child_scopes[path])
+        order = list(nx.lexicographical_topological_sort(dag, key=key.__getitem__))
         for it in order:
             if isinstance(it, int):
                 if it not in absorbed:
-                    _node_stmt(ir, inst, it, columns)
+                    _node_stmt(ir, inst, it, columns, labels)
+                    if ir.nodes[it].get("var"):
+                        inst.var_names[it] = ir.nodes[it]["var"]
             else:
-                full = f"{path}.{it}" if path else it
-                if full in scopes:
-                    sub = make(full)
-                    inst.children.append(Child(it, "scope", (), sub))
-                    inst.body.append(Stmt("call", list(sub.inputs), list(sub.outputs), len(inst.children) - 1))
-                else:  # an op leaf inside a child path that is not a scope cannot happen
-                    raise AssertionError(f"no scope {full}")
-        for n in members:
-            var = ir.nodes[n].get("var")
-            if var:
-                inst.var_names[n] = var
+                sub = make(it)
+                inst.children.append(Child(label_of[it], "scope", (), sub))
+                inst.body.append(Stmt("call", list(sub.inputs), list(sub.outputs), len(inst.children) - 1))
+                for v in sub.outputs:
+                    if ir.nodes[v].get("var"):
+                        inst.var_names[v] = ir.nodes[v]["var"]
         _plan_buffers(ir, inst, buffers, is_handle)
         return inst
 
@@ -199,7 +230,7 @@ def _plan_buffers(ir: IR, inst: Instance, buffers, is_handle) -> None:
             st.reads = reads
 
 
-def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) -> None:
+def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], labels: Namespace) -> None:
     d = ir.nodes[n]
     op = d["op"]
     ins = ir.inputs(n)
@@ -237,13 +268,7 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) ->
     elif op == "join":
         a = d["attrs"]
         desc = ("join", len(ins), a["drop_local"], a["drop_global"], tuple(columns[n]))
-        taken = {c.label for c in inst.children}
-        label = "join"
-        k = 1
-        while label in taken:
-            k += 1
-            label = f"join{k}"
-        inst.children.append(Child(label, "join", desc))
+        inst.children.append(Child(labels.fresh("join", numbered=True), "join", desc))
         inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
     elif op == "slice":
         lo, hi = d["attrs"]["lo"], d["attrs"]["hi"]
