@@ -110,6 +110,7 @@ class Emitter:
         self.class_of_inst: dict[int, ClassDef] = {}
         self.class_names = Namespace()
         self.variants: dict[tuple, int] = {}
+        self.op_keys: dict[int, tuple] = {}  # id(child) -> key; the children live as long as self
 
     # ---- phase 1: templates and classes, innermost first ----
 
@@ -142,7 +143,10 @@ class Emitter:
     def _child_key(self, child: Child) -> tuple:
         if child.kind == "scope":
             return ("scope", id(self.class_of_inst[id(child.instance)]))
-        return (child.kind, _shape_key(_numify(child.desc)))
+        key = self.op_keys.get(id(child))  # loop folding asks for each child many times
+        if key is None:
+            key = self.op_keys[id(child)] = (child.kind, _shape_key(_numify(child.desc)))
+        return key
 
     def _desc(self, child: Child) -> tuple:
         if child.kind == "scope":
@@ -772,7 +776,7 @@ class _Printer:
 
     def forward_lines(self, tpl, inst: Instance) -> list[str]:
         n_in = tpl[1]
-        names: dict[int, str] = {}
+        names = _Names()
         live: set[str] = set()
         last_use = _last_uses(tpl)
         taken = set(_RESERVED)
@@ -802,8 +806,7 @@ class _Printer:
                 args = [names[v] for v in ins]
                 # A name dies with its value, unless another value still to be read shares it
                 # (a concat buffer holds its base and every link under one name).
-                dying = [names[v] for v in ins if last_use.get(v) == idx and not any(
-                    w != v and nm == names[v] and last_use.get(w, -1) > idx for w, nm in names.items())]
+                dying = [names[v] for v in ins if last_use.get(v) == idx and not names.shared(v, idx, last_use)]
                 if reads:
                     args = [a if r is None else f"concat_read({a}, {self._fwd(self.num(r))})"
                             for a, r in zip(args, reads)]
@@ -915,6 +918,26 @@ class _Printer:
         """A number's code as read in forward: constructor parameters live on self."""
         params = set(self.cd.params)
         return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: f"self.{m.group(0)}" if m.group(0) in params else m.group(0), code)
+
+
+class _Names(dict):
+    """value -> local name in forward, and for each name the values bound to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.holders: dict[str, set[int]] = {}
+
+    def __setitem__(self, value: int, name: str) -> None:
+        super().__setitem__(value, name)
+        self.holders.setdefault(name, set()).add(value)
+
+    def shared(self, v: int, idx: int, last_use: dict[int, int]) -> bool:
+        """Does another value still to be read after statement ``idx`` share ``v``'s name?
+        Values read for the last time are dropped, so each is looked at once more at most."""
+        holders = self.holders[self[v]]
+        done = [w for w in holders if w != v and last_use.get(w, -1) <= idx]
+        holders.difference_update(done)
+        return any(w != v and self[w] == self[v] for w in holders)
 
 
 _RESERVED_ATTRS = {"training", "forward"}

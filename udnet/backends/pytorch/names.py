@@ -11,21 +11,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
-#: Attributes and methods of ``torch.nn.Module`` (torch 2.x): a plain attribute of
-#: one of these names would shadow it (``self.to = 3`` breaks ``model.to``).
-MODULE_ATTRS = frozenset({
-    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children",
-    "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
-    "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
-    "load_state_dict", "modules", "mtia", "named_buffers", "named_children", "named_modules",
-    "named_parameters", "parameters", "register_backward_hook", "register_buffer",
-    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
-    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
-    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
-    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
-    "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
-    "training", "type", "xpu", "zero_grad",
-})  # fmt: skip
+from udnet.elaborate.elaborator import RESERVED_LABELS
+
+#: nn.Module's attributes and methods: a plain attribute of one of these names would
+#: shadow it (``self.to = 3`` breaks ``model.to``).
+MODULE_ATTRS = RESERVED_LABELS
 
 
 class Namespace:

@@ -405,6 +405,13 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
         ]
 
     sig = refs(w0, carry_in)
+    # Labels must follow one pattern over the whole run (see below): a run whose labels
+    # break it is given up at once, so trying every start stays linear in the body.
+    first_labels = {j: (inst.children[s.child].label, inst.children[w1[j].child].label)
+                    for j, s in enumerate(w0) if s.child is not None}
+    label_pats = {j: label_pattern(list(pair)) for j, pair in first_labels.items()}
+    if any(pat is None for pat in label_pats.values()):
+        return None
     count = 1
     while start + (count + 1) * p <= len(body):
         prev, win = window(count - 1), window(count)
@@ -415,6 +422,9 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
         nxt = prev[carry_pos[0]].outs[carry_pos[1]] if carry_pos else None
         if refs(win, nxt) != sig:
             break
+        if count >= 2 and not all(_continues(inst.children[win[j].child].label, pat, count)
+                                  for j, pat in label_pats.items()):
+            return None  # the whole run's labels follow no pattern
         count += 1
     # Short runs read better unrolled, and so do runs whose labels follow no pattern.
     if count < 3:
@@ -444,6 +454,13 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
 
 
 _TAIL_NUMBER = re.compile(r"^(.*?)(\d+)(\D*)$")
+
+
+def _continues(label: str, pat: tuple[str, int, int, str], w: int) -> bool:
+    """Is ``label`` the ``w``-th (from 0) of ``pat``, as ``label_pattern`` reads it?"""
+    m = _TAIL_NUMBER.match(label)
+    prefix, start, step, suffix = pat
+    return bool(m) and m.group(1) == prefix and m.group(3) == suffix and m.group(2) == str(start + w * step)
 
 
 def label_pattern(labels: list[str]) -> tuple[str, int, int, str] | None:
