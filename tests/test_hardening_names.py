@@ -321,5 +321,5 @@ def test_emitting_a_deep_tree_is_near_linear(monkeypatch, patterned):
         # Loop folding gives up a run as soon as its labels break the pattern.
         assert w2["keys"] <= 1.25 * grow * w["keys"], (depth, steps, w, w2)
         assert w2["size"] <= 1.25 * grow * w["size"], (depth, steps, w, w2)
-        if steps > 10:
-            assert w2["calls"] <= 1.25 * grow * w["calls"], (depth, steps, w, w2)
+        # Nor does a class carry the numbers of everything nested in it.
+        assert w2["calls"] <= 1.25 * grow * w["calls"], (depth, steps, w, w2)

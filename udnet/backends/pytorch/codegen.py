@@ -52,6 +52,20 @@ class Num:
         self.slot = -1
 
 
+class ChildNums:
+    """The numbers of a scope child (one instance, or one per loop iteration): resolved
+    when the child's class is finished, to its constructor's arguments only. Copying
+    every number nested in the child instead would make each class as big as its
+    subtree, and emitting quadratic in the depth of the module tree."""
+
+    __slots__ = ("insts", "looped", "lists")
+
+    def __init__(self, insts: list, looped: bool, lists: bool = False):
+        self.insts = insts
+        self.looped = looped
+        self.lists = lists  # across the iterations, some number is not affine
+
+
 @dataclass
 class Affine:
     """Per-iteration numbers ``a + b * i`` (or an explicit list when not affine)."""
@@ -70,6 +84,8 @@ class ClassDef:
     slot_code: list[str] = field(default_factory=list)  # per slot: literal or parameter name
     forward_attrs: set[str] = field(default_factory=set)
     param_slot: list[int] = field(default_factory=list)  # first slot of each parameter
+    vectors: list[list] = field(default_factory=list)  # per instance: the value of each slot
+    index: dict[int, int] = field(default_factory=dict)  # id(instance) -> its position
 
 
 def _pyname(text: str, taken: Namespace | None = None) -> str:
@@ -111,6 +127,7 @@ class Emitter:
         self.class_names = Namespace()
         self.variants: dict[tuple, int] = {}
         self.op_keys: dict[int, tuple] = {}  # id(child) -> key; the children live as long as self
+        self.tpl_of: dict[int, Any] = {}  # id(instance) -> its template (children unresolved)
 
     # ---- phase 1: templates and classes, innermost first ----
 
@@ -139,6 +156,7 @@ class Emitter:
         cd.instances.append(inst)
         cd.templates.append(tpl)
         self.class_of_inst[id(inst)] = cd
+        self.tpl_of[id(inst)] = tpl
 
     def _child_key(self, child: Child) -> tuple:
         if child.kind == "scope":
@@ -150,9 +168,7 @@ class Emitter:
 
     def _desc(self, child: Child) -> tuple:
         if child.kind == "scope":
-            cd = self.class_of_inst[id(child.instance)]
-            tpl = cd.templates[cd.instances.index(child.instance)]
-            return ("scope", cd, tuple(Num(n.value) for n in _walk(tpl)))
+            return ("scope", self.class_of_inst[id(child.instance)], ChildNums([child.instance], False))
         return _numify(child.desc)
 
     def _template(self, inst: Instance) -> Any:
@@ -193,8 +209,10 @@ class Emitter:
                     kids = [inst.children[c] for c in loop.children[j]]
                     labels = [k.label for k in kids]
                     pat = label_pattern(labels)
-                    childs = (pat if pat else ("list",) + tuple(labels), kids[0].kind,
-                              _per_iteration([self._desc(k) for k in kids]))
+                    desc = _per_iteration([self._desc(k) for k in kids])
+                    if kids[0].kind == "scope":
+                        desc[2].lists = self._lists_in([k.instance for k in kids])
+                    childs = (pat if pat else ("list",) + tuple(labels), kids[0].kind, desc)
                 nums = _per_iteration([tuple(None if n is None else Num(n) for n in t) for t in loop.nums[j]]) \
                     if s.nums else ()
                 stmts.append(("lstmt", s.kind, tuple(local_ins), len(s.outs), childs, nums,
@@ -208,11 +226,46 @@ class Emitter:
 
     # ---- phase 2: constructor parameters, innermost first ----
 
+    def _lists_in(self, insts: list[Instance]) -> bool:
+        """Do the numbers of these instances of one class, every number nested in them
+        included, vary other than affinely from one instance to the next?"""
+        tpls = [self.tpl_of[id(i)] for i in insts]
+        if any(_form([n.value for n in col]) is None for col in zip(*(_walk(t) for t in tpls))):
+            return True
+        for refs in zip(*(_refs(t) for t in tpls)):
+            # A loop of children has the numbers of its first iteration and its steps.
+            for k in range(2 if refs[0].looped else 1):
+                if self._lists_in([r.insts[k] for r in refs]):
+                    return True
+        return False
+
+    def _resolve(self, t: Any) -> Any:
+        """The template with each child's numbers resolved to its constructor's arguments."""
+        if isinstance(t, ChildNums):
+            args = []
+            for inst in t.insts:
+                cd = self.class_of_inst[id(inst)]
+                vec = cd.vectors[cd.index[id(inst)]]
+                args.append([vec[s] for s in cd.param_slot])
+            if not t.looped:
+                return tuple(Num(v) for v in args[0])
+            out = []
+            for col in zip(*args):
+                form = _form(list(col))
+                assert form is not None, "a loop whose numbers are not affine is unrolled"
+                out.append(Affine(Num(form[0]), Num(form[1])))
+            return tuple(out)
+        if isinstance(t, tuple):
+            return tuple(self._resolve(e) for e in t)
+        return t
+
     def _finish_class(self, cd: ClassDef) -> None:
+        cd.templates = [self._resolve(t) for t in cd.templates]
         for t in cd.templates:
             _assign_slots(t)
         used = _used_slots(cd.templates[0])
-        vectors = [list(_slot_values(t)) for t in cd.templates]
+        vectors = cd.vectors = [list(_slot_values(t)) for t in cd.templates]
+        cd.index = {id(inst): k for k, inst in enumerate(cd.instances)}
         forward_slots = _forward_slots(cd.templates[0])
         params: dict[tuple, str] = {}
         # A parameter is also a plain attribute (self.n): it yields to every label of the
@@ -391,6 +444,9 @@ def _per_iteration(descs: list[tuple]) -> tuple:
     out = []
     for k, v in enumerate(first):
         column = [d[k] for d in descs]
+        if isinstance(v, ChildNums):
+            out.append(ChildNums([i for c in column for i in c.insts], True))
+            continue
         if isinstance(v, Num):
             vals = [c.value for c in column]
             if all(isinstance(x, int) and not isinstance(x, bool) for x in vals):
@@ -458,7 +514,29 @@ def _distinguishing_suffixes(cds: list[ClassDef]) -> list[str] | None:
     return out if len(set(out)) == len(out) else None
 
 
+def _form(vals: list) -> tuple | None:
+    """Numbers of successive iterations as (first, step): affine integers or equal values."""
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in vals):
+        step = vals[1] - vals[0] if len(vals) > 1 else 0
+        if all(b - a == step for a, b in zip(vals, vals[1:])):
+            return vals[0], step
+    if all(x == vals[0] for x in vals):
+        return vals[0], 0
+    return None
+
+
+def _refs(t: Any):
+    """Yield the ChildNums leaves in a fixed order."""
+    if isinstance(t, ChildNums):
+        yield t
+    elif isinstance(t, (tuple, list)):
+        for e in t:
+            yield from _refs(e)
+
+
 def _has_lists(t: Any) -> bool:
+    if isinstance(t, ChildNums):
+        return t.lists
     if isinstance(t, Affine):
         return t.values is not None
     if isinstance(t, (tuple, list)):
@@ -486,6 +564,8 @@ def _walk(t: Any):
 def _shape_key(t: Any) -> Any:
     if isinstance(t, Num):
         return "#"
+    if isinstance(t, ChildNums):
+        return ("child", t.looped)
     if isinstance(t, Affine):
         if t.values is not None:
             return ("list", len(t.values))
@@ -514,11 +594,7 @@ def _used_slots(t: Any) -> set[int]:
     used: set[int] = set()
 
     def desc_slots(desc: tuple) -> None:
-        if desc and desc[0] == "scope":
-            for s in desc[1].param_slot:
-                used.update(n.slot for n in _walk(desc[2][s]))
-        else:
-            used.update(n.slot for n in _walk(desc))
+        used.update(n.slot for n in _walk(desc))  # a child scope's numbers are its arguments
 
     used.update(n.slot for n in _walk(t[5]))
     for item in t[2]:
@@ -575,7 +651,7 @@ def _slot_hint(t: Any, slot: int) -> str | None:
         nums = list(_walk(desc))
         for k, n in enumerate(nums):
             if n.slot == slot:
-                names = fields.get(desc[0], ())
+                names = desc[1].params if desc[0] == "scope" else fields.get(desc[0], ())
                 field_name = names[k] if k < len(names) else f"arg{k}"
                 return f"{label}_{field_name}" if _IDENT.fullmatch(label) else field_name
     return None
@@ -662,7 +738,7 @@ class _Printer:
         kind = desc[0]
         if kind == "scope":
             cd = desc[1]
-            values = [v(desc[2][s]) for s in cd.param_slot]
+            values = [v(n) for n in desc[2]]
             if len(values) == 1:
                 return cd.name, values
             return cd.name, [f"{p}={val}" for p, val in zip(cd.params, values)]
