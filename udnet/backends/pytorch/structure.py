@@ -329,12 +329,16 @@ def fold_loops(inst: Instance, class_of) -> None:
     the caller handles children first). ``class_of(child)`` names a child's class key."""
     body = inst.body
     used_after = _uses(inst)
+    # Each statement's key once: every start tries every period against it.
+    stmt_keys = [_stmt_key(inst, s, class_of) if isinstance(s, Stmt) else None for s in body]
     out: list[Any] = []
     i = 0
     while i < len(body):
         best = None
         for p in range(1, min(_MAX_PERIOD, (len(body) - i) // 2) + 1):
-            loop = _try_loop(inst, body, i, p, class_of, used_after)
+            if stmt_keys[i : i + p] != stmt_keys[i + p : i + 2 * p]:
+                continue  # not even two equal windows
+            loop = _try_loop(inst, body, i, p, class_of, used_after, stmt_keys)
             if loop is not None and (best is None or loop.count * p > best.count * len(best.body)):
                 best = loop
         if best is None:
@@ -364,7 +368,7 @@ def _stmt_key(inst: Instance, s: Stmt, class_of) -> tuple:
     return (s.kind, len(s.ins), len(s.outs), class_of(inst.children[s.child]))
 
 
-def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
+def _try_loop(inst, body, start, p, class_of, uses, stmt_keys) -> Loop | None:
     def window(w):
         return body[start + w * p : start + (w + 1) * p]
 
@@ -373,8 +377,8 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
     if any(s.reads or s.extra or s.kind == "start" for s in body[start : start + 2 * p]):
         return None
     w0, w1 = window(0), window(1)
-    keys = [_stmt_key(inst, s, class_of) for s in w0]
-    if [_stmt_key(inst, s, class_of) for s in w1] != keys:
+    keys = stmt_keys[start : start + p]
+    if stmt_keys[start + p : start + 2 * p] != keys:
         return None
     produced0 = {v: (j, k) for j, s in enumerate(w0) for k, v in enumerate(s.outs)}
     # The carried value: what window 1 reads from window 0.
@@ -417,7 +421,7 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
         prev, win = window(count - 1), window(count)
         if not all(isinstance(s, Stmt) for s in win):
             break
-        if [_stmt_key(inst, s, class_of) for s in win] != keys:
+        if stmt_keys[start + count * p : start + (count + 1) * p] != keys:
             break
         nxt = prev[carry_pos[0]].outs[carry_pos[1]] if carry_pos else None
         if refs(win, nxt) != sig:
