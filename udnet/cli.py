@@ -92,14 +92,17 @@ def _build(args):
 def cmd_check(args) -> int:
     from udnet.ir.ops import fmt
 
+    from udnet.passes.prune import params_after
+
     ir = _build(args)
     inp = ir.nodes[ir.input_node]["shape"]
     macs = ir.mac_count()
+    params, kept = ir.param_count(), params_after(ir)  # the compiled module holds the latter
     rows = [
         ("input", fmt(inp)),
         ("output", fmt(ir.output_shape)),
         ("nodes", f"{ir.number_of_nodes():,}"),
-        ("params", f"{ir.param_count():,}"),
+        ("params", f"{params:,}" + (f" ({kept:,} after passes)" if kept != params else "")),
         ("MACs", f"{macs:,} ({_si(macs)})"),
     ]
     print(f"{show_path(args.spec)}: network {ir.graph['network']} ok")

@@ -35,6 +35,20 @@ def run(ir: IR, options: Options) -> Report:
     return report
 
 
+def params_after(ir: IR) -> int:
+    """The parameter count of ``ir`` after this pass (``ir`` is left unchanged). Cheap when
+    nothing dies: every node reaches the output and no concat operand is zero-wide."""
+    zero_wide = any(d["op"] == "concat" and any(e[2]["channels"][0] == e[2]["channels"][1]
+                                                for e in ir.in_edges_by_port(n)) for n, d in ir.nodes(data=True))
+    if not zero_wide and not _unreachable(ir):
+        return ir.param_count()
+    import copy
+
+    pruned = copy.deepcopy(ir)
+    run(pruned, Options())
+    return pruned.param_count()
+
+
 def _unreachable(ir: IR) -> list[int]:
     live = nx.ancestors(ir, ir.output_node) | {ir.output_node}
     return [n for n in ir.nodes if n not in live and n != ir.input_node]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udnet.backends.pytorch import runtime
+from udnet.backends.pytorch.names import MODULE_ATTRS, Namespace
 from udnet.backends.pytorch.structure import (
     Child,
     Instance,
@@ -51,6 +52,20 @@ class Num:
         self.slot = -1
 
 
+class ChildNums:
+    """The numbers of a scope child (one instance, or one per loop iteration): resolved
+    when the child's class is finished, to its constructor's arguments only. Copying
+    every number nested in the child instead would make each class as big as its
+    subtree, and emitting quadratic in the depth of the module tree."""
+
+    __slots__ = ("insts", "looped", "lists")
+
+    def __init__(self, insts: list, looped: bool, lists: bool = False):
+        self.insts = insts
+        self.looped = looped
+        self.lists = lists  # across the iterations, some number is not affine
+
+
 @dataclass
 class Affine:
     """Per-iteration numbers ``a + b * i`` (or an explicit list when not affine)."""
@@ -69,17 +84,17 @@ class ClassDef:
     slot_code: list[str] = field(default_factory=list)  # per slot: literal or parameter name
     forward_attrs: set[str] = field(default_factory=set)
     param_slot: list[int] = field(default_factory=list)  # first slot of each parameter
+    vectors: list[list] = field(default_factory=list)  # per instance: the value of each slot
+    index: dict[int, int] = field(default_factory=dict)  # id(instance) -> its position
 
 
-def _pyname(text: str, taken: set[str] | None = None) -> str:
+def _pyname(text: str, taken: Namespace | None = None) -> str:
     if text.startswith("__"):  # inside a class Python mangles __x, and __class__ is super()'s cell
         text = "_" + text.lstrip("_")
     name = text if _IDENT.fullmatch(text) and text not in _RESERVED else f"{text}_"
     if not _IDENT.fullmatch(name):  # ASCII only: Python folds unicode names (NFKC), so they could collide
         name = "v_" + re.sub(r"[^A-Za-z0-9_]", "_", text)
-    while taken is not None and name in taken:
-        name += "_"
-    return name
+    return name if taken is None else taken.fresh(name)
 
 
 def _lit(v: Any) -> str:
@@ -109,8 +124,10 @@ class Emitter:
         self.classes: dict[tuple, ClassDef] = {}
         self.order: list[ClassDef] = []
         self.class_of_inst: dict[int, ClassDef] = {}
-        self.class_names: set[str] = set()
+        self.class_names = Namespace()
         self.variants: dict[tuple, int] = {}
+        self.op_keys: dict[int, tuple] = {}  # id(child) -> key; the children live as long as self
+        self.tpl_of: dict[int, Any] = {}  # id(instance) -> its template (children unresolved)
 
     # ---- phase 1: templates and classes, innermost first ----
 
@@ -139,17 +156,19 @@ class Emitter:
         cd.instances.append(inst)
         cd.templates.append(tpl)
         self.class_of_inst[id(inst)] = cd
+        self.tpl_of[id(inst)] = tpl
 
     def _child_key(self, child: Child) -> tuple:
         if child.kind == "scope":
             return ("scope", id(self.class_of_inst[id(child.instance)]))
-        return (child.kind, _shape_key(_numify(child.desc)))
+        key = self.op_keys.get(id(child))  # loop folding asks for each child many times
+        if key is None:
+            key = self.op_keys[id(child)] = (child.kind, _shape_key(_numify(child.desc)))
+        return key
 
     def _desc(self, child: Child) -> tuple:
         if child.kind == "scope":
-            cd = self.class_of_inst[id(child.instance)]
-            tpl = cd.templates[cd.instances.index(child.instance)]
-            return ("scope", cd, tuple(Num(n.value) for n in _walk(tpl)))
+            return ("scope", self.class_of_inst[id(child.instance)], ChildNums([child.instance], False))
         return _numify(child.desc)
 
     def _template(self, inst: Instance) -> Any:
@@ -190,8 +209,10 @@ class Emitter:
                     kids = [inst.children[c] for c in loop.children[j]]
                     labels = [k.label for k in kids]
                     pat = label_pattern(labels)
-                    childs = (pat if pat else ("list",) + tuple(labels), kids[0].kind,
-                              _per_iteration([self._desc(k) for k in kids]))
+                    desc = _per_iteration([self._desc(k) for k in kids])
+                    if kids[0].kind == "scope":
+                        desc[2].lists = self._lists_in([k.instance for k in kids])
+                    childs = (pat if pat else ("list",) + tuple(labels), kids[0].kind, desc)
                 nums = _per_iteration([tuple(None if n is None else Num(n) for n in t) for t in loop.nums[j]]) \
                     if s.nums else ()
                 stmts.append(("lstmt", s.kind, tuple(local_ins), len(s.outs), childs, nums,
@@ -205,14 +226,52 @@ class Emitter:
 
     # ---- phase 2: constructor parameters, innermost first ----
 
+    def _lists_in(self, insts: list[Instance]) -> bool:
+        """Do the numbers of these instances of one class, every number nested in them
+        included, vary other than affinely from one instance to the next?"""
+        tpls = [self.tpl_of[id(i)] for i in insts]
+        if any(_form([n.value for n in col]) is None for col in zip(*(_walk(t) for t in tpls))):
+            return True
+        for refs in zip(*(_refs(t) for t in tpls)):
+            # A loop of children has the numbers of its first iteration and its steps.
+            for k in range(2 if refs[0].looped else 1):
+                if self._lists_in([r.insts[k] for r in refs]):
+                    return True
+        return False
+
+    def _resolve(self, t: Any) -> Any:
+        """The template with each child's numbers resolved to its constructor's arguments."""
+        if isinstance(t, ChildNums):
+            args = []
+            for inst in t.insts:
+                cd = self.class_of_inst[id(inst)]
+                vec = cd.vectors[cd.index[id(inst)]]
+                args.append([vec[s] for s in cd.param_slot])
+            if not t.looped:
+                return tuple(Num(v) for v in args[0])
+            out = []
+            for col in zip(*args):
+                form = _form(list(col))
+                assert form is not None, "a loop whose numbers are not affine is unrolled"
+                out.append(Affine(Num(form[0]), Num(form[1])))
+            return tuple(out)
+        if isinstance(t, tuple):
+            return tuple(self._resolve(e) for e in t)
+        return t
+
     def _finish_class(self, cd: ClassDef) -> None:
+        cd.templates = [self._resolve(t) for t in cd.templates]
         for t in cd.templates:
             _assign_slots(t)
         used = _used_slots(cd.templates[0])
-        vectors = [list(_slot_values(t)) for t in cd.templates]
+        vectors = cd.vectors = [list(_slot_values(t)) for t in cd.templates]
+        cd.index = {id(inst): k for k, inst in enumerate(cd.instances)}
         forward_slots = _forward_slots(cd.templates[0])
         params: dict[tuple, str] = {}
-        taken: set[str] = set()
+        # A parameter is also a plain attribute (self.n): it yields to every label of the
+        # class (loop-made ones included), every class and helper, and nn.Module's own names.
+        taken = Namespace(_RESERVED, MODULE_ATTRS, self.class_names,
+                          (c.label for i in cd.instances for c in i.children))
         inst0 = cd.instances[0]
         cd.slot_code = []
         cd.param_slot = []
@@ -233,7 +292,6 @@ class Emitter:
                 ):
                     pname = "in_channels"
                 pname = _pyname(pname or _slot_hint(cd.templates[0], s) or f"n{len(params)}", taken)
-                taken.add(pname)
                 params[key] = pname
                 cd.params.append(pname)
                 cd.param_slot.append(s)
@@ -248,7 +306,7 @@ class Emitter:
         for cd in self.order:
             inst = cd.instances[0]
             groups.setdefault((inst.kind, inst.name), []).append(cd)
-        self.class_names = set()
+        self.class_names = Namespace()
         for (kind, base), cds in groups.items():
             base = base if kind != "group" else _camel(base)
             if len(cds) == 1:
@@ -260,9 +318,7 @@ class Emitter:
                 cd.name = self._class_name(base + suffix)
 
     def _class_name(self, base: str) -> str:
-        name = _pyname(base, self.class_names)
-        self.class_names.add(name)
-        return name
+        return _pyname(base, self.class_names)
 
     # ---- entry ----
 
@@ -389,6 +445,9 @@ def _per_iteration(descs: list[tuple]) -> tuple:
     out = []
     for k, v in enumerate(first):
         column = [d[k] for d in descs]
+        if isinstance(v, ChildNums):
+            out.append(ChildNums([i for c in column for i in c.insts], True))
+            continue
         if isinstance(v, Num):
             vals = [c.value for c in column]
             if all(isinstance(x, int) and not isinstance(x, bool) for x in vals):
@@ -456,7 +515,29 @@ def _distinguishing_suffixes(cds: list[ClassDef]) -> list[str] | None:
     return out if len(set(out)) == len(out) else None
 
 
+def _form(vals: list) -> tuple | None:
+    """Numbers of successive iterations as (first, step): affine integers or equal values."""
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in vals):
+        step = vals[1] - vals[0] if len(vals) > 1 else 0
+        if all(b - a == step for a, b in zip(vals, vals[1:])):
+            return vals[0], step
+    if all(x == vals[0] for x in vals):
+        return vals[0], 0
+    return None
+
+
+def _refs(t: Any):
+    """Yield the ChildNums leaves in a fixed order."""
+    if isinstance(t, ChildNums):
+        yield t
+    elif isinstance(t, (tuple, list)):
+        for e in t:
+            yield from _refs(e)
+
+
 def _has_lists(t: Any) -> bool:
+    if isinstance(t, ChildNums):
+        return t.lists
     if isinstance(t, Affine):
         return t.values is not None
     if isinstance(t, (tuple, list)):
@@ -484,6 +565,8 @@ def _walk(t: Any):
 def _shape_key(t: Any) -> Any:
     if isinstance(t, Num):
         return "#"
+    if isinstance(t, ChildNums):
+        return ("child", t.looped)
     if isinstance(t, Affine):
         if t.values is not None:
             return ("list", len(t.values))
@@ -512,11 +595,7 @@ def _used_slots(t: Any) -> set[int]:
     used: set[int] = set()
 
     def desc_slots(desc: tuple) -> None:
-        if desc and desc[0] == "scope":
-            for s in desc[1].param_slot:
-                used.update(n.slot for n in _walk(desc[2][s]))
-        else:
-            used.update(n.slot for n in _walk(desc))
+        used.update(n.slot for n in _walk(desc))  # a child scope's numbers are its arguments
 
     used.update(n.slot for n in _walk(t[5]))
     for item in t[2]:
@@ -573,7 +652,7 @@ def _slot_hint(t: Any, slot: int) -> str | None:
         nums = list(_walk(desc))
         for k, n in enumerate(nums):
             if n.slot == slot:
-                names = fields.get(desc[0], ())
+                names = desc[1].params if desc[0] == "scope" else fields.get(desc[0], ())
                 field_name = names[k] if k < len(names) else f"arg{k}"
                 return f"{label}_{field_name}" if _IDENT.fullmatch(label) else field_name
     return None
@@ -660,7 +739,7 @@ class _Printer:
         kind = desc[0]
         if kind == "scope":
             cd = desc[1]
-            values = [v(desc[2][s]) for s in cd.param_slot]
+            values = [v(n) for n in desc[2]]
             if len(values) == 1:
                 return cd.name, values
             return cd.name, [f"{p}={val}" for p, val in zip(cd.params, values)]
@@ -774,7 +853,7 @@ class _Printer:
 
     def forward_lines(self, tpl, inst: Instance) -> list[str]:
         n_in = tpl[1]
-        names: dict[int, str] = {}
+        names = _Names()
         live: set[str] = set()
         last_use = _last_uses(tpl)
         taken = set(_RESERVED)
@@ -804,8 +883,7 @@ class _Printer:
                 args = [names[v] for v in ins]
                 # A name dies with its value, unless another value still to be read shares it
                 # (a concat buffer holds its base and every link under one name).
-                dying = [names[v] for v in ins if last_use.get(v) == idx and not any(
-                    w != v and nm == names[v] and last_use.get(w, -1) > idx for w, nm in names.items())]
+                dying = [names[v] for v in ins if last_use.get(v) == idx and not names.shared(v, idx, last_use)]
                 if reads:
                     args = [a if r is None else f"concat_read({a}, {self._fwd(self.num(r))})"
                             for a, r in zip(args, reads)]
@@ -917,6 +995,26 @@ class _Printer:
         """A number's code as read in forward: constructor parameters live on self."""
         params = set(self.cd.params)
         return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: f"self.{m.group(0)}" if m.group(0) in params else m.group(0), code)
+
+
+class _Names(dict):
+    """value -> local name in forward, and for each name the values bound to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.holders: dict[str, set[int]] = {}
+
+    def __setitem__(self, value: int, name: str) -> None:
+        super().__setitem__(value, name)
+        self.holders.setdefault(name, set()).add(value)
+
+    def shared(self, v: int, idx: int, last_use: dict[int, int]) -> bool:
+        """Does another value still to be read after statement ``idx`` share ``v``'s name?
+        Values read for the last time are dropped, so each is looked at once more at most."""
+        holders = self.holders[self[v]]
+        done = [w for w in holders if w != v and last_use.get(w, -1) <= idx]
+        holders.difference_update(done)
+        return any(w != v and self[w] == self[v] for w in holders)
 
 
 _RESERVED_ATTRS = {"training", "forward"}

@@ -15,6 +15,7 @@ from typing import Any
 
 import networkx as nx
 
+from udnet.backends.pytorch.names import Namespace
 from udnet.ir.analysis import join_columns
 from udnet.ir.graph import IR, within
 from udnet.ir.ops import OPS
@@ -71,7 +72,6 @@ class Instance:
 def build_instances(ir: IR) -> Instance:
     """The module tree of the IR, innermost scopes first resolved."""
     columns = join_columns(ir)
-    topo = {n: i for i, n in enumerate(ir.topo())}
     buffers = ir.graph.get("buffers", [])
     # Nodes with no statement of their own: the ReLU and conv of a fused reader, and the
     # slices that drop a link's head (the buffer handle stands for them).
@@ -91,38 +91,84 @@ def build_instances(ir: IR) -> Instance:
         return any(b.base == v and within(path, b.scope)
                    and (path == b.scope or not within(ir.nodes[v]["scope"], path)) for b in buffers)
     scopes = ir.graph["scopes"]
-    nodes_in: dict[str, list[int]] = {"": []}
+    # Every pass below is linear in nodes and edges (times the nesting an edge crosses):
+    # a scope never walks the nodes of the scopes nested in it.
+    order = ir.topo()
+    topo = {n: i for i, n in enumerate(order)}
+    outside = {ir.input_node, ir.output_node}  # outside every scope, the root's included
+    parent = {p: p.rpartition(".")[0] for p in scopes}
+    depth = {p: p.count(".") + 1 for p in scopes}
+    depth[""] = 0
+    own: dict[str, list[int]] = {"": []}
     for p in scopes:
-        nodes_in[p] = []
-    for n, d in ir.nodes(data=True):
-        if d["op"] in ("input", "output"):  # outside every scope, the root's included
+        own[p] = []
+    first: dict[str, int] = {}  # scope -> earliest node inside it (nested scopes included)
+    for n in order:
+        if n in outside:
             continue
-        s = d["scope"]
-        while True:
-            nodes_in[s].append(n)
+        s = ir.nodes[n]["scope"]
+        own[s].append(n)
+        while s not in first:
+            first[s] = topo[n]
             if not s:
                 break
-            s = s.rpartition(".")[0]
-
-    def child_label(path: str, inner: str) -> str:
-        rest = inner[len(path) + 1 :] if path else inner
-        return rest.split(".")[0]
+            s = parent[s]
+    child_scopes: dict[str, list[str]] = {p: [] for p in own}
+    for p in scopes:
+        if p in first:
+            child_scopes[parent[p]].append(p)
+    # For every edge u -> v: the scopes v is in and u is not read u (inputs), the scopes
+    # u is in and v is not export it (outputs), and the innermost scope holding both
+    # orders the two items (own node or child scope) u and v belong to.
+    reads: dict[str, list[tuple[int, int, int]]] = {p: [] for p in own}
+    exports: dict[str, set[int]] = {p: set() for p in own}
+    deps: dict[str, list[tuple]] = {p: [] for p in own}
+    for v in order:
+        for port, u in enumerate(ir.inputs(v)):
+            su = None if u in outside else ir.nodes[u]["scope"]
+            sv = None if v in outside else ir.nodes[v]["scope"]
+            up_u: list[str] = []
+            up_v: list[str] = []
+            a, b = su, sv
+            if a is None or b is None:
+                while a is not None:
+                    up_u.append(a)
+                    a = parent[a] if a else None
+                while b is not None:
+                    up_v.append(b)
+                    b = parent[b] if b else None
+            else:
+                while depth[a] > depth[b]:
+                    up_u.append(a)
+                    a = parent[a]
+                while depth[b] > depth[a]:
+                    up_v.append(b)
+                    b = parent[b]
+                while a != b:
+                    up_u.append(a)
+                    up_v.append(b)
+                    a, b = parent[a], parent[b]
+                deps[a].append((up_u[-1] if up_u else u, up_v[-1] if up_v else v))
+            for p in up_v:
+                reads[p].append((topo[v], port, u))
+            for p in up_u:
+                exports[p].add(u)
 
     def make(path: str) -> Instance:
-        members = set(nodes_in[path])
         if path:
             sc = scopes[path]
             kind, name, args = sc.kind, sc.block or path.rpartition(".")[2], sc.args
         else:
             kind, name, args = "network", ir.graph["network"], ir.graph["params"]
         inputs: list[int] = []
-        outputs: list[int] = []
-        for n in sorted(members, key=topo.get):
-            for u in ir.inputs(n):
-                if u not in members and u not in inputs:
-                    inputs.append(u)
-            if any(v not in members for v in ir.consumers(n)):
-                outputs.append(n)
+        seen: set[int] = set()
+        for _, _, u in sorted(reads[path]):
+            if u not in seen:
+                seen.add(u)
+                inputs.append(u)
+        outputs = sorted(exports[path], key=topo.__getitem__)
+        if not path:  # the network reads its input and returns its output, even when they are one value
+            inputs, outputs = [ir.input_node], ir.inputs(ir.output_node)
         if path and scopes[path].input in inputs:
             inputs.remove(scopes[path].input)
             inputs.insert(0, scopes[path].input)
@@ -130,44 +176,29 @@ def build_instances(ir: IR) -> Instance:
             inputs.append(ir.graph["input"])
         inst = Instance(path, kind, name, args, inputs, outputs)
         # Items: own nodes, and direct child scopes collapsed to one call each.
-        item_of: dict[int, str | int] = {}
-        for n in members:
-            d = ir.nodes[n]
-            if d["op"] in ("input", "output"):
-                continue
-            if d["scope"] == path:
-                item_of[n] = n
-            else:
-                item_of[n] = child_label(path, f"{d['scope']}.{d['name']}" if d["name"] else d["scope"])
-        items: dict[Any, list[int]] = {}
-        for n, it in item_of.items():
-            items.setdefault(it, []).append(n)
+        label_of = {p: p.rpartition(".")[2] for p in child_scopes[path]}
+        # Generated submodule names (joins) yield to every user label of the scope.
+        labels = Namespace(label_of.values(), (ir.nodes[n]["name"] for n in own[path] if ir.nodes[n]["name"]))
         dag = nx.DiGraph()
-        for it in items:
-            dag.add_node(it)
-        for n, it in item_of.items():
-            for u in ir.inputs(n):
-                ut = item_of.get(u)
-                if ut is not None and ut != it:
-                    dag.add_edge(ut, it)
-        first = {it: min(topo[n] for n in ns) for it, ns in items.items()}
-        order = list(nx.lexicographical_topological_sort(dag, key=lambda it: first[it]))
+        dag.add_nodes_from(own[path])
+        dag.add_nodes_from(child_scopes[path])
+        dag.add_edges_from(deps[path])
+        key = {n: topo[n] for n in own[path]}
+        key.update((p, first[p]) for p in child_scopes[path])
+        order = list(nx.lexicographical_topological_sort(dag, key=key.__getitem__))
         for it in order:
             if isinstance(it, int):
                 if it not in absorbed:
-                    _node_stmt(ir, inst, it, columns)
+                    _node_stmt(ir, inst, it, columns, labels)
+                    if ir.nodes[it].get("var"):
+                        inst.var_names[it] = ir.nodes[it]["var"]
             else:
-                full = f"{path}.{it}" if path else it
-                if full in scopes:
-                    sub = make(full)
-                    inst.children.append(Child(it, "scope", (), sub))
-                    inst.body.append(Stmt("call", list(sub.inputs), list(sub.outputs), len(inst.children) - 1))
-                else:  # an op leaf inside a child path that is not a scope cannot happen
-                    raise AssertionError(f"no scope {full}")
-        for n in members:
-            var = ir.nodes[n].get("var")
-            if var:
-                inst.var_names[n] = var
+                sub = make(it)
+                inst.children.append(Child(label_of[it], "scope", (), sub))
+                inst.body.append(Stmt("call", list(sub.inputs), list(sub.outputs), len(inst.children) - 1))
+                for v in sub.outputs:
+                    if ir.nodes[v].get("var"):
+                        inst.var_names[v] = ir.nodes[v]["var"]
         _plan_buffers(ir, inst, buffers, is_handle)
         return inst
 
@@ -201,7 +232,7 @@ def _plan_buffers(ir: IR, inst: Instance, buffers, is_handle) -> None:
             st.reads = reads
 
 
-def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) -> None:
+def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], labels: Namespace) -> None:
     d = ir.nodes[n]
     op = d["op"]
     ins = ir.inputs(n)
@@ -239,13 +270,7 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]]) ->
     elif op == "join":
         a = d["attrs"]
         desc = ("join", len(ins), a["drop_local"], a["drop_global"], tuple(columns[n]))
-        taken = {c.label for c in inst.children}
-        label = "join"
-        k = 1
-        while label in taken:
-            k += 1
-            label = f"join{k}"
-        inst.children.append(Child(label, "join", desc))
+        inst.children.append(Child(labels.fresh("join", numbered=True), "join", desc))
         inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
     elif op == "slice":
         lo, hi = d["attrs"]["lo"], d["attrs"]["hi"]
@@ -306,12 +331,16 @@ def fold_loops(inst: Instance, class_of) -> None:
     the caller handles children first). ``class_of(child)`` names a child's class key."""
     body = inst.body
     used_after = _uses(inst)
+    # Each statement's key once: every start tries every period against it.
+    stmt_keys = [_stmt_key(inst, s, class_of) if isinstance(s, Stmt) else None for s in body]
     out: list[Any] = []
     i = 0
     while i < len(body):
         best = None
         for p in range(1, min(_MAX_PERIOD, (len(body) - i) // 2) + 1):
-            loop = _try_loop(inst, body, i, p, class_of, used_after)
+            if stmt_keys[i : i + p] != stmt_keys[i + p : i + 2 * p]:
+                continue  # not even two equal windows
+            loop = _try_loop(inst, body, i, p, class_of, used_after, stmt_keys)
             if loop is not None and (best is None or loop.count * p > best.count * len(best.body)):
                 best = loop
         if best is None:
@@ -341,7 +370,7 @@ def _stmt_key(inst: Instance, s: Stmt, class_of) -> tuple:
     return (s.kind, len(s.ins), len(s.outs), class_of(inst.children[s.child]))
 
 
-def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
+def _try_loop(inst, body, start, p, class_of, uses, stmt_keys) -> Loop | None:
     def window(w):
         return body[start + w * p : start + (w + 1) * p]
 
@@ -350,8 +379,8 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
     if any(s.reads or s.extra or s.kind == "start" for s in body[start : start + 2 * p]):
         return None
     w0, w1 = window(0), window(1)
-    keys = [_stmt_key(inst, s, class_of) for s in w0]
-    if [_stmt_key(inst, s, class_of) for s in w1] != keys:
+    keys = stmt_keys[start : start + p]
+    if stmt_keys[start + p : start + 2 * p] != keys:
         return None
     produced0 = {v: (j, k) for j, s in enumerate(w0) for k, v in enumerate(s.outs)}
     # The carried value: what window 1 reads from window 0.
@@ -382,16 +411,26 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
         ]
 
     sig = refs(w0, carry_in)
+    # Labels must follow one pattern over the whole run (see below): a run whose labels
+    # break it is given up at once, so trying every start stays linear in the body.
+    first_labels = {j: (inst.children[s.child].label, inst.children[w1[j].child].label)
+                    for j, s in enumerate(w0) if s.child is not None}
+    label_pats = {j: label_pattern(list(pair)) for j, pair in first_labels.items()}
+    if any(pat is None for pat in label_pats.values()):
+        return None
     count = 1
     while start + (count + 1) * p <= len(body):
         prev, win = window(count - 1), window(count)
         if not all(isinstance(s, Stmt) for s in win):
             break
-        if [_stmt_key(inst, s, class_of) for s in win] != keys:
+        if stmt_keys[start + count * p : start + (count + 1) * p] != keys:
             break
         nxt = prev[carry_pos[0]].outs[carry_pos[1]] if carry_pos else None
         if refs(win, nxt) != sig:
             break
+        if count >= 2 and not all(_continues(inst.children[win[j].child].label, pat, count)
+                                  for j, pat in label_pats.items()):
+            return None  # the whole run's labels follow no pattern
         count += 1
     # Short runs read better unrolled, and so do runs whose labels follow no pattern.
     if count < 3:
@@ -421,6 +460,13 @@ def _try_loop(inst, body, start, p, class_of, uses) -> Loop | None:
 
 
 _TAIL_NUMBER = re.compile(r"^(.*?)(\d+)(\D*)$")
+
+
+def _continues(label: str, pat: tuple[str, int, int, str], w: int) -> bool:
+    """Is ``label`` the ``w``-th (from 0) of ``pat``, as ``label_pattern`` reads it?"""
+    m = _TAIL_NUMBER.match(label)
+    prefix, start, step, suffix = pat
+    return bool(m) and m.group(1) == prefix and m.group(3) == suffix and m.group(2) == str(start + w * step)
 
 
 def label_pattern(labels: list[str]) -> tuple[str, int, int, str] | None:
