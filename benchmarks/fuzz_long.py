@@ -135,8 +135,10 @@ def run_case(case: str | bytes, tmpdir: str, passes: bool, kind: str = "") -> st
 
 def where(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
-    inside = [f for f in tb if "/udnet/" in f.filename] or tb
+    inside = [f for f in tb if "/udnet/" in f.filename or f.filename.startswith("<udnet-generated")] or tb
     f = inside[-1]
+    if f.filename.startswith("<udnet-generated"):  # one file name per emitted module: group by function
+        return f"the emitted module, in {f.name}"
     return f"{Path(f.filename).name}:{f.lineno} in {f.name}"
 
 
@@ -266,7 +268,7 @@ def main() -> int:
     ap.add_argument("--kinds", default="", help=f"comma-separated kinds to run (default: all): {', '.join(KINDS)}")
     ap.add_argument("--passes", action="store_true", help="also run the optimisation passes on each IR")
     ap.add_argument("--slow", type=float, default=2.0, help="list cases slower than this many seconds")
-    ap.add_argument("--case-timeout", type=float, default=30.0, help="kill a case after this many seconds: a failure")
+    ap.add_argument("--case-timeout", type=float, default=60.0, help="kill a case after this many seconds: a failure")
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--deadline", type=float, default=float("inf"), help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
