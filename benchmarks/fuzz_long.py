@@ -58,14 +58,18 @@ from fuzz_strategies import GENERATORS, check_label_work, check_membership, chec
 
 from udnet.errors import Source
 
-KINDS = [f"spec:{p.name}" for p in SPEC_FILES] + [
-    "spec-bytes",
-    "tokens",
-    "generated-ok",
-    "generated-bad",
-    "generated-mutated",
-    "hostile",
-] + list(GENERATORS)
+KINDS = (
+    [f"spec:{p.name}" for p in SPEC_FILES]
+    + [
+        "spec-bytes",
+        "tokens",
+        "generated-ok",
+        "generated-bad",
+        "generated-mutated",
+        "hostile",
+    ]
+    + list(GENERATORS)
+)
 #: The oracles of the kinds from tests/fuzz_strategies.py.
 ORACLES = {
     "names": lambda text: check_runs(text, "names.ud"),
@@ -167,8 +171,10 @@ def work(start: int, count: int, seed: int, passes: bool, kinds: list[str], dead
                     "traceback": traceback.format_exc()[-2000:],
                 }
             dt = time.perf_counter() - t
-            print(json.dumps({"end": i, "kind": kind, "seed": case_seed, "outcome": outcome, "dt": dt, "fail": fail}),
-                  flush=True)
+            print(
+                json.dumps({"end": i, "kind": kind, "seed": case_seed, "outcome": outcome, "dt": dt, "fail": fail}),
+                flush=True,
+            )
 
 
 def shown(kind: str, case_seed: int) -> str:
@@ -193,8 +199,21 @@ def run(args, kinds: list[str]) -> dict:
     live: dict = {}  # proc -> {"end": last index, "current": index or None, "since": time, "buf": str}
 
     def spawn(a: int, end: int) -> None:
-        cmd = [sys.executable, __file__, "--worker", "--start", str(a), "--cases", str(end - a),
-               "--seed", str(args.seed), "--kinds", ",".join(kinds), "--deadline", repr(deadline)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--start",
+            str(a),
+            "--cases",
+            str(end - a),
+            "--seed",
+            str(args.seed),
+            "--kinds",
+            ",".join(kinds),
+            "--deadline",
+            repr(deadline),
+        ]
         cmd += ["--passes"] if args.passes else []
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         live[proc] = {"end": end, "current": None, "since": time.time(), "buf": b""}
@@ -204,13 +223,15 @@ def run(args, kinds: list[str]) -> dict:
         outcomes[(kind, outcome)] += 1
         if fail is None:
             return
-        entry = failures.setdefault(fail["key"], {"count": 0, "message": fail["message"], "kind": kind,
-                                                  "seed": case_seed, "case": None})
+        entry = failures.setdefault(
+            fail["key"], {"count": 0, "message": fail["message"], "kind": kind, "seed": case_seed, "case": None}
+        )
         entry["count"] += 1
         case = shown(kind, case_seed)
         if entry["case"] is None or len(case) < len(entry["case"]):
-            entry.update(case=case, kind=kind, seed=case_seed, message=fail["message"],
-                         traceback=fail.get("traceback", ""))
+            entry.update(
+                case=case, kind=kind, seed=case_seed, message=fail["message"], traceback=fail.get("traceback", "")
+            )
 
     for a, n in todo:
         spawn(a, a + n)
@@ -226,8 +247,12 @@ def run(args, kinds: list[str]) -> dict:
                 if proc.returncode != 0 and st["current"] is not None:  # died inside a case: a finding
                     i = st["current"]
                     kind = kinds[i % len(kinds)]
-                    record(kind, args.seed * 1_000_003 + i, "FAIL",
-                           {"key": f"worker exited with status {proc.returncode}", "message": "crash"})
+                    record(
+                        kind,
+                        args.seed * 1_000_003 + i,
+                        "FAIL",
+                        {"key": f"worker exited with status {proc.returncode}", "message": "crash"},
+                    )
                     if i + 1 < st["end"]:
                         spawn(i + 1, st["end"])
                 continue
@@ -250,9 +275,15 @@ def run(args, kinds: list[str]) -> dict:
                 proc.wait()
                 sel.unregister(proc.stdout)
                 del live[proc]
-                record(kind, args.seed * 1_000_003 + i, "FAIL",
-                       {"key": f"Timeout: a {kind} case ran longer than {args.case_timeout:g} s",
-                        "message": "killed: unbounded work (a hang, or super-linear time)"})
+                record(
+                    kind,
+                    args.seed * 1_000_003 + i,
+                    "FAIL",
+                    {
+                        "key": f"Timeout: a {kind} case ran longer than {args.case_timeout:g} s",
+                        "message": "killed: unbounded work (a hang, or super-linear time)",
+                    },
+                )
                 slowest.append((now - st["since"], kind, args.seed * 1_000_003 + i))
                 if i + 1 < st["end"]:
                     spawn(i + 1, st["end"])

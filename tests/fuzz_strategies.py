@@ -145,11 +145,11 @@ def emitter_vocabulary() -> Vocabulary:
                 ir = build_ir(src, net)
             except UdnetError:
                 continue
-            for passes in (False, True):
+            for passes in (False, True):  # the same IR: first as elaborated, then after the passes
                 try:
-                    names = emitted_names(emit_source(build_ir(src, net) if passes else ir, passes))
+                    names = emitted_names(emit_source(ir, passes))
                 except Exception:  # noqa: BLE001 - the vocabulary is best effort; fuzzing finds the failures
-                    continue
+                    break
                 every |= names
                 generated |= names - mine
     return Vocabulary(tuple(sorted(generated)), tuple(sorted(every)))
@@ -228,7 +228,9 @@ class NameClashGen(ProgramGen):
             for _ in range(self.c.int(0, 2)):
                 args = f"{self.c.int(1, 3)}, {self.c.int(1, 8)}" if kind == "fractal" else str(self.c.int(1, 8))
                 calls.append(f"    {name}({args})")
-        text = text.replace("\n    stem: ", "\n" + "".join(c + "\n" for c in calls) + "    stem: ", 1) if calls else text
+        text = (
+            text.replace("\n    stem: ", "\n" + "".join(c + "\n" for c in calls) + "    stem: ", 1) if calls else text
+        )
         # a small input: the module is run, and the names do not depend on the sizes
         h, w = self.c.int(4, 8), self.c.int(4, 8)
         text = re.sub(r"input = \[(\d+), \d+, \d+\]", lambda m: f"input = [{m.group(1)}, {h}, {w}]", text)
@@ -556,7 +558,11 @@ class LabelGen:
             body = [" " * (n * 8) + f"{piece * c.int(1, 20)}: relu"]
         else:  # in a loop: each iteration formats the label again
             body = [f"for i in 1..{c.int(1, 20)} {{ l{{i}}{piece * min(n, 60)}: relu }}"]
-        return 'network Labels(input = [3, 4, 4]) {\n    s = "b"\n    i = 7\n' + "".join(f"    {b}\n" for b in body) + "}\n"
+        return (
+            'network Labels(input = [3, 4, 4]) {\n    s = "b"\n    i = 7\n'
+            + "".join(f"    {b}\n" for b in body)
+            + "}\n"
+        )
 
 
 # ---------------------------------------------------------------------------
