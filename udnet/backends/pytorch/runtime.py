@@ -119,7 +119,8 @@ CONCAT_BUFFER = '''
 # only d_l grows), the head stays an ordinary tensor in front of the stored channels.
 # A buffer is passed between modules as a tuple (storage, batch statistics, token,
 # head); the token orders backward. While fx, TorchScript or torch.compile trace the
-# model, the storage is the plain concatenation so far, so traced graphs hold ordinary ops.
+# model, the storage is the plain concatenation so far, so traced graphs hold
+# ordinary ops.
 
 
 def concat_start(x, channels):
@@ -197,8 +198,9 @@ def bn_relu_conv1x1(buf, width, bn, conv):
 
 
 def _tracing():
-    # torch.compile (2.3+) too: the buffer's in-place writes and autograd Functions that
-    # keep state on it do not trace; the plain concatenation compiles without breaks.
+    # torch.compile (2.3+) too: the buffer's in-place writes and the autograd Functions
+    # that keep state on it do not trace; the plain concatenation compiles without
+    # graph breaks.
     if torch.jit.is_tracing() or getattr(torch.compiler, "is_compiling", bool)():
         return True
     fx = torch.fx._symbolic_trace
