@@ -85,9 +85,9 @@ def pair(name):
     return naive, shared
 
 
-def batch(model, name):
+def batch(name):
     torch.manual_seed(1)
-    spec, network, params = _spec(name)
+    params = SMALL[name][2]
     shape = params.get("input") or {"highway_mlp": [784]}.get(name, [3, 32, 32])
     return torch.randn(BATCH, *shape), torch.randint(0, 10, (BATCH,))
 
@@ -125,9 +125,9 @@ def test_torch_compile_fullgraph_training_step_matches_eager(name, backend):
     if backend == "aot_eager" and name != "densenet_bc":
         pytest.skip("aot_eager is checked on one network (its compile costs ~10 s on CPU)")
     torch._dynamo.reset()
-    model, compiled_src = pair(name)[1], load(name)
+    model, compiled_src = load(name), load(name)
     compiled_src.load_state_dict(model.state_dict())
-    x, y = batch(model, name)
+    x, y = batch(name)
     want, out = step(model, x, y)
     compiled = torch.compile(compiled_src, backend=backend, fullgraph=True)  # a graph break raises
     got, cout = step(compiled, x, y)
@@ -143,7 +143,7 @@ def test_torch_compile_leaves_eager_shared_buffers_in_place():
     """Tracing takes the plain form only while compiling: the eager module still writes
     into one shared buffer (its concat_read output comes from the custom Function)."""
     model = load("densenet_bc")
-    x, y = batch(model, "densenet_bc")
+    x, y = batch("densenet_bc")
     torch.compile(model, backend="eager", fullgraph=True)(x)
     seen = []
     hook = model.features.transition1.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
@@ -167,7 +167,7 @@ def test_bf16_autocast_training_step(name, shared):
     if not shared:
         model = load(name, shared=False)
         model.load_state_dict(naive.state_dict())
-    x, y = batch(model, name)
+    x, y = batch(name)
     ref32, out32 = step(naive, x, y)
     ref16, out16 = step(naive, x, y, autocast=torch.bfloat16)
     got, out = step(model, x, y, autocast=torch.bfloat16)
@@ -192,7 +192,7 @@ def _fp16_cpu():
 @pytest.mark.parametrize("name", DENSE)
 def test_float16_autocast_with_grad_scaler(name):
     naive, model = pair(name)
-    x, y = batch(model, name)
+    x, y = batch(name)
     ref32, _ = step(naive, x, y)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     ref16, _ = step(naive, x, y, autocast=torch.float16)
@@ -219,7 +219,7 @@ def test_channels_last_matches_contiguous(name, shared):
     other = load(name, shared)
     other.load_state_dict(model.state_dict())
     other = other.to(memory_format=torch.channels_last)
-    x, y = batch(model, name)
+    x, y = batch(name)
     want, out = step(model, x, y)
     got, cout = step(other, x.contiguous(memory_format=torch.channels_last), y)
     assert rel_err(cout, out) < 1e-4  # fp32 rounding: other kernels, other summation orders
