@@ -118,12 +118,13 @@ CONCAT_BUFFER = '''
 # link also carries a head that the next link replaces (DPN: x_l = r_l ++ d_l, and
 # only d_l grows), the head stays an ordinary tensor in front of the stored channels.
 # A buffer is passed between modules as a tuple (storage, batch statistics, token,
-# head); the token orders backward. While fx or TorchScript trace the model, the
-# storage is the plain concatenation so far, so traced graphs hold ordinary ops.
-# Under autocast the storage keeps its producers' lower precision; BN statistics are
-# computed in float32 and backward casts to the dtypes forward used, as autocast does.
-# Gradients reach the storage only through these functions, so a wrapper that hides a
-# buffer from autograd (reentrant checkpointing) is refused, not silently wrong.
+# head); the token orders backward. While fx, TorchScript or torch.compile trace the
+# model, the storage is the plain concatenation so far, so traced graphs hold
+# ordinary ops. Under autocast the storage keeps its producers' lower precision; BN
+# statistics are computed in float32 and backward casts to the dtypes forward used,
+# as autocast does. Gradients reach the storage only through these functions, so a
+# wrapper that hides a buffer from autograd (reentrant checkpointing) is refused,
+# not silently wrong.
 
 
 def concat_start(x, channels):
@@ -205,7 +206,10 @@ def bn_relu_conv1x1(buf, width, bn, conv):
 
 
 def _tracing():
-    if torch.jit.is_tracing():
+    # torch.compile (2.3+) too: the buffer's in-place writes and the autograd Functions
+    # that keep state on it do not trace; the plain concatenation compiles without
+    # graph breaks.
+    if torch.jit.is_tracing() or getattr(torch.compiler, "is_compiling", bool)():
         return True
     fx = torch.fx._symbolic_trace
     return getattr(fx, "is_fx_symbolic_tracing", fx.is_fx_tracing)()
