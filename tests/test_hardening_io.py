@@ -409,7 +409,9 @@ def test_file_names_in_cli_reports_are_escaped(tmp_path, name):
     missing = tmp_path / ("no-" + name)
     rc, _, err = run("check", str(missing))
     assert rc == 2
-    assert err.rstrip("\n").isprintable() and "\n" not in err.rstrip("\n")
+    lines = err.rstrip("\n").split("\n")  # the message and its hint, nothing forged by the name
+    assert len(lines) == 2 and all(line.isprintable() for line in lines)
+    assert lines[0].startswith("udnet: error: no such file: ") and lines[1].startswith("hint: ")
 
 
 def test_span_prints_its_file_name_escaped():
