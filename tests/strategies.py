@@ -127,14 +127,15 @@ class RichGen(ProgramGen):
         """A conv or pool with its own kernel, stride and padding per axis, ceil mode and
         count_pad: the spatial shape rules, exercised where height and width differ."""
         kh, kw = self.c.int(1, 3), self.c.int(1, 3)
-        sh, sw = self.c.int(1, 2), self.c.int(1, 2)
+        sh, sw = self.c.int(1, 3), self.c.int(1, 3)
         op = self.c.pick(["conv", "maxpool", "avgpool"])
         if op == "conv":
             ph, pw = self.c.int(0, kh), self.c.int(0, kw)
             stmt = f"conv({self.width()}, [{kh}, {kw}], stride = [{sh}, {sw}], pad = [{ph}, {pw}])"
         else:
             ph, pw = self.c.int(0, kh // 2), self.c.int(0, kw // 2)
-            stmt = f"{op}([{kh}, {kw}], stride = [{sh}, {sw}], pad = [{ph}, {pw}], ceil = {self.pick_bool()}"
+            ceil = "true" if self.c.chance(0.7) else "false"
+            stmt = f"{op}([{kh}, {kw}], stride = [{sh}, {sw}], pad = [{ph}, {pw}], ceil = {ceil}"
             stmt += f", count_pad = {self.pick_bool()})" if op == "avgpool" else ")"
         return [f"if height >= {kh} and width >= {kw} {{ {self.label()}{stmt} }}"]
 
