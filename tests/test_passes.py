@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import udnet
 from udnet.cli import main
-from udnet.errors import UdnetError
 from udnet.passes.share_concat import estimate_activation_bytes
 from udnet.pipeline import build_ir, compile_to_torch, optimize
-from programs import wellformed_programs
-from torch_helpers import check_shapes, instantiate, param_count
+from differential import check_eval
+from strategies import reached, valid_programs
+from torch_helpers import instantiate, param_count
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -80,7 +80,8 @@ def assert_equivalent(base, opt, shape, dtype=torch.float32, batch=4, modes=(Tru
         assert (ya - yb).abs().max() <= max(tol * ya.abs().max(), noise)
         for a, b, r in zip(base.parameters(), opt.parameters(), ref.parameters()):
             noise = 4 * (a.grad.double() - r.grad).abs().max() if dtype == torch.float32 else 0
-            assert (a.grad - b.grad).abs().max() <= max(tol * a.grad.abs().max(), noise)
+            # 1e-15: a gradient that is only rounding (a BN weight's, ~1e-9 where the others are ~1)
+            assert (a.grad - b.grad).abs().max() <= max(tol * a.grad.abs().max(), noise, 1e-15)
         for a, b, r in zip(base.buffers(), opt.buffers(), ref.buffers()):
             if not a.dtype.is_floating_point:  # num_batches_tracked
                 assert torch.equal(a, b)
@@ -120,21 +121,23 @@ def test_passes_preserve_semantics_for_every_spec(spec, network, params, disable
         assert_equivalent(base, opt, shape, torch.float64)
 
 
-@settings(max_examples=15, deadline=None, derandomize=True,
+@settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(wellformed_programs())
+@given(valid_programs())
 def test_passes_preserve_semantics_for_generated_specs(text):
     # Drop-path is random in training; equivalence is about the deterministic math.
     text = re.sub(r"drop_(local|global) = [0-9.]+", r"drop_\1 = 0.0", text)
-    try:
-        plain = build_ir(text)
-    except UdnetError:
-        return
+    text = re.sub(r"(Frac\(\d+, \d+), [0-9.]+, [0-9.]+\)", r"\1, 0.0, 0.0)", text)
+    text = text.replace("dl = 0.15, dg = 0.5", "dl = 0.0, dg = 0.0")
+    plain = build_ir(text)  # well-formed by construction: a UdnetError fails the test
     opt = copy.deepcopy(plain)
-    optimize(opt)
+    reports = optimize(opt)
+    for feature in sorted(reached(opt, reports)):
+        event(feature)
     a, b = instantiate(plain), instantiate(opt)
     b.load_state_dict(a.state_dict(), strict=False)  # pruning may drop dead modules
-    check_shapes(opt, b, batch=2)
+    check_eval(opt, b.double())  # every node and module, shared buffers included
+    b.float()
     shape = plain.nodes[plain.input_node]["shape"]
     if opt.param_count() == plain.param_count():
         assert_equivalent(a, b, shape, torch.float64, batch=3)
