@@ -224,9 +224,7 @@ def test_window_shape_rules_agree_with_torch(op):
                 mine = infer_op(OPS[op], (2, h, w), attrs)
             except ShapeError:
                 mine = None
-            # Known and conservative: in ceil mode torch also computes windows that start
-            # before the input ends but do not fit it; the IR rejects those (located error).
-            if mine != want and not (mine is None and ceil):
+            if mine != want:
                 bad.append(f"{op} {h}x{w} kernel {kh}x{kw} stride {sh}x{sw} pad {ph}x{pw} dilation {dh}x{dw} "
                            f"ceil {ceil}: IR {mine}, torch {want}")
     assert not bad, f"{len(bad)} disagreements, e.g.\n" + "\n".join(bad[:8])
