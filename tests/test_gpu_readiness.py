@@ -187,9 +187,13 @@ def _fp16_cpu():
 
 
 @pytest.mark.skipif(not _fp16_cpu(), reason="this torch has no float16 autocast or GradScaler on CPU")
-@pytest.mark.parametrize("name", DENSE)
-def test_float16_autocast_with_grad_scaler(name):
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "naive"])
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_float16_autocast_with_grad_scaler(name, shared):
     naive, model = pair(name)
+    if not shared:
+        model = load(name, shared=False)
+        model.load_state_dict(naive.state_dict())
     x, y = batch(name)
     ref32, _ = step(naive, x, y)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
