@@ -8,6 +8,7 @@ the commands from an empty directory.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -40,3 +41,18 @@ def test_wheel_contains_every_module_the_grammar_and_the_specs(tmp_path):
     assert "udnet/grammar/udnet.lark" in names
     specs = {f"udnet/specs/{p.name}" for p in (ROOT / "specs").glob("*.ud")}
     assert specs and sorted(specs - names) == []
+
+    # Installed from the wheel (not the checkout), the library finds its specs by name.
+    site, empty = tmp_path / "site", tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    code = "import udnet, udnet.library as l; print(udnet.__file__); print(l.names()); print(l.find('dpn'))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=empty, env={**os.environ, "PYTHONPATH": str(site)},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    where, found, dpn = r.stdout.splitlines()
+    assert where.startswith(str(site))
+    assert found == repr(sorted(p.stem for p in (ROOT / "specs").glob("*.ud")))
+    assert dpn == str(site / "udnet" / "specs" / "dpn.ud")

@@ -7,19 +7,22 @@ directory entry called ``densenet``) is what ``udnet check densenet`` reads when
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 
 def library_dir() -> Path:
     """Where the shipped specs lie."""
-    try:
-        return Path(str(resources.files("udnet.specs")))
-    except ModuleNotFoundError:  # a checkout that was not installed: specs/ beside udnet/
-        return Path(__file__).resolve().parents[1] / "specs"
+    try:  # udnet.specs is a namespace package (data only): its __path__ names the folder
+        for d in importlib.import_module("udnet.specs").__path__:
+            if Path(d).is_dir():
+                return Path(d)
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[1] / "specs"  # a checkout that was not installed
 
 
 def names() -> list[str]:
