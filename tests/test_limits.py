@@ -315,3 +315,15 @@ def test_every_limit_is_documented():
         assert default in doc or f"2**{f.default.bit_length() - 1}" in doc, (f.name, default)
     for fixed in ("2**31", "1,000,000", "200"):  # dimension cap, list size, label length
         assert fixed in doc, fixed
+
+
+def test_define_values_follow_the_nesting_limit(tmp_path, capsys):
+    """A -D value is parsed under the same --max-nesting as the spec (it used the default)."""
+    from udnet.cli import main
+
+    spec = tmp_path / "n.ud"
+    spec.write_text("network N(p = [], input = [3, 8, 8]) {\n    conv(4, 3)\n}\n")
+    deep = "[" * 300 + "1" + "]" * 300
+    assert main(["check", str(spec), "-D", f"p={deep}"]) == 1
+    assert "256" in capsys.readouterr().err
+    assert main(["check", str(spec), "--max-nesting", "400", "-D", f"p={deep}"]) == 0, capsys.readouterr().err

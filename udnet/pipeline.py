@@ -202,9 +202,13 @@ def _read_capped(path: str, cap: int) -> tuple[bytes, bool, int | None]:
     return b"".join(chunks), fifo, None
 
 
-def parse_defines(defines: Iterable[str] | Mapping[str, object] | None) -> dict[str, tuple[ast.Expr, Span]]:
+def parse_defines(
+    defines: Iterable[str] | Mapping[str, object] | None, limits: Limits | None = None
+) -> dict[str, tuple[ast.Expr, Span]]:
     """``-D name=value`` strings (or a {name: value} mapping of Python values) -> parsed value
-    expressions. Values are ints, floats, bools, strs and lists or tuples of them."""
+    expressions. Values are ints, floats, bools, strs and lists or tuples of them, parsed
+    under the spec's size and nesting limits."""
+    limits = limits or Limits()
     out: dict[str, tuple[ast.Expr, Span]] = {}
     if defines is None:
         defines = []
@@ -236,7 +240,7 @@ def parse_defines(defines: Iterable[str] | Mapping[str, object] | None) -> dict[
             raise UdnetError(f"-D {name}= has no value", Span(src, 1, offset + 1, 1, offset + 2))
         padded = Source("<command line>", " " * offset + value)
         try:
-            expr = parse_expr(padded)
+            expr = parse_expr(padded, limits.max_source_bytes, limits.max_nesting)
         except UdnetError as err:
             if err.span is not None:
                 s = err.span
@@ -282,7 +286,7 @@ def build_ir(
     limits = check_limits(limits)
     source = spec_source(source, limits.max_source_bytes, "source")
     module = parse(source, limits.max_source_bytes, limits.max_nesting)
-    overrides = parse_defines(defines)
+    overrides = parse_defines(defines, limits)
     ir = Elaborator(module, limits).elaborate(network, overrides)
     verify(ir, "elaboration")
     return ir
