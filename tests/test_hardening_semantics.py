@@ -315,3 +315,18 @@ def test_drawing_shows_a_recursive_argument_changing_from_true_to_1():
     outer = Scope("f", "block", "F", {"depth": 2, "flag": True})
     inner = Scope("f.f", "block", "F", {"depth": 2, "flag": 1})
     assert _call(inner, outer) == "F(flag=1, ...)"
+
+
+def test_a_range_slices_like_a_list_without_making_its_items():
+    """docs/language.md: a range behaves like a list in slicing; a huge one stays cheap."""
+    from udnet.pipeline import build_ir
+
+    ir = build_ir(
+        "network N(input = [3, 8, 8]) {\n"
+        "    r = (1..10**18)[-3:]\n"
+        "    assert len(r) == 3 and r[0] == 10**18 - 2 and r[2] == 10**18\n"
+        "    assert (1..5)[1:3] == 2..3 and (1..5)[:-4] == 1..1 and len((1..5)[4:2]) == 0\n"
+        "    conv(len((1..5)[1:3]), 3)\n"
+        "}\n"
+    )
+    assert ir.output_shape[0] == 2

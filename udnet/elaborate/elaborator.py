@@ -840,6 +840,8 @@ class Elaborator:
                 raise UdnetError(f"a slice bound must be an integer, got {describe(b)}", sub.span)
             bounds.append(b)
         lo, hi = bounds
+        if isinstance(v, range):  # a range stays a range: no items are made
+            return v[lo:hi]
         if isinstance(v, (tuple, str)):
             part = v[lo:hi]
             if isinstance(part, tuple):
