@@ -48,7 +48,7 @@ def test_wheel_contains_every_module_the_grammar_and_the_specs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    code = "import udnet, udnet.library as l; print(udnet.__file__); print(l.names()); print(l.find('dpn'))"
+    code = "import udnet, udnet.catalog as c; print(udnet.__file__); print(c.names()); print(c.find('dpn'))"
     r = subprocess.run([sys.executable, "-c", code], cwd=empty, env={**os.environ, "PYTHONPATH": str(site)},
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

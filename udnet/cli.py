@@ -209,16 +209,16 @@ def cmd_summary(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from udnet import library
+    from udnet import catalog
 
-    for i, e in enumerate(library.entries()):
+    for i, e in enumerate(catalog.entries()):
         if i:
             print()
         print(f"{e.name:<10} {e.description}")
         for label, lines in (("networks", e.networks), ("variants", e.variants)):
             for j, line in enumerate(lines):
                 print(f"  {label if j == 0 else '':<9} {line}")
-    print(f"\n{library.library_dir()}: use a name in place of a path, e.g. udnet check dpn -D variant=68")
+    print(f"\n{catalog.spec_dir()}: use a name in place of a path, e.g. udnet check dpn -D variant=68")
     return 0
 
 
@@ -230,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command != "list":
-            from udnet import library
+            from udnet import catalog
             from udnet.pipeline import read_source
 
             args.spec_given = args.spec
-            args.spec = library.resolve(args.spec)
+            args.spec = catalog.resolve(args.spec)
             args.spec_source = read_source(args.spec, _limits(args).max_source_bytes)
         return COMMANDS[args.command](args)
     except UsageError as e:

@@ -53,7 +53,7 @@ def is_spec_text(spec: str) -> bool:
 def spec_source(spec: Spec, max_bytes: int | None = None, argument: str = "spec") -> Source:
     """``spec`` as a ``Source``: a ``Source`` as it is, an ``os.PathLike`` read as a file, a
     ``str`` read as a file unless ``is_spec_text`` (then its text, named ``<string>``); a
-    ``str`` naming no file but a shipped spec (``"dpn"``, see udnet.library) is that spec.
+    ``str`` naming no file but a shipped spec (``"dpn"``, see udnet.catalog) is that spec.
     A missing file is "no such file", not a parse error of its name."""
     if isinstance(spec, Source):
         return spec
@@ -65,9 +65,9 @@ def spec_source(spec: Spec, max_bytes: int | None = None, argument: str = "spec"
         return Source("<string>", spec)
     if not spec.strip():
         raise UsageError(f"{argument} is an empty string: give the path of a .ud file or the text of a spec")
-    from udnet import library
+    from udnet import catalog
 
-    return read_source(library.resolve(spec), max_bytes)
+    return read_source(catalog.resolve(spec), max_bytes)
 
 
 def _what(value) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import udnet
-from udnet import library
+from udnet import catalog
 from udnet.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,16 +19,16 @@ def _udnet(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_library_holds_every_spec_of_the_checkout():
-    assert library.names() == sorted(p.stem for p in (ROOT / "specs").glob("*.ud"))
-    assert Path(library.find("dpn")).read_text() == (ROOT / "specs" / "dpn.ud").read_text()
-    assert library.find("dpn.ud") == library.find("dpn")
-    assert library.find("nosuch") is None and library.find("../specs/dpn") is None
+    assert catalog.names() == sorted(p.stem for p in (ROOT / "specs").glob("*.ud"))
+    assert Path(catalog.find("dpn")).read_text() == (ROOT / "specs" / "dpn.ud").read_text()
+    assert catalog.find("dpn.ud") == catalog.find("dpn")
+    assert catalog.find("nosuch") is None and catalog.find("../specs/dpn") is None
 
 
 def test_list_names_every_spec_with_its_networks_and_variants(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in library.names():
+    for name in catalog.names():
         assert f"\n{name} " in "\n" + out
     for network in ("DenseNet(k = 32", "DenseNetBC(depth = 100", "DPN(variant = 92", "FractalNet(C = 3",
                     "HighwayCIFAR(", "HighwayMLP(", "ResNet(depth = 18", "RiR(widths"):

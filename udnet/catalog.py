@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def library_dir() -> Path:
+def spec_dir() -> Path:
     """Where the shipped specs lie."""
     try:  # udnet.specs is a namespace package (data only): its __path__ names the folder
         for d in importlib.import_module("udnet.specs").__path__:
@@ -27,7 +27,7 @@ def library_dir() -> Path:
 
 def names() -> list[str]:
     """The shipped specs' names, sorted."""
-    d = library_dir()
+    d = spec_dir()
     return sorted(p.stem for p in d.glob("*.ud")) if d.is_dir() else []
 
 
@@ -36,7 +36,7 @@ def find(name: str) -> str | None:
     stem = name[:-3] if name.endswith(".ud") else name
     if not stem or os.sep in stem or (os.altsep and os.altsep in stem) or stem not in names():
         return None
-    return str(library_dir() / f"{stem}.ud")
+    return str(spec_dir() / f"{stem}.ud")
 
 
 def resolve(spec: str) -> str:
@@ -65,7 +65,7 @@ def entries() -> list[Entry]:
 
     out = []
     for name in names():
-        path = library_dir() / f"{name}.ud"
+        path = spec_dir() / f"{name}.ud"
         source = read_source(str(path))
         header = []
         for line in source.text.splitlines():
