@@ -23,7 +23,8 @@ SPECS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "specs")
 
 
 def deep_tree(depth: int, steps: int, patterned: bool = True) -> str:
-    """``depth`` nested labelled groups, each level with ``steps`` conv-bn-relu triples."""
+    """``depth`` nested labelled groups, each with ``steps`` conv-bn-relu triples (labels
+    c1, c2, ... fold into loops; unpatterned ones, c1x1, c2x2, ..., stay unrolled)."""
     tail = "" if patterned else "x{i}"
     lines = ["network Deep(input = [4, 8, 8]) {"]
     for d in range(depth + 1):

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from common import proc_status
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPECS = os.path.join(HERE, "..", "specs")
 BLOCK = """
@@ -70,19 +72,11 @@ def measure_memory(spec: str, params: dict, shape, batch: int, shared: bool) -> 
         model(x).sum().backward()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    base = _status("VmRSS")
+    base = proc_status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak resident set size
     model(x).sum().backward()
-    return _status("VmHWM") - base
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
+    return proc_status("VmHWM") - base
 
 
 def time_pair(spec: str, params: dict, shape, batch: int, repeats: int) -> dict[str, list[float]]:

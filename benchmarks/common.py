@@ -31,3 +31,12 @@ def report(title: str, times: dict[str, list[float]], baseline: str) -> list[str
         med = statistics.median(ts)
         lines.append(f"  {name:<28} {med * 1e3:>10.1f} {min(ts) * 1e3:>9.1f} {med / base:>7.3f}")
     return lines
+
+
+def proc_status(key: str) -> int:
+    """A byte count from /proc/self/status (``VmRSS``, ``VmHWM``: the peak resident set)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)

@@ -37,6 +37,8 @@ import sys
 import time
 import traceback
 
+from common import proc_status
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPECS = os.path.join(HERE, "..", "specs")
 BLOCK = """
@@ -173,7 +175,7 @@ class Meter:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         else:
-            self.base = _status("VmRSS")
+            self.base = proc_status("VmRSS")
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # reset the peak resident set size
 
@@ -185,15 +187,7 @@ class Meter:
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated()
             return (peak - self.base) / 2**20, peak / 2**20
-        return (_status("VmHWM") - self.base) / 2**20, None
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
+        return (proc_status("VmHWM") - self.base) / 2**20, None
 
 
 def measure(module, shape, args, device, precision: str, mode: str) -> dict:

@@ -5,6 +5,7 @@ is near-linear in the size of the module tree."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -260,19 +261,15 @@ def test_check_reports_parameters_after_the_passes(tmp_path, capsys):
 
 # ---- 11: emitting is near-linear in the module tree ----
 
-def deep_tree(depth: int, steps: int, patterned: bool = True) -> str:
-    """``depth`` nested labelled groups, each with ``steps`` conv-bn-relu triples (labels
-    c1, c2, ... fold into loops; unpatterned ones, c1x1, c2x2, ..., stay unrolled)."""
-    tail = "" if patterned else "x{i}"
-    lines = ["network Deep(input = [4, 8, 8]) {"]
-    for d in range(depth + 1):
-        ind = "    " * (d + 1)
-        lines += [f"{ind}for i in 1..{steps} {{", f"{ind}    c{{i}}{tail}: conv(4, 1)", f"{ind}    n{{i}}{tail}: bn",
-                  f"{ind}    r{{i}}{tail}: relu", f"{ind}}}"]
-        if d < depth:
-            lines.append(f"{ind}g{d + 1}: {{")
-    lines += ["    " * (d + 1) + "}" for d in reversed(range(depth))]
-    return "\n".join(lines + ["}"]) + "\n"
+def _bench_compile():
+    """benchmarks/bench_compile.py, whose deep-tree generator the near-linear test shares."""
+    spec = importlib.util.spec_from_file_location("bench_compile", ROOT / "benchmarks" / "bench_compile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+deep_tree = _bench_compile().deep_tree
 
 
 def _emit_work(monkeypatch, depth: int, steps: int, patterned: bool = True) -> dict[str, int]:
