@@ -78,11 +78,12 @@ def load(name, shared=True):
     return udnet.load(spec, network, disable=() if shared else ("share-concat",), **params).train()
 
 
-def pair(name):
-    """The naive module and the shared-buffer module of ``name``, with the same weights."""
-    naive, shared = load(name, shared=False), load(name)
-    shared.load_state_dict(naive.state_dict())
-    return naive, shared
+def pair(name, shared=True):
+    """The naive module of ``name`` and, with the same weights, the module under test: the
+    shared-buffer compile, or (``shared=False``) a second naive one."""
+    naive, model = load(name, shared=False), load(name, shared)
+    model.load_state_dict(naive.state_dict())
+    return naive, model
 
 
 def batch(name):
@@ -161,10 +162,7 @@ def test_bf16_autocast_training_step(name, shared):
     tolerance is that of the naive module itself: in these small networks (batch 4,
     BatchNorm over few values) its bf16 gradients are 1% to 60% off the fp32 ones, so
     the module under test may be off by as much again, but no more."""
-    naive, model = pair(name)
-    if not shared:
-        model = load(name, shared=False)
-        model.load_state_dict(naive.state_dict())
+    naive, model = pair(name, shared)
     x, y = batch(name)
     ref32, out32 = step(naive, x, y)
     ref16, out16 = step(naive, x, y, autocast=torch.bfloat16)
@@ -190,10 +188,7 @@ def _fp16_cpu():
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "naive"])
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_float16_autocast_with_grad_scaler(name, shared):
-    naive, model = pair(name)
-    if not shared:
-        model = load(name, shared=False)
-        model.load_state_dict(naive.state_dict())
+    naive, model = pair(name, shared)
     x, y = batch(name)
     ref32, _ = step(naive, x, y)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
