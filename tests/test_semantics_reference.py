@@ -38,13 +38,7 @@ from udnet.pipeline import build_ir, compile_to_torch, optimize
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Intra-op threads only contend on a loaded machine; these tests are about counts."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _module(spec: str, **kw):
