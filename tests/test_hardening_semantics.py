@@ -21,7 +21,7 @@ import pytest
 from udnet.cli import main
 from udnet.elaborate.elaborator import _JOIN, Limits
 from udnet.errors import Source, UdnetError
-from udnet.ir.ops import MAX_DIM, OPS, REQUIRED, ArgError
+from udnet.ops import MAX_DIM, OPS, REQUIRED, ArgError
 from udnet.pipeline import build_ir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,7 +32,7 @@ from udnet.backends.pytorch import emit_module
 from udnet.backends.pytorch.loader import import_source
 from udnet.cli import main
 from udnet.errors import Source, UdnetError
-from udnet.ir.ops import OPS
+from udnet.ops import OPS
 from udnet.pipeline import build_ir, compile_to_torch, optimize
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -250,7 +250,7 @@ def test_other_shape_rules_match_torch(c, h, w, scale, mode, keep):
 #: One tiny network per op. FlopCounterMode counts 2 FLOPs per multiply-add of matrix
 #: products and convolutions (mm, addmm, bmm, baddbmm, convolution) and nothing else; udnet
 #: counts the multiply-accumulates of conv and linear and zero for everything else
-#: (udnet/ir/ops.py, udnet/backends/summary.py: "the papers' convention"). The two
+#: (udnet/ops/conv.py, udnet/backends/summary.py: "the papers' convention"). The two
 #: conventions therefore agree op by op: BN, activations, pooling, gap, upsample, dropout
 #: and the connections (+, ++, gate, join, slices) are counted by neither, and bias
 #: additions (addmm's add, conv's bias) are not multiply-adds in either. So

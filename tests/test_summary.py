@@ -63,8 +63,11 @@ network Zoo(input = [8, 12, 12]) {
     maxpool(2, ceil = true)
     upsample(2, mode = "bilinear")
     up: conv(6, 3, stride = 2, dilation = 2, pad = 2)
+    relu
+    pooled = x |> gap
     flatten
     head: linear(10, bias = false)
+    x = x ++ pooled
 }
 """
 
@@ -127,7 +130,7 @@ def test_every_op_and_connection_kind():
     s, measured = _check_against_module(ZOO, None, {}, batch=3)
     assert s.total.activation_bytes == measured
     kinds = {r.call.split(" ")[0].split("(")[0] for r in s.rows}
-    for k in ("conv", "bn", "tanh", "sigmoid", "elu", "dropout", "avgpool", "maxpool", "upsample",
+    for k in ("conv", "bn", "relu", "tanh", "sigmoid", "elu", "dropout", "avgpool", "maxpool", "upsample", "gap",
               "flatten", "linear", "+", "++", "gate", "join", "[0:4]", "[4:8]"):
         assert k in kinds, (k, kinds)
     # Dead code (and the identity, which prune folds) is counted before the passes, not after them.

@@ -32,9 +32,9 @@ from udnet.elaborate.values import (
 from udnet.errors import Span, UdnetError, UsageError
 from udnet.frontend import ast
 from udnet.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES, text_lines
-from udnet.ir import ops as opdefs
+from udnet import ops as opdefs
 from udnet.ir.graph import IR, Scope
-from udnet.ir.ops import OPS, ArgError, ShapeError, fmt
+from udnet.ops import OPS, ArgError, ShapeError, fmt
 
 
 @dataclass(frozen=True)
@@ -1024,16 +1024,7 @@ class Elaborator:
 #: ast node type -> Elaborator._eval_<type> (filled on first use).
 _EVAL: dict[type, Any] = {}
 
-_JOIN = opdefs.OpSpec(
-    "join",
-    (
-        opdefs.Arg("drop_local", "prob", 0.0, doc="local drop-path: drop each input with this probability",
-                   why="the probability of dropping each input (keeping at least one)"),
-        opdefs.Arg("drop_global", "prob", 0.0, doc="fraction of each batch trained with global drop-path",
-                   why="the fraction of each batch trained with global drop-path"),
-    ),
-    lambda s, a: s,
-)
+_JOIN = opdefs.CONNECTIONS["join"].signature
 
 
 def _reserved_kind(name: str) -> str | None:

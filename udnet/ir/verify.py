@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import networkx as nx
 
-from udnet.ir import ops as opdefs
+from udnet import ops as opdefs
 from udnet.ir.graph import IR
 
-EDGE_KINDS = {"sequence", "residual", "concat", "gate", "join", "slice"}
+EDGE_KINDS = {"sequence"} | set(opdefs.CONNECTION_KINDS.values())
 _ARITY = {"input": (0, 0), "output": (1, 1), "gate": (3, 3), "slice": (1, 1)}
 
 
