@@ -45,6 +45,35 @@ SAMPLES = {
     "dropout": ([4, 5, 5], "dropout(0.3)"),
     "identity": ([4, 5, 5], "identity"),
     "flatten": ([2, 3, 4], "flatten"),
+    "conv_transpose": ([4, 5, 6], "conv_transpose(6, [3, 2], stride = [2, 1], pad = [1, 0], output_pad = [1, 0], groups = 2, "
+                       "dilation = [1, 2], bias = true)"),
+    "frozen_bn": ([4, 5, 5], "frozen_bn(eps = 0.001)"),
+    "groupnorm": ([6, 3, 4], "groupnorm(3, eps = 0.0001)"),
+    "layernorm": ([6, 3, 4], "layernorm(eps = 1e-6)"),
+    "relu6": ([4, 5, 5], "relu6"),
+    "silu": ([4, 5, 5], "silu"),
+    "gelu": ([4, 5, 5], 'gelu(approximate = "tanh")'),
+    "hardswish": ([4, 5, 5], "hardswish"),
+    "hardsigmoid": ([4, 5, 5], "hardsigmoid"),
+    "leaky_relu": ([4, 5, 5], "leaky_relu(slope = 0.2)"),
+    "softmax": ([4, 5, 5], "softmax"),
+    "drop_path": ([4, 5, 5], "drop_path(0.3)"),
+    "channel_shuffle": ([6, 3, 2], "channel_shuffle(3)"),
+    "adaptive_avgpool": ([3, 7, 9], "adaptive_avgpool([3, 4])"),
+    "adaptive_maxpool": ([3, 7, 9], "adaptive_maxpool(2)"),
+}
+
+#: Further calls of ops with more than one form: checked against plain PyTorch like the samples.
+FORMS = {
+    "layernorm vector": ([6], "layernorm(affine = false)"),
+    "groupnorm vector": ([6], "groupnorm(2)"),
+    "upsample size": ([3, 4, 5], 'upsample(size = [7, 9], mode = "bilinear", align_corners = true)'),
+    "upsample float": ([3, 4, 5], "upsample(1.5)"),
+    "upsample nearest size": ([3, 4, 5], "upsample(size = 6)"),
+    "mul channel": ([4, 5, 5], "x = x * (x |> gap(keep = true) |> conv(4, 1, bias = true) |> sigmoid)"),
+    "mul vector": ([4, 5, 5], "x = x * (x |> gap |> linear(4) |> sigmoid)"),
+    "mul spatial": ([4, 5, 5], "x = (x |> conv(1, 1) |> sigmoid) * x"),
+    "mul vectors": ([6], "x = x * (x |> linear(6) |> tanh)"),
 }
 
 
@@ -86,12 +115,12 @@ def test_every_op_is_in_every_suite(name):
     assert re.search(rf'"{name}"', source), "not in tests/reference_interpreter.py"
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("name", sorted(OPS) + sorted(FORMS))
 def test_emitted_module_matches_plain_pytorch(name, one_thread):
     """Outputs and gradients (input and parameters) of the emitted module, in eval mode,
     against the reference interpreter's torch.nn.functional computation."""
-    shape, call = SAMPLES[name]
-    source = f"network N(input = {shape}) {{ x = x |> {call} }}"
+    shape, call = SAMPLES.get(name) or FORMS[name]
+    source = f"network N(input = {shape}) {{ {call if call.startswith('x = ') else 'x = x |> ' + call} }}"
     ir = build_ir(source)
     torch.manual_seed(0)
     model = udnet.load(source).double().eval()

@@ -41,67 +41,29 @@ import graphviz
 from udnet.elaborate.values import value_key
 from udnet.errors import UdnetError, UsageError, show_path
 from udnet.ir.graph import IR, Scope
-from udnet.ops import OPS, SHOW_DEPTH, show_string
+from udnet.ops import CONNECTIONS, OPS, SHOW_DEPTH, show_string
 
 # ---------------------------------------------------------------------------
 # Styles
 
-CONNECTIONS = ("add", "concat", "gate", "join", "slice")
-
-# Edge kinds as drawn: the IR's kinds, plus "bus" for the segments of a dense buffer.
+# Edge kinds as drawn: the IR's kinds (a connection's from the op table), plus "bus" for
+# the segments of a dense buffer.
 EDGE_STYLE: dict[str, dict[str, str]] = {
     "sequence": {"color": "#4d4d4d", "penwidth": "1.1"},
-    "residual": {"color": "#1f63c6", "penwidth": "2", "style": "dashed"},
-    "concat": {"color": "#1e8c45", "penwidth": "1.6"},
     "bus": {"color": "#8fd19e", "penwidth": "7", "arrowhead": "none"},
-    "gate": {"color": "#e07000", "penwidth": "1.8", "style": "dashed"},
-    "join": {"color": "#8e3fb0", "penwidth": "2.2"},
-    "slice": {"color": "#c0392b", "penwidth": "1.8", "style": "dotted"},
+    **{c.edge: c.edge_style for c in CONNECTIONS.values()},
 }
 LEGEND = {
     "sequence": "sequence",
-    "residual": "residual sum (+)",
-    "concat": "concat (++)",
     "bus": "dense buffer (each layer reads, then appends)",
-    "gate": "highway gate: T*H + (1-T)*x",
-    "join": "fractal join (mean of columns)",
-    "slice": "dual path: channel split",
+    **{c.edge: c.legend for c in CONNECTIONS.values()},
 }
 # When several IR edges become one drawn edge, the most telling kind wins.
-PRIORITY = ("gate", "join", "residual", "slice", "concat", "bus", "sequence")
+PRIORITY = ("gate", "product", "join", "residual", "slice", "concat", "bus", "sequence")
 
 #: Fill colour of each op's node, from the op table.
 OP_FILL = {name: spec.draw.fill for name, spec in OPS.items()}
-CONNECTION_NODE = {
-    "add": {
-        "shape": "circle",
-        "label": "+",
-        "width": "0.3",
-        "height": "0.3",
-        "fixedsize": "true",
-        "style": "filled",
-        "fillcolor": "#dce8fb",
-        "color": "#1f63c6",
-        "fontsize": "14",
-    },
-    "concat": {"label": "++", "style": "filled", "fillcolor": "#d4f2dc", "color": "#1e8c45", "height": "0.25"},
-    "gate": {
-        "shape": "diamond",
-        "label": "gate",
-        "style": "filled",
-        "fillcolor": "#ffe3c2",
-        "color": "#e07000",
-        "height": "0.4",
-    },
-    "join": {
-        "shape": "invtrapezium",
-        "label": "join (mean)",
-        "style": "filled",
-        "fillcolor": "#ead8f5",
-        "color": "#8e3fb0",
-    },
-    "slice": {"style": "filled", "fillcolor": "#fbdad6", "color": "#c0392b", "height": "0.25"},
-}
+CONNECTION_NODE = {name: c.node for name, c in CONNECTIONS.items()}
 BLOCK_CLUSTER = {
     "style": "rounded,filled",
     "fillcolor": "#f6f8fc",
@@ -350,7 +312,8 @@ class _Drawing:
 
     def _inner_kinds(self, nodes: set[int]) -> str:
         ops = {self.ir.nodes[n]["op"] for n in nodes}
-        names = {"add": "residual", "concat": "concat", "gate": "gate", "join": "join", "slice": "split"}
+        names = {"add": "residual", "concat": "concat", "gate": "gate", "join": "join", "slice": "split",
+                 "mul": "product"}
         return ", ".join(names[o] for o in CONNECTIONS if o in ops)
 
     def _runs(self, parent: str, kids: list[str]):

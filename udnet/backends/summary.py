@@ -303,6 +303,8 @@ def _connection_row(ir: IR, n: int, level: int, batch: int, dtype_bytes: int) ->
         call = f"++ of {k} (channel concat)"
     elif op == "gate":
         call = "gate(h, x, t)"
+    elif op == "mul":
+        call = "* (element-wise product)"
     elif op == "join":
         a = d["attrs"]
         call = f"join of {k}"

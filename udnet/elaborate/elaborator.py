@@ -762,7 +762,7 @@ class Elaborator:
             raise UdnetError(
                 f"'{e.op}' combines a tensor with {describe(v)}",
                 other.span,
-                "tensors combine with tensors: + (residual sum), ++ (channel concat)",
+                "tensors combine with tensors: + (residual sum), ++ (channel concat), * (element-wise product)",
             )
         if e.op == "+":
             operands, node = self._extend("add", a, b)
@@ -789,10 +789,15 @@ class Elaborator:
                 self.g.add_edge(b.node, node, port=len(operands) - 1, kind="concat", channels=(lo, shape[0]))
                 self.g.nodes[node]["shape"] = shape
             return Tensor(node, shape, "concat")
-        hint = "use gate(h, x, t) for a gated (highway) connection" if e.op == "*" else (
-            "tensors combine with + (residual sum), ++ (channel concat), gate(...) and join(...)"
-        )
-        raise UdnetError(f"'{e.op}' is not defined on tensors", e.span, hint)
+        if e.op == "*":
+            try:
+                shape = opdefs.infer_mul([a.shape, b.shape])
+            except ShapeError as err:
+                raise UdnetError(err.message, e.span, err.hint) from None
+            return Tensor(self._connection("mul", [a.settled(), b.settled()], shape, e.span), shape)
+        raise UdnetError(f"'{e.op}' is not defined on tensors", e.span,
+                         "tensors combine with + (residual sum), ++ (channel concat), * (element-wise product), "
+                         "gate(...) and join(...)")
 
     def _extend(self, op: str, a: Tensor, b: Tensor) -> tuple[list[Tensor], int | None]:
         """Operands for `a op b`; reuses a's node when a is a fresh, unused result of the same op."""

@@ -3,7 +3,7 @@
 ``OPS`` maps each op's name to its ``OpSpec`` (``udnet.ops.spec``): its signature with
 defaults and checks, shape rule, parameter, MAC and activation counts, aliasing, PyTorch
 emission and drawing. The elaborator, ``verify``, the summary and the backends read
-everything from there. Connections (``+``, ``++``, ``gate``, ``join``, slices)
+everything from there. Connections (``+``, ``++``, ``*``, ``gate``, ``join``, slices)
 are in ``udnet.ops.connections``.
 """
 
@@ -16,6 +16,7 @@ from udnet.ops.connections import (
     Connection,
     infer_add,
     infer_concat,
+    infer_mul,
     infer_same,
     infer_slice,
 )
@@ -50,6 +51,6 @@ OPS: dict[str, OpSpec] = {
 __all__ = [
     "CONNECTIONS", "CONNECTION_KINDS", "EPS_MIN", "HALF_MAX", "MAX_DIM", "MAX_ELEMENTS", "OPS", "REQUIRED",
     "SHOW_DEPTH", "Arg", "ArgError", "Connection", "Draw", "Field", "OpSpec", "Shape", "ShapeError", "Torch",
-    "check_arg", "fmt", "infer_add", "infer_concat", "infer_op", "infer_same", "infer_slice",
+    "check_arg", "fmt", "infer_add", "infer_concat", "infer_mul", "infer_op", "infer_same", "infer_slice",
     "numel", "show_string", "show_value",
 ]

@@ -1,7 +1,9 @@
 """Convolutions and the fully connected layer: the ops with weights that MACs count.
 
 MACs count the multiply-accumulates per sample, the papers' convention: a conv's output
-positions times its weight's size, as FlopCounterMode counts them.
+positions times its weight's size; a transposed conv's input positions times its
+weight's size (each input value scatters through the whole kernel), as FlopCounterMode
+counts them.
 """
 
 from __future__ import annotations
@@ -135,6 +137,69 @@ CONV = OpSpec(
 )
 
 
+def _transposed_infer(s: Shape, a: dict) -> Shape:
+    _groups("conv_transpose", spatial("conv_transpose", s)[0], a["out"], a["groups"])
+    out = []
+    for size, k, st, p, op, d in zip(s[1:], a["kernel"], a["stride"], a["pad"], a["output_pad"], a["dilation"]):
+        if op >= st and op >= d:
+            raise ShapeError(
+                f"conv_transpose output_pad {op} must be smaller than the stride ({st}) or the dilation ({d})",
+                hint="output_pad picks one of the stride's possible output sizes; it is at most stride - 1",
+            )
+        n = (size - 1) * st - 2 * p + d * (k - 1) + op + 1
+        if n < 1:
+            raise ShapeError(
+                f"conv_transpose with kernel {fmt(a['kernel'])} and padding {fmt(a['pad'])} leaves no output "
+                f"from the input {s[1]}x{s[2]}",
+                hint="the padding removes more than the kernel adds: pad less",
+            )
+        out.append(n)
+    return (a["out"], out[0], out[1])
+
+
+def _transposed_label(a: dict) -> str:
+    k = a["kernel"]
+    text = f"{k[0]}x{k[1]} conv_transpose, {a['out']}"
+    if tuple(a["stride"]) != (1, 1):
+        text += f" x{pair_text(a['stride'])}"
+    if a["groups"] > 1:
+        text += f", g={a['groups']}"
+    return text
+
+
+CONV_TRANSPOSE = OpSpec(
+    "conv_transpose",
+    (
+        Arg("out", "pos_int", doc="output channels"),
+        Arg("kernel", "pos_pair", doc="kernel size, k or [kh, kw]"),
+        Arg("stride", "pos_pair", 1),
+        Arg("pad", "pair", 0, doc="removed from each border of the output"),
+        Arg("output_pad", "pair", 0, doc="added to one side of the output: picks among the sizes a stride allows"),
+        Arg("groups", "pos_int", 1),
+        Arg("dilation", "pos_pair", 1),
+        Arg("bias", "bool", False),
+    ),
+    _transposed_infer,
+    Torch("nn.ConvTranspose2d", lambda s, a: (
+        Field("in", s[0]),
+        Field("out", a["out"]),
+        Field("kernel", square(a["kernel"])),
+        Field("stride", square(a["stride"]), "stride", "1"),
+        Field("pad", square(a["pad"]), "padding", "0"),
+        Field("output_pad", square(a["output_pad"]), "output_padding", "0"),
+        Field("groups", a["groups"], "groups", "1"),
+        Field("bias", a["bias"], "bias", "True"),
+        Field("dilation", square(a["dilation"]), "dilation", "1"),
+    )),
+    Draw("#cfe0fb", _transposed_label),
+    "transposed 2-d convolution (the gradient of conv): upsamples by its stride",
+    params=lambda s, a: s[0] * (a["out"] // a["groups"]) * a["kernel"][0] * a["kernel"][1] + (
+        a["out"] if a["bias"] else 0),
+    macs=lambda i, o, a: i[1] * i[2] * i[0] * (o[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1],
+    rank=(3,),
+)
+
+
 def _linear_infer(s: Shape, a: dict) -> Shape:
     if len(s) != 1:
         raise ShapeError(
@@ -169,4 +234,4 @@ LINEAR_OP = OpSpec(
     rank=(1,),
 )
 
-OPS = (CONV, LINEAR_OP)
+OPS = (CONV, CONV_TRANSPOSE, LINEAR_OP)

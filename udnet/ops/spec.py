@@ -54,11 +54,12 @@ EPS_MIN = 1e-37
 class Arg:
     """One argument of an op. Integers (``int``, ``pos_int``, ``nonneg_int``, pairs) are
     integers only (``3.0`` is not one) and at most ``MAX_DIM``; numbers (``float``,
-    ``prob``) are finite and within ``[lo, hi]`` (``hi`` excluded when ``hi_open``), by
-    default ``[-HALF_MAX, HALF_MAX]``; ``why`` explains the range in the error's hint."""
+    ``prob``, and ``opt_number``, which may be none and keeps an integer an integer) are
+    finite and within ``[lo, hi]`` (``hi`` excluded when ``hi_open``), by default
+    ``[-HALF_MAX, HALF_MAX]``; ``why`` explains the range in the error's hint."""
 
     name: str
-    kind: str  # int, pos_int, nonneg_int, pair, pos_pair, opt_pair, float, prob, bool, choice
+    kind: str  # int, pos_int, nonneg_int, pair, pos_pair, opt_pair, float, opt_number, prob, bool, choice
     default: Any = REQUIRED
     choices: tuple[str, ...] = ()
     doc: str = ""
@@ -76,7 +77,7 @@ class Arg:
 
     def valid(self) -> str:
         """The valid values of a number or integer argument, as the docs and hints write them."""
-        if self.kind in ("float", "prob"):
+        if self.kind in ("float", "prob", "opt_number"):
             lo, hi, hi_open = self.bounds()
             return f"[{num_text(lo)}, {num_text(hi)}{')' if hi_open else ']'}"
         if self.kind in ("pair", "nonneg_int"):
@@ -320,7 +321,9 @@ def check_arg(op: str, a: Arg, v: Any, where: int | str) -> Any:
         if max(v) > MAX_DIM:
             raise too_big()
         return v
-    if a.kind in ("float", "prob"):
+    if a.kind == "opt_number" and v is None:
+        return None
+    if a.kind in ("float", "prob", "opt_number"):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise bad("a number")
         lo, hi, hi_open = a.bounds()
@@ -333,7 +336,7 @@ def check_arg(op: str, a: Arg, v: Any, where: int | str) -> Any:
             raise bad("a finite number", hint)
         if not (lo <= v < hi if hi_open else lo <= v <= hi):  # compared exactly: v may be a huge integer
             raise bad(expect, hint)
-        return float(v)
+        return v if a.kind == "opt_number" and _is_int(v) else float(v)
     if a.kind == "bool":
         if not isinstance(v, bool):
             raise bad("true or false")
