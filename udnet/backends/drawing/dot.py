@@ -8,7 +8,8 @@ from udnet.errors import UsageError
 from udnet.ir.graph import IR
 
 from .edges import drawn_edges
-from .labels import call_text, leaf, node_attrs, quoted, shape_text
+from .columns import columns_label
+from .labels import Html, call_text, leaf, node_attrs, quoted, shape_text
 from .options import DrawOptions, check_budget
 from .scopes import Drawing, parent_scope
 from .style import (
@@ -56,6 +57,8 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
         attrs = {"label": agg.label, "tooltip": agg.tooltip, "class": agg.kind}
         if agg.kind == "fold":
             attrs.update(shape="box3d", style="filled", fillcolor="#fdf3d7", color="#a08a4c", penwidth="1.2")
+        elif agg.kind == "columns":
+            attrs.update(shape="plain", style="", label=Html(columns_label(ir, agg.layout, agg.id, agg.compact)))
         else:
             attrs.update(style="rounded,filled,bold", fillcolor="#e4eaf6", color="#5a6f96")
         homes.setdefault(agg.home, []).append((agg.id, attrs))

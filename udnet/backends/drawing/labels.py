@@ -30,7 +30,7 @@ OP_FILL = {
 }
 
 
-def _show_value(v, depth: int = 0) -> str:
+def show_value(v, depth: int = 0) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
@@ -40,7 +40,7 @@ def _show_value(v, depth: int = 0) -> str:
     if isinstance(v, (list, tuple)):
         if depth >= SHOW_DEPTH and v:  # lists nest as deep as --max-nesting allows
             return "[...]"
-        return "[" + ", ".join(_show_value(i, depth + 1) for i in v) + "]"
+        return "[" + ", ".join(show_value(i, depth + 1) for i in v) + "]"
     return str(v)
 
 
@@ -74,7 +74,7 @@ def call_text(scope: Scope, outer: Scope | None = None) -> str:
         changed = [(k, v) for k, v in items if not _equal(outer.args[k], v)]
         more = len(changed) < len(items)
         items = changed
-    args = ", ".join(f"{k}={_show_value(v)}" for k, v in items)
+    args = ", ".join(f"{k}={show_value(v)}" for k, v in items)
     if more:
         args = f"{args}, ..." if args else "..."
     text = f"{scope.block}({args})"
@@ -124,6 +124,10 @@ def shape_text(shape) -> str:
 _TEXT_ATTRS = ("label", "tooltip", "headlabel")
 
 
+class Html(str):
+    """An HTML-like label udnet built itself, every spec text in it escaped: passed as is."""
+
+
 def quoted(attrs: dict) -> dict:
     """Text from a spec (labels, string arguments) reaches DOT verbatim: backslashes and
     quotes escaped, never read as an HTML label or an escString (\\l, \\N); every
@@ -133,7 +137,7 @@ def quoted(attrs: dict) -> dict:
     out = dict(attrs)
     for key in _TEXT_ATTRS:
         v = out.get(key)
-        if isinstance(v, str):
+        if isinstance(v, str) and not isinstance(v, Html):
             out[key] = graphviz.nohtml(_printable(v).replace("\\", "\\\\").replace('"', '\\"'))
     return out
 

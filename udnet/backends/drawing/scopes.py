@@ -1,5 +1,6 @@
 """Which IR node lands in which drawn item: clusters per scope, scopes collapsed by
-``--depth``, runs of identical chained blocks folded into one ``xN`` node."""
+``--depth``, runs of identical chained blocks folded into one ``xN`` node, fractal blocks
+drawn as columns (``columns``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from dataclasses import dataclass, field
 
 from udnet.ir.graph import IR, Scope
 
+from udnet.ir.analysis import join_columns
+
+from .columns import ColumnLayout, column_layout
 from .labels import call_text, leaf, same_args
 from .options import DrawOptions
 from .style import CONNECTIONS
@@ -15,15 +19,18 @@ from .style import CONNECTIONS
 
 @dataclass
 class Aggregate:
-    """A node of the drawing standing for many IR nodes: a collapsed scope or a fold."""
+    """A node of the drawing standing for many IR nodes: a collapsed scope, a fold, or a
+    block drawn as columns."""
 
     id: str
     home: str  # scope path of the cluster it sits in
     label: str
-    kind: str  # "collapsed" or "fold"
+    kind: str  # "collapsed", "fold" or "columns"
     nodes: set[int] = field(default_factory=set)
     tooltip: str = ""
     glue: set[int] = field(default_factory=set)  # a fold's nodes between its instances
+    layout: ColumnLayout | None = None  # of a block drawn as columns
+    compact: bool = False  # columns of units without text: --depth stops at the block
 
 
 def parent_scope(path: str, scopes: dict[str, Scope]) -> str:
@@ -57,6 +64,7 @@ class Drawing:
         self.item: dict[int, str] = {}  # IR node -> aggregate id (absent: drawn as itself)
         self.visible: set[str] = set()  # scopes drawn as clusters
         self._sig: dict[str, tuple] = {}
+        self._join_columns: dict[int, list[int]] | None = None  # computed for the first fractal block
         self._walk("")
 
     def outer(self, path: str) -> Scope | None:
@@ -85,7 +93,8 @@ class Drawing:
                 self._collapse(c)
             else:
                 self.visible.add(c)
-                stack.append(self._enter(c))
+                if not self._columns(c):
+                    stack.append(self._enter(c))
 
     def _enter(self, path: str):
         """Fold the runs among the children of ``path``; the other children, in order."""
@@ -97,6 +106,22 @@ class Drawing:
                 self._fold(path, run, glue)
         # not folded, and with an op of its own to draw (not a block that returns x)
         return iter([c for c in kids if c not in folded and self.members[c]])
+
+    def _columns(self, path: str) -> bool:
+        """Draw block ``path`` as columns if its structure is a fractal expansion."""
+        s = self.scopes[path]
+        if s.kind != "block" or s.output is None or self.ir.nodes[s.output]["op"] != "join":
+            return False
+        if self._join_columns is None:
+            self._join_columns = join_columns(self.ir)
+        layout = column_layout(self.ir, self.members[path], s.input, s.output, self._join_columns)
+        if layout is None:
+            return False
+        agg = Aggregate(f"c{len(self.aggregates)}", path, "", "columns", set(self.members[path]), layout=layout)
+        agg.compact = self.opt.depth is not None and self._depth(path) >= self.opt.depth
+        agg.tooltip = f"{path}: {call_text(s)} ({len(agg.nodes)} ops in {len(layout.numbers)} columns)"
+        self._add(agg)
+        return True
 
     def _collapse(self, path: str) -> None:
         s = self.scopes[path]

@@ -107,6 +107,13 @@ def legend_node(g: graphviz.Digraph, kinds: list[str], aggregates: dict) -> None
             cell = 'width="40" height="8" fixedsize="true" sides="b"'
             sample = f'<td {cell} border="{width}" color="{st["color"]}"{dash}></td>'
         rows.append(f'<tr>{sample}<td align="left">{LEGEND[k]}</td></tr>')
+    if any(x.kind == "columns" for x in aggregates.values()):
+        join = CONNECTION_NODE["join"]
+        rows.append(
+            f'<tr><td width="40" height="10" fixedsize="true" border="1" color="{join["color"]}" '
+            f'bgcolor="{join["fillcolor"]}"></td><td align="left">fractal join: mean of the columns '
+            "under the bar;<br/>drop-path rates local / global</td></tr>"
+        )
     if any(x.kind == "fold" for x in aggregates.values()):
         rows.append(
             '<tr><td width="40" height="14" fixedsize="true" border="1" color="#a08a4c" bgcolor="#fdf3d7">xN</td>'
