@@ -395,6 +395,8 @@ class ExtremeArgGen:
             return f"[{c.pick(EXTREME_INTS)}, {c.pick(('1', '2', '3') + EXTREME_INTS)}]"
         if kind == "float":
             return c.pick(EXTREME_FLOATS)
+        if kind == "opt_number":  # an integer or a number (or none)
+            return c.pick(EXTREME_FLOATS + EXTREME_INTS + ("none",))
         if kind == "prob":
             return c.pick(EXTREME_PROBS)
         if kind == "bool":
@@ -405,7 +407,8 @@ class ExtremeArgGen:
 
     def sane(self, op: str, name: str) -> str | None:
         """A small valid value for a required argument that is not being pushed."""
-        return {"out": str(self.c.int(1, 4)), "kernel": str(self.c.int(1, 3))}.get(name)
+        return {"out": str(self.c.int(1, 4)), "kernel": str(self.c.int(1, 3)), "p": "0.5",
+                "size": str(self.c.int(1, 3))}.get(name)
 
     def call(self) -> tuple[str, str]:
         """(op call text, the op's name); joins are written as connections."""
