@@ -75,6 +75,17 @@ def _groups(op: str, c: int, out: int, g: int) -> None:
         )
 
 
+def _kernel_fields(s: Shape, a: dict) -> tuple[Field, ...]:
+    """The constructor arguments conv2d and nn.ConvTranspose2d begin with."""
+    return (
+        Field("in", s[0]),
+        Field("out", a["out"]),
+        Field("kernel", square(a["kernel"])),
+        Field("stride", square(a["stride"]), "stride", "1"),
+        Field("pad", square(a["pad"]), "padding", "0"),
+    )
+
+
 def _conv_infer(s: Shape, a: dict) -> Shape:
     _groups("conv", spatial("conv", s)[0], a["out"], a["groups"])
     oh, ow = window_out("conv", s, a)
@@ -117,12 +128,7 @@ CONV = OpSpec(
         Arg("bias_init", "float", 0.0, why=_BIAS_WHY),
     ),
     _conv_infer,
-    Torch("conv2d", lambda s, a: (
-        Field("in", s[0]),
-        Field("out", a["out"]),
-        Field("kernel", square(a["kernel"])),
-        Field("stride", square(a["stride"]), "stride", "1"),
-        Field("pad", square(a["pad"]), "padding", "0"),
+    Torch("conv2d", lambda s, a: _kernel_fields(s, a) + (
         Field("dilation", square(a["dilation"]), "dilation", "1"),
         Field("groups", a["groups"], "groups", "1"),
         Field("bias", a["bias"], "bias", "False"),
@@ -180,12 +186,7 @@ CONV_TRANSPOSE = OpSpec(
         Arg("bias", "bool", False),
     ),
     _transposed_infer,
-    Torch("nn.ConvTranspose2d", lambda s, a: (
-        Field("in", s[0]),
-        Field("out", a["out"]),
-        Field("kernel", square(a["kernel"])),
-        Field("stride", square(a["stride"]), "stride", "1"),
-        Field("pad", square(a["pad"]), "padding", "0"),
+    Torch("nn.ConvTranspose2d", lambda s, a: _kernel_fields(s, a) + (
         Field("output_pad", square(a["output_pad"]), "output_padding", "0"),
         Field("groups", a["groups"], "groups", "1"),
         Field("bias", a["bias"], "bias", "True"),
