@@ -81,6 +81,12 @@ def call_text(scope: Scope, outer: Scope | None = None) -> str:
     return text if len(text) <= 72 else text[:68] + "...)"
 
 
+def stage_text(passes: list[str], fractal_column: int | None = None) -> str:
+    """What a drawing after the passes shows, for its title: ``after prune, share-concat``."""
+    text = "after " + ", ".join(passes) if passes else "no passes"
+    return text + (f"; column {fractal_column}" if fractal_column is not None else "")
+
+
 def leaf(path: str) -> str:
     return path.rsplit(".", 1)[-1]
 

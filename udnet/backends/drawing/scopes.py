@@ -110,7 +110,8 @@ class Drawing:
     def _columns(self, path: str) -> bool:
         """Draw block ``path`` as columns if its structure is a fractal expansion."""
         s = self.scopes[path]
-        if s.kind != "block" or s.output is None or self.ir.nodes[s.output]["op"] != "join":
+        # after --fractal-column a scope's output may be a join that pruning removed
+        if s.kind != "block" or s.output not in self.ir or self.ir.nodes[s.output]["op"] != "join":
             return False
         if self._join_columns is None:
             self._join_columns = join_columns(self.ir)

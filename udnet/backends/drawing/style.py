@@ -21,6 +21,7 @@ LEGEND = {
     "residual": "residual sum (+)",
     "concat": "concat (++)",
     "bus": "dense buffer (each layer reads, then appends)",
+    "shared": "shared buffer (share-concat): one allocation, each layer reads a prefix, appends in place",
     "gate": "highway gate: T*H + (1-T)*x",
     "join": "fractal join (mean of columns)",
     "slice": "dual path: channel split",
@@ -92,8 +93,9 @@ NODE_ATTR = {
 EDGE_ATTR = {"fontname": "Helvetica", "fontsize": "8", "arrowsize": "0.6"}
 
 
-def legend_node(g: graphviz.Digraph, kinds: list[str], aggregates: dict) -> None:
-    """One HTML-table node: a line drawn in each edge style present, and what it means.
+def legend_node(g: graphviz.Digraph, kinds: list[str], aggregates: dict, shared: bool = False) -> None:
+    """One HTML-table node: a line drawn in each edge style present, and what it means
+    (``shared``: the buses are the share-concat pass's buffers).
 
     A single node keeps the legend out of the ranks of the network, whatever its size."""
     rows = ['<tr><td colspan="2" align="left"><b>Legend</b></td></tr>']
@@ -106,7 +108,8 @@ def legend_node(g: graphviz.Digraph, kinds: list[str], aggregates: dict) -> None
             dash = f' style="{st["style"]}"' if st.get("style") in ("dashed", "dotted") else ""
             cell = 'width="40" height="8" fixedsize="true" sides="b"'
             sample = f'<td {cell} border="{width}" color="{st["color"]}"{dash}></td>'
-        rows.append(f'<tr>{sample}<td align="left">{LEGEND[k]}</td></tr>')
+        text = LEGEND["shared" if k == "bus" and shared else k]
+        rows.append(f'<tr>{sample}<td align="left">{text}</td></tr>')
     if any(x.kind == "columns" for x in aggregates.values()):
         join = CONNECTION_NODE["join"]
         rows.append(
