@@ -97,6 +97,7 @@ def test_depth_draws_compact_columns_and_folding_still_folds(tmp_path):
     assert len(columns) == 5 * 4 and all(len(columns[b, c]) == 2 ** (c - 1) for b, c in columns)
     texts = [t for _, ts in pic.nodes.values() for t in ts]
     assert "every join, drop-path 0.15 / 0.5" in texts and "3x3 conv, 64" not in texts
+    assert not pic.foreign_crossings()
     top = fractal(tmp_path, "--depth", "0")
     assert "block1 | Fractal(C=3, c=64, p=0, drop_local=0.15, drop_global=0.5) | join" in top.node_texts()
     same = fractal(tmp_path, "-D", "widths=[64, 64, 64]", "-D", "drop=[0, 0, 0]")

@@ -12,7 +12,9 @@ def drawn_edges(ir: IR, topo_index: dict[int, int]):
     accumulated buffer of a dense block: its edge is a bus segment. A concat whose
     operands start with the operands of another concat is drawn as that concat ++ rest.
     After the share-concat pass, every edge between the nodes of one planned buffer (its
-    base, its links and the slices that drop a link's head) is a bus segment too.
+    base, its links and the slices that drop a link's head) is a bus segment too. A sum
+    of an upsampled operand and others (an FPN merge) has a top-down edge from the former
+    and lateral edges from the latter.
     """
     concat_operands: dict[tuple, int] = {}
     for n in sorted(ir.nodes, key=topo_index.__getitem__):
@@ -35,6 +37,8 @@ def drawn_edges(ir: IR, topo_index: dict[int, int]):
                     ports = [0] + ports[k:]
                     break
         skips = _skips(ir, operands, topo_index) if len(operands) > 1 else [False] * len(operands)
+        if ir.nodes[v]["op"] == "add" and not any(skips):
+            kinds = _top_down(ir, operands, kinds)
         for u, kind, skip, port in zip(operands, kinds, skips, ports):
             if kind == "concat" and skip and ir.nodes[v]["op"] == "concat":
                 kind = "bus"
@@ -46,6 +50,18 @@ def drawn_edges(ir: IR, topo_index: dict[int, int]):
             for u, v, kind, skip, port in out
         ]
     return out
+
+
+UPSAMPLING = ("upsample", "conv_transpose")
+
+
+def _top_down(ir: IR, operands: list[int], kinds: list[str]) -> list[str]:
+    """The kinds of a sum's operand edges: top-down and lateral when some operands, not all,
+    are upsampled."""
+    up = [ir.nodes[u]["op"] in UPSAMPLING for u in operands]
+    if not any(up) or all(up):
+        return kinds
+    return ["topdown" if is_up else "lateral" for is_up in up]
 
 
 def _buffer_nodes(ir: IR) -> dict[int, int]:

@@ -163,8 +163,9 @@ def node_attrs(ir: IR, n: int, tap: bool) -> dict:
         tip += f", {d['params']:,} params"
     attrs: dict[str, str] = {"tooltip": tip, "class": f"op {op}"}
     if op in ("input", "output"):
+        name = d["attrs"].get("name")  # one of several named outputs: an ordered dict's key
         attrs.update(
-            label=f"{op}\n{shape_text(d['shape'])}",
+            label=f"{op} {name}\n{shape_text(d['shape'])}" if name else f"{op}\n{shape_text(d['shape'])}",
             style="filled",
             fillcolor="#3d4b66",
             fontcolor="white",

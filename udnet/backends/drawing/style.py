@@ -15,6 +15,8 @@ EDGE_STYLE: dict[str, dict[str, str]] = {
     "gate": {"color": "#e07000", "penwidth": "1.8", "style": "dashed"},
     "join": {"color": "#8e3fb0", "penwidth": "2.2"},
     "slice": {"color": "#c0392b", "penwidth": "1.8", "style": "dotted"},
+    "topdown": {"color": "#b5367a", "penwidth": "2.4"},
+    "lateral": {"color": "#2a9d8f", "penwidth": "1.8", "style": "dashed"},
 }
 LEGEND = {
     "sequence": "sequence",
@@ -25,9 +27,11 @@ LEGEND = {
     "gate": "highway gate: T*H + (1-T)*x",
     "join": "fractal join (mean of columns)",
     "slice": "dual path: channel split",
+    "topdown": "top-down path: a coarser level upsampled into a sum (FPN)",
+    "lateral": "lateral connection: a backbone feature into a top-down sum",
 }
 # When several IR edges become one drawn edge, the most telling kind wins.
-PRIORITY = ("gate", "join", "residual", "slice", "concat", "bus", "sequence")
+PRIORITY = ("gate", "join", "residual", "topdown", "lateral", "slice", "concat", "bus", "sequence")
 
 CONNECTION_NODE = {
     "add": {
