@@ -2,8 +2,9 @@
 
 A block qualifies when its IR is made of chains of ops ("units") between joins, every
 chain ending in a join input and the block ending in a join: the shape of any recursive
-join-based expansion. The columns come from the joins alone (``join_columns``: column 1
-is the shallowest, the numbering ``--fractal-column`` uses), not from the spec's names.
+join-based expansion. The columns come from the joins alone (``join_columns``, the
+numbering ``--fractal-column`` uses), not from the spec's names, and are drawn left to
+right by depth, the shallowest first.
 A chain splits into units where the nearest enclosing block instance changes (each unit
 of a fractal is the base case of the recursion, a block instance of its own).
 
@@ -45,7 +46,7 @@ class Bar:
 
 @dataclass
 class ColumnLayout:
-    numbers: list[int]  # the fractal column number of each drawn column, left to right
+    numbers: list[int]  # the column number (join_columns) of each drawn column, left to right
     rows: int
     units: list[Unit]
     bars: list[Bar]
@@ -72,7 +73,12 @@ def column_layout(
             ops.append(ir.consumers(ops[-1])[0])
         ((_, join, data),) = ir.out_edges(ops[-1], data=True)
         chains.append((ir.inputs(n)[0], ops, join, columns[join][data["port"]]))
-    numbers = sorted({c for *_, c in chains})
+    # Drawn left to right by depth (ops in the column), shallowest first; the numbers are
+    # join_columns', which count depth for joins written join(deep, ..., shallow).
+    depth: dict[int, int] = {}
+    for _, ops, _, c in chains:
+        depth[c] = depth.get(c, 0) + len(ops)
+    numbers = sorted(depth, key=lambda c: (depth[c], c))
     if len(numbers) < 2 or not _one_path_per_column(chains, numbers, entry, exit_):
         return None
     position = {c: i for i, c in enumerate(numbers)}
