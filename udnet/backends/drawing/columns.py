@@ -53,16 +53,21 @@ class ColumnLayout:
 
 
 def column_layout(
-    ir: IR, members: set[int], entry: int | None, exit_: int | None, columns: dict[int, list[int]]
+    ir: IR,
+    members: set[int],
+    entry: int | None,
+    exit_: int | None,
+    columns: dict[int, list[int]],
+    order: dict[int, int],
 ) -> ColumnLayout | None:
     """The column layout of the block made of ``members`` (fed by ``entry``, ending in
     ``exit_``), or None when the block is not columns of units between joins.
-    ``columns``: ``join_columns(ir)``."""
+    ``columns``: ``join_columns(ir)``; ``order``: the IR's topological index of each node."""
     if exit_ not in members or ir.nodes[exit_]["op"] != "join" or entry is None:
         return None
     if not _units_between_joins(ir, members, entry, exit_):
         return None
-    topo = [n for n in ir.topo() if n in members]
+    topo = sorted(members, key=order.__getitem__)
     # chains: (source sync, ops, join, column number)
     chains = []
     for n in topo:
