@@ -118,7 +118,7 @@ def legend_node(g: graphviz.Digraph, kinds: list[str], aggregates: dict, shared:
         join = CONNECTION_NODE["join"]
         rows.append(
             f'<tr><td width="40" height="10" fixedsize="true" border="1" color="{join["color"]}" '
-            f'bgcolor="{join["fillcolor"]}"></td><td align="left">fractal join: mean of the columns '
+            f'bgcolor="{join["fillcolor"]}"></td><td align="left" balign="left">fractal join: mean of the columns '
             "under the bar;<br/>drop-path rates local / global</td></tr>"
         )
     if any(x.kind == "fold" for x in aggregates.values()):
