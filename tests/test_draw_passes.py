@@ -3,6 +3,7 @@ the Python function ``udnet.draw``."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,18 @@ def test_udnet_draw_imports_no_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    "drawing,message",
+    [
+        ({"depth": -1}, "depth must be an int >= 0 or None, got int -1"),
+        ({"expand": 1}, "expand must be a bool"),
+        ({"rankdir": "lr"}, 'rankdir must be "TB", "LR", "BT" or "RL"'),
+        ({"timeout": 0}, "timeout must be a number of seconds > 0 or None"),
+        ([("depth", 1)], "drawing must be a dict of drawing options"),
+    ],
+)
+def test_udnet_draw_names_a_wrong_drawing_option(drawing, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        udnet.draw(DEAD, drawing=drawing)

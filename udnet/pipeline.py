@@ -351,6 +351,8 @@ def draw(source: Spec, network: str | None = None, defines: Iterable[str] | Mapp
     names = pass_names(disabled)
     check_fractal_column(fractal_column, names)
     options = _draw_options(drawing)
+    if output is not None and not isinstance(output, (str, os.PathLike)):
+        raise UsageError(f"output must be a path (str or os.PathLike) or None, got {_what(output)}")
     fmt_path = None if output is None else os.fspath(output)
     if fmt_path is not None:
         gv.plan(fmt_path)  # an unknown format or no renderer: before the elaboration
@@ -366,6 +368,24 @@ def draw(source: Spec, network: str | None = None, defines: Iterable[str] | Mapp
     return None
 
 
+#: The drawing options ``draw`` takes and what each must be: (check, description).
+_DRAWING = {
+    "depth": (lambda v: v is None or _count(v), "an int >= 0 or None"),
+    "expand": (lambda v: isinstance(v, bool), "a bool"),
+    "shapes": (lambda v: isinstance(v, bool), "a bool"),
+    "legend": (lambda v: isinstance(v, bool), "a bool"),
+    "title": (lambda v: isinstance(v, bool), "a bool"),
+    "rankdir": (lambda v: v in ("TB", "LR", "BT", "RL"), '"TB", "LR", "BT" or "RL"'),
+    "max_nodes": (lambda v: v is None or (_count(v) and v > 0), "an int > 0 or None"),
+    "timeout": (lambda v: v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < math.inf),
+                "a number of seconds > 0 or None"),
+}
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def _draw_options(drawing):
     from udnet.backends.graphviz import DrawOptions
 
@@ -373,8 +393,10 @@ def _draw_options(drawing):
         return DrawOptions()
     if not isinstance(drawing, Mapping):
         raise UsageError(f"drawing must be a dict of drawing options, got {_what(drawing)}")
-    known = {f.name for f in fields(DrawOptions)} - {"stage"}
-    unknown = sorted(set(drawing) - known)
-    if unknown:
-        raise UsageError(f"drawing: unknown option {unknown[0]!r}", hint=f"the options are {', '.join(sorted(known))}")
+    for key, value in drawing.items():
+        if key not in _DRAWING:
+            raise UsageError(f"drawing: unknown option {key!r}", hint=f"the options are {', '.join(_DRAWING)}")
+        check, what = _DRAWING[key]
+        if not check(value):
+            raise UsageError(f"drawing: {key} must be {what}, got {_what(value)}")
     return DrawOptions(**drawing)
