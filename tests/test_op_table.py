@@ -141,3 +141,10 @@ def test_emitted_module_matches_plain_pytorch(name, one_thread):
     torch.testing.assert_close(x.grad, x2.grad)
     for key, p in trained.items():
         torch.testing.assert_close(p.grad, params[key].grad, msg=key)
+
+
+def test_the_product_is_drawn_with_its_own_node_and_edges():
+    ir = build_ir("network N(input = [4, 5, 5]) { x = x * (x |> gap(keep = true) |> conv(4, 1) |> sigmoid) }")
+    dot = to_dot(ir)
+    assert 'label="*"' in dot and "#b0306f" in dot  # the node, and its input edges' colour
+    assert "element-wise product" in dot  # the legend

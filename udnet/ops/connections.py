@@ -27,15 +27,10 @@ class Connection:
     legend: str = ""  # what its edges mean, in a drawing's legend
     saves_output: bool = False
     signature: Signature | None = None  # the keyword arguments of a built-in function (join)
+    # What its forward expression needs to know of the operand shapes: structure, equal
+    # for all instances of an emitted class.
+    form: Callable[[list[Shape]], tuple] = lambda shapes: ()
 
-    def form(self, shapes: list[Shape]) -> tuple:
-        """What its forward expression needs to know of the operand shapes (structure,
-        equal for all instances of an emitted class): for ``*``, which operands are
-        [C] vectors to broadcast over positions."""
-        if self.name != "mul":
-            return ()
-        spatial = any(len(s) == 3 for s in shapes)
-        return tuple(spatial and len(s) == 1 for s in shapes)
 
 
 def _gate(args: list[str], form: tuple) -> str:
@@ -43,12 +38,18 @@ def _gate(args: list[str], form: tuple) -> str:
     return f"{t} * {h} + (1 - {t}) * {x}"
 
 
+def _vectors(shapes: list[Shape]) -> tuple:
+    """Which operands of ``*`` are [C] vectors to broadcast over a [C, H, W] operand."""
+    spatial = any(len(s) == 3 for s in shapes)
+    return tuple(spatial and len(s) == 1 for s in shapes)
+
+
 def _mul(args: list[str], form: tuple) -> str:
     return " * ".join(f"{a}[:, :, None, None]" if vector else a for a, vector in zip(args, form))
 
 
 def _mul_activation(shapes: list[Shape], out: Shape) -> int:
-    vectors = CONNECTIONS["mul"].form(shapes)
+    vectors = _vectors(shapes)
     return numel(out) + sum(s[0] for s, v in zip(shapes, vectors) if v)  # each [N, C, 1, 1] view counts
 
 
@@ -87,7 +88,8 @@ CONNECTIONS: dict[str, Connection] = {c.name: c for c in (
     Connection("mul", "product", "*", _mul_activation, _mul,
                _node(shape="circle", label="*", width="0.3", height="0.3", fixedsize="true",
                      fillcolor="#fde7f3", color="#b0306f", fontsize="14"),
-               {"color": "#b0306f", "penwidth": "1.8", "style": "dashed"}, "element-wise product (*): attention"),
+               {"color": "#b0306f", "penwidth": "1.8", "style": "dashed"}, "element-wise product (*): attention",
+               form=_vectors),
 )}
 
 #: kind of the edges into each connection op; op nodes' inputs are "sequence" edges.
