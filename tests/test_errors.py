@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from udnet.cli import main
+from udnet.errors import Source, Span, UdnetError
 
 CMDLINE = "<command line>"
 
@@ -602,3 +603,77 @@ def test_not_utf8(tmp_path, capsys):
     assert rc == 1
     assert err.startswith(f"{path}:2:10: error: the file is not valid UTF-8")
     assert "Traceback" not in err
+
+
+# ---- the rendering, character by character ----
+
+
+def _check(tmp_path, capsys, source: str) -> tuple[str, str]:
+    path = tmp_path / "spec.ud"
+    path.write_text(source, encoding="utf-8")
+    assert main(["check", str(path)]) == 1
+    return str(path), capsys.readouterr().err
+
+
+def test_notes_follow_the_error_each_with_its_own_quote(tmp_path, capsys):
+    # A note with a span quotes its own line; one without (the input shape) has no location.
+    path, err = _check(tmp_path, capsys, "block B(c) {\n    conv(c, kernel = 3, groups = 5)\n}\n"
+                                         "network N(input = [3, 8, 8]) {\n    B(4)\n}\n")
+    assert err == (
+        f"{path}:2:5: error: conv groups = 5 must divide both the input channels (3) and the output channels (4)\n"
+        "    2 |     conv(c, kernel = 3, groups = 5)\n"
+        "      |     ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n"
+        "udnet: note: the input of this conv is [3, 8, 8]\n"
+        f"{path}:5:5: note: in B(4) used here\n"
+        "    5 |     B(4)\n"
+        "      |     ^~~~\n"
+    )
+
+
+def test_caret_covers_the_span_not_the_rest_of_the_line(tmp_path, capsys):
+    path, err = _check(tmp_path, capsys, "block B() { relu }\nblock B() { relu }\nnetwork N(input = [3, 8, 8]) { B }\n")
+    assert err == (
+        f"{path}:2:7: error: 'B' is defined twice\n"
+        "    2 | block B() { relu }\n"
+        "      |       ^\n"
+        f"{path}:1:7: note: first defined here\n"
+        "    1 | block B() { relu }\n"
+        "      |       ^\n"
+    )
+
+
+def test_unprintable_characters_of_the_quoted_line_become_spaces(tmp_path, capsys):
+    # A tab, an escape sequence, a bidi override and a bell: each one column wide, so the
+    # caret stays under the span and nothing reaches the terminal raw.
+    source = 'network N(input = [3, 8, 8]) {\n\tupsample(2, mode = "ne\x1b[2Jar\u202est") # \x07 bell\n}\n'
+    path, err = _check(tmp_path, capsys, source)
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{path}:2:14: error: upsample argument 'mode' must be one of")
+    assert lines[1:3] == [
+        '    2 |  upsample(2, mode = "ne [2Jar st") #   bell',
+        "      |              ^~~~~~~~~~~~~~~~~~~~",
+    ]
+
+
+def test_a_span_outside_the_text_quotes_nothing():
+    source = Source("n.ud", "relu\nrelu")
+    for line in (0, 3):
+        assert UdnetError("bad", Span(source, line, 1, line, 2)).format() == f"n.ud:{line}:1: error: bad"
+    assert source.line(2) == "relu"
+
+
+def test_unprintable_message_text_is_escaped_and_newlines_kept():
+    err = UdnetError("name a\x1b[2J\u202eb\x00\nsecond line", hint="try \x07 this")
+    assert err.format() == "udnet: error: name a\\x1b[2J\\u202eb\\x00\nsecond line\nhint: try \\x07 this"
+
+
+def test_a_huge_message_shows_its_first_2000_characters():
+    assert UdnetError("m" * 2000).format() == "udnet: error: " + "m" * 2000
+    assert UdnetError("m" * 2001 + "tail").format() == "udnet: error: " + "m" * 2000 + "..."
+
+
+def test_the_message_is_the_exception_argument():
+    # What repr(), logging and pickling show: the message, not None.
+    err = UdnetError("no such block 'B'")
+    assert err.args == ("no such block 'B'",)
+    assert "no such block 'B'" in repr(err)
