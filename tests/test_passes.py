@@ -324,6 +324,12 @@ def test_fractal_column_extracts_the_student_network(column):
                                           defines=[f"{k}={v}" for k, v in params.items()])
 
 
+def test_fractal_column_needs_fractal_joins():
+    with pytest.raises(udnet.errors.UsageError) as e:
+        udnet.load("network N(input = [3, 8, 8]) { conv(4, 3) }", fractal_column=1)
+    assert e.value.message == "--fractal-column 1: the network has no fractal joins"
+
+
 def test_cli_pass_flags_verbose_and_warnings(tmp_path, capsys):
     spec = tmp_path / "dead.ud"
     spec.write_text("network N(input = [3, 8, 8]) {\n    unused = x |> conv(4, 3)\n    conv(8, 3)\n    gap\n}\n")
@@ -387,6 +393,15 @@ def test_prune_preserves_semantics(name):
             torch.testing.assert_close(p.grad, grads[k], rtol=1e-9, atol=1e-12)
         a.zero_grad()
         b.zero_grad()
+
+
+def test_folded_block_outputs_keep_their_shapes_in_the_summary():
+    # Both blocks end in a one-input join that prune folds into its relu: each block's
+    # row must still show its own output, not the other block's.
+    from udnet.backends.summary import summarize
+
+    s = summarize(build_ir(PRUNABLE["identity and one-input join"]), depth=1)
+    assert {r.scope: r.output for r in s.rows if r.kind == "block"} == {"f": [4, 6, 6], "g": [6, 6, 6]}
 
 
 def _runtime():
