@@ -73,7 +73,8 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
     if opt.title:
         params = ir.param_count()
         g.attr(
-            label=f"{net}: {ir.number_of_nodes():,} IR nodes, {params:,} parameters",
+            label=f"{net}{f' ({opt.stage})' if opt.stage else ''}: {ir.number_of_nodes():,} IR nodes, "
+            f"{params:,} parameters",
             labelloc="t",
             labeljust="c",
             fontsize="14",
@@ -182,8 +183,12 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
             stack.append(kids)
 
     if opt.legend:
-        legend_node(g, [k for k in PRIORITY[::-1] if k in kinds_drawn], dr.aggregates)
+        shared = bool(ir.graph.get("buffers"))
+        legend_node(g, [k for k in PRIORITY[::-1] if k in kinds_drawn], dr.aggregates, shared)
     emit(g)
+    outputs = [f"n{n}" for n in topo if ir.nodes[n]["op"] == "output" and n not in dr.item]
+    if len(outputs) > 1:  # several outputs (an FPN's levels): side by side on the last rank
+        g.body.append("\t{rank=sink; " + " ".join(outputs) + "}\n")
     for a, b, attrs in plain + skipping:  # skips last: drawn on top of the main path
         g.edge(a, b, **quoted(attrs))
     return g
