@@ -395,6 +395,29 @@ def test_prune_preserves_semantics(name):
         b.zero_grad()
 
 
+@pytest.mark.parametrize("name", list(PRUNABLE) + ["zero-wide operand", "nothing to prune"])
+def test_params_after_counts_the_compiled_module(name):
+    # `udnet check` reports params_after as the compiled module's size: count that module.
+    from udnet.passes.prune import params_after
+
+    spec = {**PRUNABLE, **AFTER_CASES}[name]
+    ir = build_ir(spec)
+    before = ir.param_count()
+    assert params_after(ir) == param_count(udnet.load(spec))
+    assert ir.param_count() == before  # the IR itself is left as it was
+
+
+AFTER_CASES = {
+    # A zero-wide operand: prune folds it out of the concat even though nothing is dead.
+    "zero-wide operand": """
+network Z(input = [3, 6, 6]) {
+    x = x ++ x[2:2] ++ (x |> conv(2, 1))
+    conv(4, 1)
+}""",
+    "nothing to prune": "network P(input = [3, 6, 6]) { conv(4, 3); bn; relu; gap; linear(5) }",
+}
+
+
 def test_folded_block_outputs_keep_their_shapes_in_the_summary():
     # Both blocks end in a one-input join that prune folds into its relu: each block's
     # row must still show its own output, not the other block's.
