@@ -630,16 +630,32 @@ def test_notes_follow_the_error_each_with_its_own_quote(tmp_path, capsys):
     )
 
 
-def test_caret_covers_the_span_not_the_rest_of_the_line(tmp_path, capsys):
-    path, err = _check(tmp_path, capsys, "block B() { relu }\nblock B() { relu }\nnetwork N(input = [3, 8, 8]) { B }\n")
-    assert err == (
-        f"{path}:2:7: error: 'B' is defined twice\n"
+# Each: (spec, the whole of stderr less the path). The caret covers the span and no more;
+# the quoted line is the source line exactly, up to its last character.
+RENDERED = {
+    "caret-covers-the-span": (
+        "block B() { relu }\nblock B() { relu }\nnetwork N(input = [3, 8, 8]) { B }\n",
+        ":2:7: error: 'B' is defined twice\n"
         "    2 | block B() { relu }\n"
         "      |       ^\n"
-        f"{path}:1:7: note: first defined here\n"
+        "{path}:1:7: note: first defined here\n"
         "    1 | block B() { relu }\n"
-        "      |       ^\n"
-    )
+        "      |       ^\n",
+    ),
+    "whole-line-quoted": (
+        "network N(input = [3, 8, 8]) {\n    conv(4, 3) |> NoSuchX\n}\n",
+        ":2:19: error: unknown name 'NoSuchX'\n"
+        "    2 |     conv(4, 3) |> NoSuchX\n"
+        "      |                   ^~~~~~~\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RENDERED))
+def test_rendered_exactly(tmp_path, capsys, name):
+    source, expected = RENDERED[name]
+    path, err = _check(tmp_path, capsys, source)
+    assert err == path + expected.replace("{path}", path)
 
 
 def test_unprintable_characters_of_the_quoted_line_become_spaces(tmp_path, capsys):
@@ -677,3 +693,9 @@ def test_the_message_is_the_exception_argument():
     err = UdnetError("no such block 'B'")
     assert err.args == ("no such block 'B'",)
     assert "no such block 'B'" in repr(err)
+
+
+def test_a_span_over_several_lines_underlines_the_rest_of_its_first(tmp_path, capsys):
+    path, err = _check(tmp_path, capsys, "block B(c) {\n    conv(c, kernel = 3,\n         groups = 5)\n}\n"
+                                         "network N(input = [3, 8, 8]) { B(4) }\n")
+    assert err.splitlines()[1:3] == ["    2 |     conv(c, kernel = 3,", "      |     ^~~~~~~~~~~~~~~~~~~"]

@@ -328,6 +328,19 @@ def test_fractal_column_extracts_the_student_network(column):
                                           defines=[f"{k}={v}" for k, v in params.items()])
 
 
+def test_every_dead_statement_is_warned_at_its_own_line(tmp_path, capsys):
+    spec = tmp_path / "dead.ud"
+    spec.write_text("network N(input = [3, 8, 8]) {\n    a = x |> conv(4, 3)\n    b = x |> conv(2, 3) |> relu\n"
+                    "    conv(8, 3)\n    gap\n}\n")
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.py")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if ": warning: " in line]
+    assert warnings == [
+        f"{spec}:2:14: warning: 'a' is computed but never reaches the network output; it was pruned",
+        f"{spec}:3:14: warning: this computation never reaches the network output; it was pruned",
+        f"{spec}:3:28: warning: 'b' is computed but never reaches the network output; it was pruned",
+    ]
+
+
 def test_fractal_column_needs_fractal_joins():
     with pytest.raises(udnet.errors.UsageError) as e:
         udnet.load("network N(input = [3, 8, 8]) { conv(4, 3) }", fractal_column=1)

@@ -289,7 +289,8 @@ def test_human_bytes(n, text):
 
 @pytest.mark.parametrize("n,text", [
     (0, "0"), (999, "999"), (1000, "1 K"), (1500, "1.5 K"), (123_456, "123 K"), (999_400, "999 K"),
-    (999_999, "1 M"), (2.5e9, "2.5 G"), (4e12, "4 T"), (1e15, "1 P"), (2.5e18, "2,500 P"), (-1500, "-1.5 K"),
+    (999_999, "1 M"), (999_500, "1 M"), (2.5e9, "2.5 G"), (4e12, "4 T"), (1e15, "1 P"), (2.5e15, "2.5 P"),
+    (999.5e15, "1,000 P"), (1e18, "1,000 P"), (2.5e18, "2,500 P"), (-1500, "-1.5 K"),
 ])
 def test_si(n, text):
     assert summary.si(n) == text
@@ -397,9 +398,16 @@ total    8 nodes       [10]          394  20.8 K      5.8 KiB
   share-concat: planned 0 shared buffer(s) for 0 concat(...
 """
     assert _tiny_text(60, None).startswith('t.ud: network N(input=[3, 8, 8], widths=[4, 6], name="tiny")\n')
+    # 63 columns leave the call column 14 of its 17 characters; 20 cut a report to 20.
+    assert "\nb1.conv  conv(4, 3, ...  [4, 8, 8]     108  6.91 K      1.0 KiB\n" in _tiny_text(63, None)
+    assert _tiny_text(20, 1).endswith("\n  share-concat: pla...\n")
 
 
 def test_rows_cut_at_depth_say_so():
+    group = "network G(input = [3, 8, 8]) {\n    g: {\n        conv(4, 3)\n        relu\n    }\n    gap\n}\n"
+    text = summary.format_text(summary.summarize(build_ir(group), depth=1))
+    assert "\ng      { ... }     [4, 6, 6]     108  3.89 K      1.1 KiB\n" in text
+    assert "(rows to depth 1; --depth N shows more)\n" in text  # a group's rows are left out
     text = _tiny_text(100, 1)
     assert "b1.conv" not in text
     assert "total   8 nodes     [10]          394  20.8 K      5.8 KiB\n(rows to depth 1; --depth N shows more)\n" in text
@@ -412,8 +420,22 @@ def test_cut_cells_fit_their_width(width, text):
 
 
 def test_file_names_print_escaped(tmp_path, capsys):
-    spec = tmp_path / "n\x1b]0;t\x07\u202e.ud"
+    spec = tmp_path / "n\x1b]0;t\x07\u202e é.ud"
     spec.write_text(TINY)
     assert main(["summary", str(spec)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(str(tmp_path) + "/n\\x1b]0;t\\x07\\u202e.ud: network N(")
+    assert out.startswith(str(tmp_path) + "/n\\x1b]0;t\\x07\\u202e é.ud: network N(")  # printable é stays
+
+
+def test_connection_rows_at_the_top_level():
+    # By hand, batch 2 in float32: the concat's [5, 4, 4] output is 80 * 2 * 4 = 640 B; a
+    # join of 2 makes 3 tensors of [4, 4, 4] (the stack of both, then the mean): 1,536 B.
+    spec = """network J(input = [3, 4, 4]) {
+    x = x ++ (x |> conv(2, 1))
+    x = join(x |> conv(4, 1), x |> conv(4, 3, pad = 1), drop_local = 0.1, drop_global = 0.2)
+}"""
+    rows = summary.rows(build_ir(spec), batch=2, depth=1)
+    assert [r for r in rows if r.kind == "connection"] == [
+        summary.Row("x", 1, "connection", "++ of 2 (channel concat)", [5, 4, 4], 0, 0, 640, 1),
+        summary.Row("x", 1, "connection", "join of 2 (drop_local=0.1, drop_global=0.2)", [4, 4, 4], 0, 0, 1536, 1),
+    ]

@@ -1,15 +1,16 @@
 """Mutation testing of the runtime helpers that an emitted model.py carries.
 
-``udnet/backends/pytorch/runtime.py`` keeps the helpers (the FractalNet join and its
-drop-path, the shared concat buffer) as source text that the code generator copies
-into each model.py, so mutmut, which mutates the functions of imported modules, never
-sees them. This script mutates the code inside those strings, one change at a time,
-and runs the tests that reach it with the mutated text in place of the original:
+The code generator copies the helpers (the FractalNet join and its drop-path in
+``udnet/backends/pytorch/runtime.py``, the shared concat buffer read as text from
+``shared_buffer.py``) into each model.py as source text, so mutmut, which mutates the
+functions of imported modules, never reaches the copies that the emitted modules run.
+This script mutates the code inside those strings, one change at a time, and runs the
+tests that reach it with the mutated text in place of the original:
 
     .venv/bin/python tools/mutate_runtime.py                # every mutant
     .venv/bin/python tools/mutate_runtime.py JOIN           # the helpers of one string
     .venv/bin/python tools/mutate_runtime.py --list         # list the mutants, run nothing
-    .venv/bin/python tools/mutate_runtime.py --lines 81,94  # only the mutants of these lines
+    .venv/bin/python tools/mutate_runtime.py --lines 83,96  # only the mutants of these lines
 
 Each mutant runs in a forked child (torch and pytest are imported once, here); it is
 killed when a test fails or when it runs past ``--timeout`` times the clean run. The
@@ -60,13 +61,14 @@ _SWAP = {
 @dataclass(frozen=True)
 class Mutant:
     name: str  # the helper string: JOIN, CONCAT_BUFFER
-    line: int  # in runtime.py
+    file: str  # where its text is written: runtime.py, shared_buffer.py
+    line: int  # in that file
     before: str
     after: str
     text: str  # the whole mutated helper string
 
     def __str__(self) -> str:
-        return f"runtime.py:{self.line} ({self.name}): {self.before}  ->  {self.after}"
+        return f"{self.file}:{self.line} ({self.name}): {self.before}  ->  {self.after}"
 
 
 def _variants(node: ast.AST):
@@ -101,7 +103,7 @@ def _offsets(text: str) -> list[int]:
     return starts
 
 
-def mutants(name: str, text: str, first_line: int) -> list[Mutant]:
+def mutants(name: str, text: str, file: str, first_line: int) -> list[Mutant]:
     starts = _offsets(text)
     out = []
     for node in ast.walk(ast.parse(text)):
@@ -114,17 +116,28 @@ def mutants(name: str, text: str, first_line: int) -> list[Mutant]:
             mutated = text[:lo] + replacement + text[hi:]
             ast.parse(mutated)  # a mutant is always valid Python
             before = " ".join(text[lo:hi].split())
-            out.append(Mutant(name, first_line + node.lineno - 1, before, replacement, mutated))
+            out.append(Mutant(name, file, first_line + node.lineno - 1, before, replacement, mutated))
     return sorted(out, key=lambda m: (m.line, m.before, m.after))
 
 
-def helper_strings() -> dict[str, tuple[str, int]]:
-    """runtime.py's helper strings: name -> (text, the runtime.py line of its first line)."""
-    path = ROOT / "udnet" / "backends" / "pytorch" / "runtime.py"
+def helper_strings() -> dict[str, tuple[str, str, int]]:
+    """The helper strings under test: name -> (text, the file it is written in, the line
+    of that file where the text's first line is)."""
+    from udnet.backends.pytorch import runtime
+
+    folder = Path(runtime.__file__).parent
+    sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py"))}
     found = {}
-    for stmt in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
-            found[stmt.targets[0].id] = (stmt.value.value, stmt.value.lineno)
+    for name in TESTS:
+        text = getattr(runtime, name)
+        body = text.lstrip("\n")
+        for file, source in sources.items():
+            at = source.find(body)
+            if at >= 0:
+                found[name] = (text, file, source.count("\n", 0, at) + 1 - (len(text) - len(body)))
+                break
+        else:
+            raise SystemExit(f"runtime.{name}: its text is in no file of {folder}")
     return found
 
 
@@ -163,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help=f"helper strings to mutate (default: {', '.join(TESTS)})")
     ap.add_argument("--list", action="store_true", help="list the mutants and run nothing")
-    ap.add_argument("--lines", help="only the mutants of these runtime.py lines (comma-separated)")
+    ap.add_argument("--lines", help="only the mutants of these lines of the helpers' files (comma-separated)")
     ap.add_argument("--timeout", type=float, default=5.0, help="a mutant's time limit, in clean runs")
     args = ap.parse_args(argv)
     os.chdir(ROOT)

@@ -409,13 +409,12 @@ def format_text(s: Summary, width: int = 100) -> str:
     head = [f"{_safe(s.spec)}: network {s.network}("]
     items = [f"{k}={opdefs.show_value(v)}" for k, v in s.arguments.items()]
     for i, item in enumerate(items):
-        item += ", " if i < len(items) - 1 else ")"  # the closing parenthesis must fit too
+        # (A network always has an argument: its input.) The closing parenthesis must fit too.
+        item += ", " if i < len(items) - 1 else ")"
         if len(head[-1]) + len(item.rstrip()) > width and head[-1].strip():
             head[-1] = head[-1].rstrip()
             head.append("    ")
         head[-1] += item
-    if not items:
-        head[-1] += ")"
     head.append(f"input {_shape(s.input)} -> output {_shape(s.output)}; activations for batch {s.batch} "
                 f"in {s.dtype}, MACs per sample")
     cols = ["scope", "block / op", "output", "params", "MACs", "activations"]
