@@ -699,3 +699,25 @@ def test_a_span_over_several_lines_underlines_the_rest_of_its_first(tmp_path, ca
     path, err = _check(tmp_path, capsys, "block B(c) {\n    conv(c, kernel = 3,\n         groups = 5)\n}\n"
                                          "network N(input = [3, 8, 8]) { B(4) }\n")
     assert err.splitlines()[1:3] == ["    2 |     conv(c, kernel = 3,", "      |     ^~~~~~~~~~~~~~~~~~~"]
+
+
+@pytest.mark.parametrize("before,after", [(3, 60), (40, 40), (60, 3)])
+def test_a_long_line_is_quoted_as_a_window_around_the_caret(tmp_path, capsys, before, after):
+    # A quoted line longer than 160 characters shows 160 of them: from 80 before the caret
+    # on, or the line's first or last 160; "..." marks each cut side, the caret stays under
+    # its character.
+    line = "    " + "relu |> " * before + "NoSuchX" + " |> relu" * after
+    path, err = _check(tmp_path, capsys, "network N(input = [3, 8, 8]) {\n" + line + "\n}\n")
+    col = line.index("NoSuchX") + 1
+    head, quoted, caret = err.splitlines()[:3]
+    assert head == f"{path}:2:{col}: error: unknown name 'NoSuchX'"
+    shown = quoted[len("    2 | "):]
+    at = caret.index("^") - len("      | ")
+    assert caret.endswith(" ^~~~~~~") and shown[at:at + 7] == "NoSuchX"
+    start = min(col - 1 - 80, len(line) - 160)
+    if start <= 0:
+        assert shown == line[:160] + "..."
+    elif start + 160 >= len(line):
+        assert shown == "..." + line[-160:]
+    else:
+        assert shown == "..." + line[col - 1 - 80 : col - 1 + 80] + "..."
