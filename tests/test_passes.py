@@ -185,6 +185,27 @@ network A(input = [8, 6, 6]) {
     y = x |> n: bn |> relu |> c: conv(5, 1)
     x = y ++ x[4:]
 }""",
+    # Readers that must not be fused: a BN or ReLU read twice, a BN without ReLU, a grouped 1x1.
+    "bn read twice": """
+network F(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    b = x |> bn
+    x = x ++ ((b |> relu |> conv(2, 1)) + (b |> conv(2, 1)))
+    bn; relu; conv(6, 1)
+}""",
+    "relu read twice": """
+network G(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    r = x |> bn |> relu
+    x = x ++ ((r |> conv(2, 1)) + (r |> conv(2, 3, pad = 1)))
+    bn; relu; conv(6, 1)
+}""",
+    "bn without relu and a grouped 1x1": """
+network H(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> conv(2, 1))
+    x = x ++ (x |> bn |> relu |> conv(2, 1, groups = 2))
+    bn; relu; conv(6, 1)
+}""",
     "self concat": """
 network B(input = [4, 5, 5]) { for i in 1..3 { x = x ++ x }; bn; relu; conv(6, 1) }""",
     "chain after a self concat": """

@@ -406,6 +406,7 @@ total    8 nodes       [10]          394  20.8 K      5.8 KiB
 def test_rows_cut_at_depth_say_so():
     group = "network G(input = [3, 8, 8]) {\n    g: {\n        conv(4, 3)\n        relu\n    }\n    gap\n}\n"
     text = summary.format_text(summary.summarize(build_ir(group), depth=1))
+    assert text.startswith("<spec>: network G(input=[3, 8, 8])\n")  # no spec named: a placeholder
     assert "\ng      { ... }     [4, 6, 6]     108  3.89 K      1.1 KiB\n" in text
     assert "(rows to depth 1; --depth N shows more)\n" in text  # a group's rows are left out
     text = _tiny_text(100, 1)
@@ -439,3 +440,23 @@ def test_connection_rows_at_the_top_level():
         summary.Row("x", 1, "connection", "++ of 2 (channel concat)", [5, 4, 4], 0, 0, 640, 1),
         summary.Row("x", 1, "connection", "join of 2 (drop_local=0.1, drop_global=0.2)", [4, 4, 4], 0, 0, 1536, 1),
     ]
+
+
+def test_summary_passes_run_as_asked():
+    # Dead code: prune removes a 3*4*9 = 108-parameter conv; --fractal-column 1 keeps one column.
+    dead = "network D(input = [3, 8, 8]) {\n    unused = x |> conv(4, 3)\n    conv(2, 1)\n}\n"
+    stages = dict(summary.summarize(build_ir(dead)).stages)
+    assert stages["elaborated"].params - stages["after prune"].params == 108
+    kept = summary.summarize(build_ir(dead), disabled={"prune"})
+    assert [name for name, _ in kept.stages] == ["elaborated", "after share-concat"] and kept.total.params == 108 + 3 * 2
+    fractal = build_ir(str(SPECS / "fractal.ud"), None, ["C=2", "widths=[4]", "drop=[0.0]"])
+    whole, column = summary.summarize(fractal).total.params, summary.summarize(fractal, fractal_column=1).total.params
+    assert column < whole
+    with pytest.raises(ValueError, match="^dtype must be one of float32, float16, bfloat16$"):
+        summary.summarize(build_ir(dead), dtype="int8")
+
+
+def test_rows_default_to_one_sample_and_show_asymmetric_windows():
+    rows = summary.rows(build_ir("network A(input = [3, 8, 8]) { conv(4, [3, 5], pad = [1, 2]); maxpool(2) }"))
+    assert rows[0].activation_bytes == 3 * 8 * 8 * 4  # one float32 sample
+    assert [r.call for r in rows[1:]] == ["conv(4, [3, 5], pad=[1, 2])", "maxpool(2)"]
