@@ -433,7 +433,7 @@ def test_prune_preserves_semantics(name):
         b.zero_grad()
 
 
-@pytest.mark.parametrize("name", list(PRUNABLE) + ["zero-wide operand", "nothing to prune"])
+@pytest.mark.parametrize("name", list(PRUNABLE) + ["zero-wide operand", "zero-wide slice of a conv", "nothing to prune"])
 def test_params_after_counts_the_compiled_module(name):
     # `udnet check` reports params_after as the compiled module's size: count that module.
     from udnet.passes.prune import params_after
@@ -450,6 +450,12 @@ AFTER_CASES = {
     "zero-wide operand": """
 network Z(input = [3, 6, 6]) {
     x = x ++ x[2:2] ++ (x |> conv(2, 1))
+    conv(4, 1)
+}""",
+    # Folding the zero-wide slice leaves the conv it reads dead: its 12 weights go too.
+    "zero-wide slice of a conv": """
+network Y(input = [3, 6, 6]) {
+    x = x ++ (x |> conv(4, 1))[2:2] ++ (x |> conv(2, 1))
     conv(4, 1)
 }""",
     "nothing to prune": "network P(input = [3, 6, 6]) { conv(4, 3); bn; relu; gap; linear(5) }",
