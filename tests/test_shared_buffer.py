@@ -73,6 +73,16 @@ def test_append_falls_back_to_a_plain_concatenation():
     assert torch.equal(sb.concat_append(other, y, 3), torch.cat([2 * x0, y], 1))
 
 
+def test_chains_run_under_inference_mode():
+    """Inference tensors keep no version counter; a chain still runs, in place."""
+    x0, y = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
+    with torch.inference_mode():
+        first = sb.concat_start(x0, 5)
+        last = sb.concat_append(first, y, 3)
+    assert torch.equal(last, torch.cat([x0, y], 1))
+    assert last.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+
+
 def test_head_links_drop_the_previous_head():
     """DPN's links: [head ++] the stored part, the next link dropping the old head."""
     d0, y1, y2 = torch.randn(2, 2, 3, 3), torch.randn(2, 1, 3, 3), torch.randn(2, 1, 3, 3)

@@ -148,17 +148,22 @@ class _Link:
 
 
 def _link(x, store, head, stored):
-    x.concat_link = _Link(store, head, stored, x._version)
+    x.concat_link = _Link(store, head, stored, _version(x))
     return x
 
 
 def _link_of(x):
     """What ``x`` knows about its storage, if it is a link unchanged since it was made."""
     link = getattr(x, "concat_link", None)
-    if link is None or link.version != x._version:
+    if link is None or link.version != _version(x):
         return None
     head = 0 if link.head is None else link.head.shape[1]
     return link if x.shape[1] == head + link.stored else None
+
+
+def _version(x):
+    # Inference tensors (torch.inference_mode) keep no version counter.
+    return 0 if x.is_inference() else x._version
 
 
 def _hooked(*modules):
