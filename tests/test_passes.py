@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import udnet
 from udnet.cli import main
+from udnet.ir.verify import VerifyError, verify
 from udnet.passes.share_concat import estimate_activation_bytes
 from udnet.pipeline import build_ir, compile_to_torch, optimize
 from differential import check_eval
@@ -551,3 +552,38 @@ def test_autocast_eval_runs_chains_with_heads():
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         a, b = base(x).float(), opt(x).float()
     assert (a - b).abs().max() <= 0.05 * a.abs().max()  # bfloat16 has 8 bits of mantissa
+
+
+def _corrupt(kind):
+    """A planned densenet (or dpn) IR with one share-concat annotation broken."""
+    ir = build_ir(str(SPECS / ("dpn.ud" if kind in ("tail", "head") else "densenet.ud")))
+    optimize(ir)
+    bufs = ir.graph["buffers"]
+    b = bufs[1]
+    if kind == "channels":
+        b.channels += 1
+    elif kind == "missing link":
+        del b.links[1]
+    elif kind == "stray link":
+        ir.nodes[bufs[0].links[0]]["buffer"] = 1
+    elif kind == "head":
+        ir.nodes[b.links[1]]["head"] += 1
+    elif kind == "tail":
+        tail = next(n for n, d in ir.nodes(data=True) if "tail_of" in d)
+        ir.nodes[tail]["tail_of"] = 0 if ir.nodes[tail]["tail_of"] else 1
+    elif kind == "fuse":
+        conv = next(n for n, d in ir.nodes(data=True) if d["op"] == "conv" and d.get("fuse") is None)
+        ir.nodes[conv]["fuse"] = 0
+    return ir
+
+
+@pytest.mark.parametrize("kind", ["channels", "missing link", "stray link", "head", "tail", "fuse"])
+def test_verify_checks_share_concat_annotations(kind):
+    """verify() after the pass holds its annotations to the graph: a buffer's links, each
+    link's head, the slices that drop heads, the fused readers and the stored width."""
+    for spec in ("densenet.ud", "dpn.ud"):
+        ir = build_ir(str(SPECS / spec))
+        optimize(ir)
+        verify(ir, "test")
+    with pytest.raises(VerifyError, match="IR invalid after test: .*(buffer|link|head|fused)"):
+        verify(_corrupt(kind), "test")
