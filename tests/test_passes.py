@@ -186,6 +186,27 @@ network A(input = [8, 6, 6]) {
     y = x |> n: bn |> relu |> c: conv(5, 1)
     x = y ++ x[4:]
 }""",
+    # Readers that must not be fused: a BN or ReLU read twice, a BN without ReLU, a grouped 1x1.
+    "bn read twice": """
+network F(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    b = x |> bn
+    x = x ++ ((b |> relu |> conv(2, 1)) + (b |> conv(2, 1)))
+    bn; relu; conv(6, 1)
+}""",
+    "relu read twice": """
+network G(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    r = x |> bn |> relu
+    x = x ++ ((r |> conv(2, 1)) + (r |> conv(2, 3, pad = 1)))
+    bn; relu; conv(6, 1)
+}""",
+    "bn without relu and a grouped 1x1": """
+network H(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> conv(2, 1))
+    x = x ++ (x |> bn |> relu |> conv(2, 1, groups = 2))
+    bn; relu; conv(6, 1)
+}""",
     "self concat": """
 network B(input = [4, 5, 5]) { for i in 1..3 { x = x ++ x }; bn; relu; conv(6, 1) }""",
     "chain after a self concat": """
@@ -329,6 +350,25 @@ def test_fractal_column_extracts_the_student_network(column):
                                           defines=[f"{k}={v}" for k, v in params.items()])
 
 
+def test_every_dead_statement_is_warned_at_its_own_line(tmp_path, capsys):
+    spec = tmp_path / "dead.ud"
+    spec.write_text("network N(input = [3, 8, 8]) {\n    a = x |> conv(4, 3)\n    b = x |> conv(2, 3) |> relu\n"
+                    "    conv(8, 3)\n    gap\n}\n")
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.py")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if ": warning: " in line]
+    assert warnings == [
+        f"{spec}:2:14: warning: 'a' is computed but never reaches the network output; it was pruned",
+        f"{spec}:3:14: warning: this computation never reaches the network output; it was pruned",
+        f"{spec}:3:28: warning: 'b' is computed but never reaches the network output; it was pruned",
+    ]
+
+
+def test_fractal_column_needs_fractal_joins():
+    with pytest.raises(udnet.errors.UsageError) as e:
+        udnet.load("network N(input = [3, 8, 8]) { conv(4, 3) }", fractal_column=1)
+    assert e.value.message == "--fractal-column 1: the network has no fractal joins"
+
+
 def test_cli_pass_flags_verbose_and_warnings(tmp_path, capsys):
     spec = tmp_path / "dead.ud"
     spec.write_text("network N(input = [3, 8, 8]) {\n    unused = x |> conv(4, 3)\n    conv(8, 3)\n    gap\n}\n")
@@ -392,6 +432,44 @@ def test_prune_preserves_semantics(name):
             torch.testing.assert_close(p.grad, grads[k], rtol=1e-9, atol=1e-12)
         a.zero_grad()
         b.zero_grad()
+
+
+@pytest.mark.parametrize("name", list(PRUNABLE) + ["zero-wide operand", "zero-wide slice of a conv", "nothing to prune"])
+def test_params_after_counts_the_compiled_module(name):
+    # `udnet check` reports params_after as the compiled module's size: count that module.
+    from udnet.passes.prune import params_after
+
+    spec = {**PRUNABLE, **AFTER_CASES}[name]
+    ir = build_ir(spec)
+    before = ir.param_count()
+    assert params_after(ir) == param_count(udnet.load(spec))
+    assert ir.param_count() == before  # the IR itself is left as it was
+
+
+AFTER_CASES = {
+    # A zero-wide operand: prune folds it out of the concat even though nothing is dead.
+    "zero-wide operand": """
+network Z(input = [3, 6, 6]) {
+    x = x ++ x[2:2] ++ (x |> conv(2, 1))
+    conv(4, 1)
+}""",
+    # Folding the zero-wide slice leaves the conv it reads dead: its 12 weights go too.
+    "zero-wide slice of a conv": """
+network Y(input = [3, 6, 6]) {
+    x = x ++ (x |> conv(4, 1))[2:2] ++ (x |> conv(2, 1))
+    conv(4, 1)
+}""",
+    "nothing to prune": "network P(input = [3, 6, 6]) { conv(4, 3); bn; relu; gap; linear(5) }",
+}
+
+
+def test_folded_block_outputs_keep_their_shapes_in_the_summary():
+    # Both blocks end in a one-input join that prune folds into its relu: each block's
+    # row must still show its own output, not the other block's.
+    from udnet.backends.summary import summarize
+
+    s = summarize(build_ir(PRUNABLE["identity and one-input join"]), depth=1)
+    assert {r.scope: r.output for r in s.rows if r.kind == "block"} == {"f": [4, 6, 6], "g": [6, 6, 6]}
 
 
 def _runtime():
