@@ -458,5 +458,5 @@ def test_summary_passes_run_as_asked():
 
 def test_rows_default_to_one_sample_and_show_asymmetric_windows():
     rows = summary.rows(build_ir("network A(input = [3, 8, 8]) { conv(4, [3, 5], pad = [1, 2]); maxpool(2) }"))
-    assert rows[0].activation_bytes == 3 * 8 * 8 * 4  # one float32 sample
-    assert [r.call for r in rows[1:]] == ["conv(4, [3, 5], pad=[1, 2])", "maxpool(2)"]
+    assert rows[0] == summary.Row("input", 1, "input", "input", [3, 8, 8], 0, 0, 3 * 8 * 8 * 4, 1)  # one float32 sample
+    assert [(r.kind, r.call) for r in rows[1:]] == [("op", "conv(4, [3, 5], pad=[1, 2])"), ("op", "maxpool(2)")]
