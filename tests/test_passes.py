@@ -372,6 +372,15 @@ def test_share_concat_estimate_and_report_by_hand():
     assert estimate_activation_bytes(ir, buffers, dtype_bytes=2) == (344_064, 131_072)
 
 
+def test_prune_reports_what_it_folded():
+    # The zero-wide slice leaves the concat (one fold), then dies (one removal); the
+    # identity folds into its input (a second fold).
+    ir = build_ir(PRUNABLE["zero-wide operand and an identity"])
+    (report,) = [r for r in optimize(ir) if r.name == "prune"]
+    assert report.lines == ["removed 1 node(s) that cannot reach the output, folded 2"]
+    assert sorted(d["op"] for _, d in ir.nodes(data=True)) == ["concat", "conv", "conv", "input", "output"]
+
+
 def test_residual_sums_get_no_buffer():
     ir = build_ir("network R(input = [4, 5, 5]) { x = x + (x |> conv(4, 3, pad = 1)); x = x + (x |> conv(4, 1)); gap }")
     optimize(ir)
@@ -427,6 +436,12 @@ network A(input = [3, 6, 6]) {
     "identity and one-input join": """
 block F(c) { return join(x |> conv(c, 3, pad = 1) |> bn |> relu) }
 network B(input = [3, 6, 6]) { f: F(4); identity; g: F(6); gap; linear(3) }""",
+    "zero-wide operand and an identity": """
+network Z(input = [3, 6, 6]) {
+    x = x ++ x[2:2] ++ (x |> conv(2, 1))
+    identity
+    conv(4, 1)
+}""",
     "dead chain": """
 network C(input = [4, 5, 5]) {
     d = x ++ (x |> bn |> relu |> conv(2, 1))
