@@ -64,8 +64,30 @@ network Zoo(input = [8, 12, 12]) {
     maxpool(2, ceil = true)
     upsample(2, mode = "bilinear")
     up: conv(6, 3, stride = 2, dilation = 2, pad = 2)
+    relu
+    t: conv_transpose(6, 3, stride = 2, pad = 1, output_pad = 1, groups = 2, bias = true)
+    frozen_bn
+    groupnorm(3)
+    layernorm
+    relu6
+    x = x * (x |> gap(keep = true) |> conv(6, 1) |> hardsigmoid)
+    x = x * (x |> gap |> linear(6) |> sigmoid)
+    x = x * (x |> conv(1, 1) |> silu)
+    drop_path(0.2)
+    channel_shuffle(3)
+    gelu
+    hardswish
+    leaky_relu(0.1)
+    upsample(size = [9, 7], mode = "bilinear", align_corners = true)
+    upsample(1.5)
+    softmax
+    y = x |> adaptive_avgpool([2, 3])
+    x = x |> adaptive_maxpool(3) |> upsample(size = [2, 3])
+    x = x + y
+    pooled = x |> gap
     flatten
     head: linear(10, bias = false)
+    x = (x ++ pooled) |> layernorm(affine = false)
 }
 """
 
@@ -128,8 +150,8 @@ def test_every_op_and_connection_kind():
     s, measured = _check_against_module(ZOO, None, {}, batch=3)
     assert s.total.activation_bytes == measured
     kinds = {r.call.split(" ")[0].split("(")[0] for r in s.rows}
-    for k in ("conv", "bn", "tanh", "sigmoid", "elu", "dropout", "avgpool", "maxpool", "upsample",
-              "flatten", "linear", "+", "++", "gate", "join", "[0:4]", "[4:8]"):
+    for k in ("conv", "bn", "relu", "tanh", "sigmoid", "elu", "dropout", "avgpool", "maxpool", "upsample", "gap",
+              "flatten", "linear", "+", "++", "*", "gate", "join", "[0:4]", "[4:8]"):
         assert k in kinds, (k, kinds)
     # Dead code (and the identity, which prune folds) is counted before the passes, not after them.
     before, after = s.stages[0][1], s.stages[1][1]
