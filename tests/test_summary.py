@@ -458,6 +458,8 @@ def test_connection_rows_at_the_top_level():
     x = join(x |> conv(4, 1), x |> conv(4, 3, pad = 1), drop_local = 0.1, drop_global = 0.2)
 }"""
     rows = summary.rows(build_ir(spec), batch=2, depth=1)
+    # In the order the spec computes them, connections among the ops.
+    assert [r.scope for r in rows] == ["input", "conv_1", "x", "conv_2", "conv_3", "x"]
     assert [r for r in rows if r.kind == "connection"] == [
         summary.Row("x", 1, "connection", "++ of 2 (channel concat)", [5, 4, 4], 0, 0, 640, 1),
         summary.Row("x", 1, "connection", "join of 2 (drop_local=0.1, drop_global=0.2)", [4, 4, 4], 0, 0, 1536, 1),
@@ -480,5 +482,5 @@ def test_summary_passes_run_as_asked():
 
 def test_rows_default_to_one_sample_and_show_asymmetric_windows():
     rows = summary.rows(build_ir("network A(input = [3, 8, 8]) { conv(4, [3, 5], pad = [1, 2]); maxpool(2) }"))
-    assert rows[0].activation_bytes == 3 * 8 * 8 * 4  # one float32 sample
-    assert [r.call for r in rows[1:]] == ["conv(4, [3, 5], pad=[1, 2])", "maxpool(2)"]
+    assert rows[0] == summary.Row("input", 1, "input", "input", [3, 8, 8], 0, 0, 3 * 8 * 8 * 4, 1)  # one float32 sample
+    assert [(r.kind, r.call) for r in rows[1:]] == [("op", "conv(4, [3, 5], pad=[1, 2])"), ("op", "maxpool(2)")]
