@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from udnet.elaborate.suggest import unknown_name_hint
 from udnet.elaborate.values import (
     show as _show,
     MISSING,
@@ -74,7 +75,9 @@ RESERVED_LABELS = frozenset(
     "_register_state_dict_hook _replicate_for_data_parallel _save_to_state_dict _slow_forward "
     "_state_dict_hooks _state_dict_pre_hooks _version _wrapped_call_impl".split()
 )
-_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+_LABEL_PART_RE = r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)"
+#: A label is a name, or a dotted path of names (``features.0``): its leading parts are containers.
+_LABEL_RE = re.compile(rf"{_LABEL_PART_RE}(?:\.{_LABEL_PART_RE})*")
 #: Longest label (a fixed limit): labels become attribute names and state_dict keys.
 MAX_LABEL = 200
 _INT_LIMIT = 2**62
@@ -270,6 +273,11 @@ class Elaborator:
 
     def _child(self, label: LabelValue | None, kind: str, **kw) -> _ScopeNode:
         parent = self.scope
+        if label is not None and "." in label.text:  # convs.0: the module goes into container convs
+            *outer, last = label.text.split(".")
+            for part in outer:
+                parent = self._container(parent, part, label)
+            label = LabelValue(last, label.span)
         node = _ScopeNode(label, kind, **kw)
         if label is not None:
             first = parent.labels.get(label.text)
@@ -282,6 +290,25 @@ class Elaborator:
                     err.with_note(first.span, "first used here")
                 raise err
             parent.labels[label.text] = label
+        parent.children.append(node)
+        return node
+
+    def _container(self, parent: _ScopeNode, part: str, label: LabelValue) -> _ScopeNode:
+        """The container ``part`` of ``parent`` (a module list holding labelled modules only),
+        made on first use."""
+        for c in parent.children:
+            if c.kind == "container" and c.label.text == part:
+                return c
+        first = parent.labels.get(part)
+        if first is not None:
+            where = self._scope_path_hint(parent)
+            raise UdnetError(
+                f"label '{label.text}' puts a module into '{part}'{where}, which is a module itself",
+                label.span,
+                f"'{part}' can hold labelled modules ({part}.0:, {part}.1:, ...) or be one, not both",
+            ).with_note(first.span, "first used here")
+        node = _ScopeNode(LabelValue(part, label.span), "container", span=label.span)
+        parent.labels[part] = node.label
         parent.children.append(node)
         return node
 
@@ -553,10 +580,13 @@ class Elaborator:
             raise UdnetError(
                 f"label '{text}' is not a valid module name",
                 label.span,
-                "labels are letters, digits and underscores, not starting with a digit (or all digits)",
+                "labels are letters, digits and underscores, not starting with a digit (or all digits), "
+                "or a dotted path of those (convs.0)",
             )
-        if text in RESERVED_LABELS or (text.startswith("__") and text.endswith("__")):
-            raise UdnetError(f"label '{text}' is reserved by PyTorch's nn.Module", label.span, "choose another name")
+        for part in text.split("."):
+            if part in RESERVED_LABELS or (part.startswith("__") and part.endswith("__")):
+                what = f"label '{text}'" if part == text else f"'{part}' in label '{text}'"
+                raise UdnetError(f"{what} is reserved by PyTorch's nn.Module", label.span, "choose another name")
         if len(label.parts) == 1 and isinstance(label.parts[0], str):
             self._good_labels.add(text)
         return LabelValue(text, label.span)
@@ -702,14 +732,12 @@ class Elaborator:
             if later is not None and (later.line, later.col) > (e.span.line, e.span.col):
                 err.hint = f"'{e.id}' is assigned later, at line {later.line}; assign it before using it"
                 return err
-        candidates = set(self.blocks) | set(OPS) | set(FUNCTIONS) | set(CONNECTIONS) | set(INTROSPECTION)
+        candidates = set(self.blocks) | set(FUNCTIONS) | set(CONNECTIONS) | set(INTROSPECTION)
         f: Frame | None = frame
         while f is not None:
             candidates |= set(f.vars)
             f = f.parent
-        close = difflib.get_close_matches(e.id, sorted(candidates), 1)
-        if close:
-            err.hint = f"did you mean '{close[0]}'?"
+        err.hint = unknown_name_hint(e.id, OPS, candidates)
         return err
 
     def _defn_stack_top(self) -> ast.Definition | None:
