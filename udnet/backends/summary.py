@@ -332,6 +332,8 @@ def _connection_row(ir: IR, n: int, level: int, batch: int, dtype_bytes: int) ->
 
 
 def _scope_call(scope) -> str:
+    if scope.kind == "container":
+        return "(module list)"
     if scope.kind != "block":
         return "{ ... }"
     return f"{scope.block}({', '.join(f'{k}={opdefs.show_value(v)}' for k, v in scope.args.items())})"

@@ -36,10 +36,12 @@ from udnet.errors import Span
 
 @dataclass
 class Scope:
-    """A module scope: a block instance or a labelled group of statements."""
+    """A module scope: a block instance, a labelled group of statements, or a container
+    (``convs`` of the labels ``convs.0:``, ``convs.1:``): a module list that holds
+    labelled modules and runs nothing itself."""
 
     path: str
-    kind: str  # "block" or "group"
+    kind: str  # "block", "group" or "container"
     block: str | None  # block name for block instances
     args: dict[str, Any] = field(default_factory=dict)
     span: Span | None = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udnet.backends.pytorch import runtime
+from udnet.backends.pytorch.containers import Containers
 from udnet.backends.pytorch.names import MODULE_ATTRS, Namespace
 from udnet.backends.pytorch.structure import (
     Child,
@@ -271,7 +272,7 @@ class Emitter:
         # A parameter is also a plain attribute (self.n): it yields to every label of the
         # class (loop-made ones included), every class and helper, and nn.Module's own names.
         taken = Namespace(_RESERVED, MODULE_ATTRS, self.class_names,
-                          (c.label for i in cd.instances for c in i.children))
+                          (c.label.split(".")[0] for i in cd.instances for c in i.children))
         inst0 = cd.instances[0]
         cd.slot_code = []
         cd.param_slot = []
@@ -713,9 +714,13 @@ class _Printer:
         self.code = code
         self.cd = cd
         self.input_names: list[str] = []
+        self.containers = Containers(cd.instances, _RESERVED)
 
     def num(self, n: Num) -> str:
         return self.code[n.slot]
+
+    def _attr(self, label: str) -> str:
+        return self.containers.access(label) if "." in label else _attr(label)
 
     def aff(self, a: Affine, var: str = "i") -> str:
         if a.values is not None:
@@ -808,7 +813,12 @@ class _Printer:
                     continue
                 for label, _, desc in (child,) + item[7]:
                     fn, args = self.ctor(desc, self._leaf)
-                    if _plain_attr(label):
+                    if "." in label:
+                        lines += self._make_containers(label)
+                        put, name = self.containers.register(label)
+                        lines += fmt_call(f"{put} = ", fn, args) if name is None else fmt_call(
+                            "", put, [name, f"{fn}({', '.join(args)})"])
+                    elif _plain_attr(label):
                         lines += fmt_call(f"self.{label} = ", fn, args)
                     else:
                         lines += fmt_call("", "self.add_module", [_lit(label), f"{fn}({', '.join(args)})"])
@@ -820,12 +830,18 @@ class _Printer:
                         continue
                     pat, _, desc = s[4]
                     fn, args = self.ctor(desc, lambda leaf: self._iter_leaf(leaf))
-                    body += fmt_call("", "self.add_module", [self._label_expr(pat), f"{fn}({', '.join(args)})"],
-                                     "    ")
+                    put, name = ("self.add_module", self._label_expr(pat))
+                    if pat[0] != "list" and "." in pat[0]:
+                        lines += self._make_containers(pat[0])
+                        put, name = self.containers.loop_register(pat[0], _label_index(pat), pat[3])
+                    body += fmt_call("", put, [name, f"{fn}({', '.join(args)})"], "    ")
                 if body:
                     lines.append(f"for i in range({count}):")
                     lines += body
         return lines
+
+    def _make_containers(self, label: str) -> list[str]:
+        return [line for prefix, fn, args in self.containers.make_calls(label) for line in fmt_call(prefix, fn, args)]
 
     def _leaf(self, leaf) -> str:
         if isinstance(leaf, Num):
@@ -842,12 +858,9 @@ class _Printer:
     def _label_expr(self, pat) -> str:
         if pat[0] == "list":
             return f"{_lit(tuple(pat[1:]))}[i]"
-        prefix, start, step, suffix = pat
-        idx = "i" if step == 1 and start == 0 else (
-            f"i + {start}" if step == 1 else (f"{step} * i" if start == 0 else f"{step} * i + {start}")
-        )
+        prefix, _, _, suffix = pat
         text = prefix.replace("{", "{{").replace("}", "}}")
-        return f'f"{text}{{{idx}}}{suffix}"'
+        return f'f"{text}{{{_label_index(pat)}}}{suffix}"'
 
     # -- forward --
 
@@ -891,10 +904,10 @@ class _Printer:
                     lines += _stmt_lines(f"{args[0]} = ", f"concat_start({args[0]}, {self._fwd(self.num(nums[0]))})")
                     continue
                 if kind == "bn_relu_conv":
-                    call = f"{_attr(child[0])}, {_attr(extras[1][0])}"
+                    call = f"{self._attr(child[0])}, {self._attr(extras[1][0])}"
                     expr = f"bn_relu_conv1x1({args[0]}, {self._fwd(self.num(nums[0]))}, {call})"
                 else:
-                    expr = self._expr(kind, args, nums, child, lambda lbl: _attr(lbl))
+                    expr = self._expr(kind, args, nums, child, self._attr)
                 for d in dying:
                     live.discard(d)
                 if not outs or all(last_use.get(o) is None for o in outs):
@@ -937,11 +950,15 @@ class _Printer:
                     args.append(carry_name)
                 else:
                     args.append(names[r[1]])
-            lbl = None
+            module = None
             if childs is not None:
-                lbl = self._label_expr(childs[0])
+                pat = childs[0]
+                if pat[0] != "list" and "." in pat[0]:
+                    module = self.containers.loop_access(pat[0], _label_index(pat), pat[3])
+                else:
+                    module = f"getattr(self, {self._label_expr(pat)})"
             expr = self._expr(kind, args, nums, (None, None, None) if childs else None,
-                              lambda _, lbl=lbl: f"getattr(self, {lbl})", looping=True)
+                              lambda _, module=module: module, looping=True)
             outs = []
             for k in range(n_out):
                 if carry_pos is not None and (j, k) == carry_pos and carry_name:
@@ -1029,6 +1046,14 @@ def _plain_attr(label: str) -> bool:
         and not label.startswith("__")
         and label not in _RESERVED_ATTRS
     )
+
+
+def _label_index(pat) -> str:
+    """The index expression of a loop's label pattern (prefix, start, step, suffix)."""
+    _, start, step, _ = pat
+    if step == 1:
+        return "i" if start == 0 else f"i + {start}"
+    return f"{step} * i" if start == 0 else f"{step} * i + {start}"
 
 
 def _attr(label: str) -> str:

@@ -90,15 +90,29 @@ def build_instances(ir: IR) -> Instance:
             return True
         return any(b.base == v and within(path, b.scope)
                    and (path == b.scope or not within(ir.nodes[v]["scope"], path)) for b in buffers)
-    scopes = ir.graph["scopes"]
+    # Containers (module lists) hold modules but run nothing: their modules' statements
+    # belong to the nearest scope around them that runs, under dotted labels (convs.0).
+    containers = {p for p, sc in ir.graph["scopes"].items() if sc.kind == "container"}
+    scopes = {p: sc for p, sc in ir.graph["scopes"].items() if p not in containers}
+
+    def running(path: str) -> str:
+        while path in containers:
+            path = path.rpartition(".")[0]
+        return path
+
+    def local(path: str, scope: str) -> str:
+        """``path`` relative to the running scope ``scope``: a label, dotted inside containers."""
+        return path[len(scope) + 1:] if scope else path
+
     # Every pass below is linear in nodes and edges (times the nesting an edge crosses):
     # a scope never walks the nodes of the scopes nested in it.
     order = ir.topo()
     topo = {n: i for i, n in enumerate(order)}
     outside = {ir.input_node, ir.output_node}  # outside every scope, the root's included
-    parent = {p: p.rpartition(".")[0] for p in scopes}
-    depth = {p: p.count(".") + 1 for p in scopes}
-    depth[""] = 0
+    parent = {p: running(p.rpartition(".")[0]) for p in scopes}
+    depth = {"": 0}
+    for p in scopes:  # in creation order: a parent before its children
+        depth[p] = depth[parent[p]] + 1
     own: dict[str, list[int]] = {"": []}
     for p in scopes:
         own[p] = []
@@ -106,7 +120,7 @@ def build_instances(ir: IR) -> Instance:
     for n in order:
         if n in outside:
             continue
-        s = ir.nodes[n]["scope"]
+        s = running(ir.nodes[n]["scope"])
         own[s].append(n)
         while s not in first:
             first[s] = topo[n]
@@ -125,8 +139,8 @@ def build_instances(ir: IR) -> Instance:
     deps: dict[str, list[tuple]] = {p: [] for p in own}
     for v in order:
         for port, u in enumerate(ir.inputs(v)):
-            su = None if u in outside else ir.nodes[u]["scope"]
-            sv = None if v in outside else ir.nodes[v]["scope"]
+            su = None if u in outside else running(ir.nodes[u]["scope"])
+            sv = None if v in outside else running(ir.nodes[v]["scope"])
             up_u: list[str] = []
             up_v: list[str] = []
             a, b = su, sv
@@ -176,9 +190,11 @@ def build_instances(ir: IR) -> Instance:
             inputs.append(ir.graph["input"])
         inst = Instance(path, kind, name, args, inputs, outputs)
         # Items: own nodes, and direct child scopes collapsed to one call each.
-        label_of = {p: p.rpartition(".")[2] for p in child_scopes[path]}
+        label_of = {p: local(p, path) for p in child_scopes[path]}
+        names = {n: local(ir.path(n), path) for n in own[path] if ir.nodes[n]["name"]}
         # Generated submodule names (joins) yield to every user label of the scope.
-        labels = Namespace(label_of.values(), (ir.nodes[n]["name"] for n in own[path] if ir.nodes[n]["name"]))
+        labels = Namespace((lbl.split(".")[0] for lbl in label_of.values()),
+                           (lbl.split(".")[0] for lbl in names.values()))
         dag = nx.DiGraph()
         dag.add_nodes_from(own[path])
         dag.add_nodes_from(child_scopes[path])
@@ -189,7 +205,7 @@ def build_instances(ir: IR) -> Instance:
         for it in order:
             if isinstance(it, int):
                 if it not in absorbed:
-                    _node_stmt(ir, inst, it, columns, labels)
+                    _node_stmt(ir, inst, it, columns, labels, names)
                     if ir.nodes[it].get("var"):
                         inst.var_names[it] = ir.nodes[it]["var"]
             else:
@@ -232,7 +248,9 @@ def _plan_buffers(ir: IR, inst: Instance, buffers, is_handle) -> None:
             st.reads = reads
 
 
-def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], labels: Namespace) -> None:
+def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], labels: Namespace,
+               names: dict[int, str]) -> None:
+    """The statement of node ``n``; ``names`` holds each op's label in the instance."""
     d = ir.nodes[n]
     op = d["op"]
     ins = ir.inputs(n)
@@ -242,7 +260,7 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], la
         first = len(inst.children)
         for node in (n, relu, conv):
             nd = ir.nodes[node]
-            inst.children.append(Child(nd["name"], "op", op_desc(nd["op"], ir.nodes[ir.inputs(node)[0]]["shape"],
+            inst.children.append(Child(names[node], "op", op_desc(nd["op"], ir.nodes[ir.inputs(node)[0]]["shape"],
                                                                   nd["attrs"])))
         width = ir.nodes[ins[0]]["shape"][0]
         inst.body.append(Stmt("bn_relu_conv", ins, [conv], first, (width,), (first + 1, first + 2)))
@@ -265,7 +283,7 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], la
         desc = op_desc(op, in_shape, d["attrs"])
         if op == "relu" and _relu_in_place(ir, n):
             desc = ("relu", "inplace")
-        inst.children.append(Child(d["name"], "op", desc))
+        inst.children.append(Child(names[n], "op", desc))
         inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
     elif op == "join":
         a = d["attrs"]
@@ -480,5 +498,7 @@ def label_pattern(labels: list[str]) -> tuple[str, int, int, str] | None:
         return None
     step = nums[1] - nums[0]
     if step == 0 or any(b - a != step for a, b in zip(nums, nums[1:])):
+        return None
+    if "." in suffix:  # blocks.0.conv, blocks.1.conv: one container per label, not one list
         return None
     return prefix, nums[0], step, suffix
