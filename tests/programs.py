@@ -759,8 +759,9 @@ def check_program(text: str | Source, limits: Limits = LIMITS, *, emit: bool = F
     verify(ir)
     params = ir.param_count()
     assert isinstance(params, int) and not isinstance(params, bool) and params >= 0
-    shape = ir.nodes[ir.output_node]["shape"]
-    assert isinstance(shape, tuple) and shape and all(isinstance(d, int) and d >= 0 for d in shape)
+    for _, out in ir.outputs():
+        shape = ir.nodes[out]["shape"]
+        assert isinstance(shape, tuple) and shape and all(isinstance(d, int) and d >= 0 for d in shape)
     assert ir.mac_count() >= 0
     if emit:
         from udnet.backends.pytorch import emit_module

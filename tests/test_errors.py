@@ -50,7 +50,8 @@ CASES = [
         'unexpected character "\'"',
         "strings use double quotes",
     ),
-    Case("syntax-method-call", NET.format("x = x.relu()"), 2, 10, "unexpected character '.'"),
+    Case("method-call", NET.format("x = x.relu()"), 2, 9, "ops and blocks are not methods of a tensor",
+         "pipe the tensor into it: t |> relu(...)"),
     Case(
         "positional-after-keyword",
         NET.format("conv(4, kernel = 3, 1)"),

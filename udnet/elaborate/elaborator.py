@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from udnet.elaborate.streams import Streams
 from udnet.elaborate.suggest import unknown_name_hint
 from udnet.elaborate.values import (
     show as _show,
@@ -21,7 +22,9 @@ from udnet.elaborate.values import (
     GroupStage,
     LabelValue,
     OpStage,
+    Outputs,
     Stage,
+    Tensors,
     Incomparable,
     Tensor,
     contains,
@@ -104,13 +107,15 @@ class _ScopeNode:
     node: int | None = None  # IR node for op leaves
     input: int | None = None  # the tensor a scope was applied to
     output: int | None = None  # and the one it produced
+    inputs: list[int] = field(default_factory=list)  # all of them, for a block with several inputs
+    outputs: list[tuple[str, int]] = field(default_factory=list)  # its named outputs
     auto: str = ""  # base of an automatic name
     children: list["_ScopeNode"] = field(default_factory=list)
     connections: list[int] = field(default_factory=list)
     labels: dict[str, LabelValue] = field(default_factory=dict)
 
 
-class Elaborator:
+class Elaborator(Streams):
     def __init__(self, module: ast.Module, limits: Limits = Limits()):
         self.module = module
         self.limits = limits
@@ -151,6 +156,7 @@ class Elaborator:
             if p.name == "x":
                 raise UdnetError("parameter 'x' would shadow the block's input tensor", p.span, "rename the parameter")
             seen[p.name] = p
+        self._declare_inputs(d, seen)
         (self.blocks if d.kind == "block" else self.networks)[d.name] = d
 
     # ---- entry point ----
@@ -193,8 +199,7 @@ class Elaborator:
         frame.vars.update(params)
         frame.vars["x"] = Tensor(inp, shape)
         result = self._run(defn, frame)
-        out = self._node("output", {}, result.shape, defn.span, [(result, "sequence", None)], None)
-        g.graph["input"], g.graph["output"] = inp, out
+        g.graph["input"], g.graph["outputs"] = inp, self._output_nodes(result, defn.span)
         for n in self.absorbed:
             if g.out_degree(n) == 0:
                 g.remove_node(n)
@@ -348,11 +353,12 @@ class Elaborator:
                 if c.kind == "op":
                     nodes[c.node].update(name=name, scope=path, block=block)
                 else:
-                    scopes[full] = Scope(full, c.kind, c.block, c.args, c.span, c.input, c.output)
+                    scopes[full] = Scope(full, c.kind, c.block, c.args, c.span, c.input, c.output, c.inputs,
+                                         c.outputs)
                     walk(c, full, full if c.kind == "block" else block)
 
         walk(self.root, "", "")
-        for n in (self.g.graph["input"], self.g.graph["output"]):
+        for n in [self.g.graph["input"], *self.g.graph["outputs"]]:
             nodes[n].update(scope="", block="")
 
     # ---- nodes ----
@@ -430,6 +436,8 @@ class Elaborator:
             value = r.value
         finally:
             self._defn_stack.pop()
+        if isinstance(value, Outputs):
+            return value
         if not isinstance(value, Tensor):
             raise UdnetError(
                 f"{defn.kind} {defn.name} must produce a tensor, but returns {describe(value)}", defn.name_span
@@ -486,7 +494,7 @@ class Elaborator:
             value = self._eval(s.value, frame)
             label = self._label(s.label, frame)
             if isinstance(value, Stage):
-                frame.vars["x"] = self._apply(value, self._current(frame, s.span), label, s.span)
+                self._set_x(frame, self._apply(value, self._current(frame, s.span), label, s.span), s.span)
             elif isinstance(value, Tensor):
                 raise UdnetError(
                     "this tensor is computed and then dropped",
@@ -498,7 +506,7 @@ class Elaborator:
         elif isinstance(s, ast.ScopeStmt):
             label = self._label(s.label, frame)
             stage = GroupStage(s.body, frame)
-            frame.vars["x"] = self._apply(stage, self._current(frame, s.span), label, s.span)
+            self._set_x(frame, self._apply(stage, self._current(frame, s.span), label, s.span), s.span)
         elif isinstance(s, ast.For):
             items = self._eval(s.iterable, frame)
             if not isinstance(items, (tuple, range)):
@@ -517,6 +525,8 @@ class Elaborator:
         elif isinstance(s, ast.Return):
             value = self._eval(s.value, frame)
             raise _Return(value.settled() if isinstance(value, Tensor) else value)
+        elif isinstance(s, ast.ReturnNamed):
+            raise _Return(self._return_named(s, frame))
         elif isinstance(s, ast.Assert):
             if not self._cond(s.cond, frame):
                 msg = "assertion failed"
@@ -593,8 +603,14 @@ class Elaborator:
 
     # ---- applying stages ----
 
-    def _apply(self, stage: Stage, t: Tensor, label: LabelValue | None, span: Span) -> Tensor:
-        t = t.settled()
+    def _apply(self, stage: Stage, t: Tensor | Tensors, label: LabelValue | None, span: Span) -> Any:
+        if isinstance(t, Tensors):
+            if not isinstance(stage, (BlockStage, ChainStage)):
+                err = self._several_into(stage, t)
+                err.span = span
+                raise err
+        else:
+            t = t.settled()
         if isinstance(stage, OpStage):
             spec = stage.spec
             try:
@@ -617,26 +633,31 @@ class Elaborator:
             return self._in_scope(label, "group", None, {}, stage.body.span,
                                   lambda: self._group_body(stage.body, frame), t)
         if isinstance(stage, ChainStage):
-            def run() -> Tensor:
+            def run() -> Any:
                 out = t
                 for s, lab, sp in stage.stages:
+                    if isinstance(out, Outputs):
+                        raise UdnetError(f"{describe(out)} are piped into {describe(s)}", sp,
+                                         "bind them to a name and pick one: o = t |> ...; o.name |> ...")
                     out = self._apply(s, out, lab, sp)
                 return out
 
             return run() if label is None else self._in_scope(label, "group", None, {}, span, run, t)
         raise AssertionError(type(stage))
 
-    def _group_body(self, body: ast.Body, frame: Frame) -> Tensor:
+    def _group_body(self, body: ast.Body, frame: Frame) -> Tensor | Outputs:
         try:
             self._exec_body(body, frame)
             value = frame.vars["x"]
         except _Return as r:
             value = r.value
+        if isinstance(value, Outputs):
+            return value
         if not isinstance(value, Tensor):
             raise UdnetError(f"a {{ ... }} group must produce a tensor, got {describe(value)}", body.span)
         return value.settled()
 
-    def _in_scope(self, label, kind, block, args, span, run, t: Tensor) -> Tensor:
+    def _in_scope(self, label, kind, block, args, span, run, t: Tensor | Tensors) -> Any:
         if self._scope_depth >= self.limits.max_depth:
             # The module tree (blocks and labelled groups inside each other) is walked
             # recursively by every backend, and by PyTorch itself: its forward takes three
@@ -648,7 +669,8 @@ class Elaborator:
                 "base case missing? if the tree really is this deep, raise the limit with --max-depth N",
             )
         node = self._child(label, kind, block=block, args=args, span=span, auto=(block or "group").lower())
-        node.input = t.node
+        node.input = self._first_input(t).node
+        node.inputs = [u.node for u in t.items] if isinstance(t, Tensors) else []
         outer = self.scope
         self.scope = node
         self._scope_depth += 1
@@ -657,7 +679,10 @@ class Elaborator:
         finally:
             self.scope = outer
             self._scope_depth -= 1
-        node.output = out.node
+        if isinstance(out, Outputs):
+            node.outputs = [(name, u.node) for name, u in out.items]
+        else:
+            node.output = out.node
         return out
 
     def _call_block(self, stage: BlockStage, t: Tensor, label: LabelValue | None, span: Span) -> Tensor:
@@ -670,13 +695,16 @@ class Elaborator:
                 "if the nesting is intended, raise the limit with --max-depth",
             )
         frame = Frame()
+        self._bind_inputs(defn, t, frame, stage.span)
+        first = frame.vars["x"]
         for p in defn.params:
             if p.name in stage.args:
                 frame.vars[p.name] = stage.args[p.name]
-            else:  # defaults may use earlier parameters and the input tensor
-                frame.vars["x"] = t
+            else:  # defaults may use earlier parameters and the input tensors
+                frame.vars["x"] = first
                 frame.vars[p.name] = self._eval(p.default, frame)
-        frame.vars["x"] = t
+                self._check_block_argument(defn, p.name, frame.vars[p.name], p.span)
+        frame.vars["x"] = first
         args = {p.name: frame.vars[p.name] for p in defn.params}
         self.depth += 1
         try:
@@ -844,6 +872,8 @@ class Elaborator:
     def _eval_Index(self, e: ast.Index, frame: Frame) -> Any:
         v = self._eval(e.value, frame)
         i = self._eval(e.index, frame)
+        if isinstance(v, Outputs) and isinstance(i, str):
+            return self._output_named(v, i, e)
         if isinstance(v, Tensor):
             raise UdnetError(
                 "a tensor is indexed by channel ranges, not single positions",
@@ -904,14 +934,20 @@ class Elaborator:
                     f"the right side of |> must be an op, a block or a {{ ... }} group, not {describe(stage)}",
                     e.stage.span,
                 )
-        if isinstance(value, Tensor):
+        if isinstance(value, (Tensor, Tensors)):
             return self._apply(stage, value, label, e.span)
+        if isinstance(value, Outputs):
+            raise UdnetError(f"{describe(value)} are piped into {describe(stage)}", e.value.span,
+                             "pick one by name: o.name |> ...")
         if isinstance(value, Stage):
             head = value.stages if isinstance(value, ChainStage) else ((value, None, e.value.span),)
             return ChainStage(head + ((stage, label, e.span),))
         raise UdnetError(f"the left side of |> must be a tensor or a stage, not {describe(value)}", e.value.span)
 
     def _eval_Call(self, e: ast.Call, frame: Frame) -> Any:
+        if isinstance(e.func, ast.Field):
+            raise UdnetError("ops and blocks are not methods of a tensor", e.func.span,
+                             f"pipe the tensor into it: t |> {e.func.name}(...)")
         if not isinstance(e.func, ast.Name):
             raise UdnetError("only blocks, ops and built-in functions can be called", e.func.span)
         name = e.func.id
@@ -1002,12 +1038,7 @@ class Elaborator:
                 f"signature: {defn.name}({', '.join(params)})",
             )
         for k, v in bound.items():
-            if isinstance(v, (Tensor, Stage)):
-                raise UdnetError(
-                    f"block arguments are values; '{k}' got {describe(v)}",
-                    span,
-                    "a block receives its tensor through |> as x; pass several streams concatenated and slice them",
-                )
+            self._check_block_argument(defn, k, v, span)
         return BlockStage(defn, bound, span)
 
     def _connect(self, name, e: ast.Call, args, kwargs, kspans) -> Tensor:

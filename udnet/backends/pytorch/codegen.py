@@ -223,7 +223,7 @@ class Emitter:
         outs = tuple(ref(v) for v in inst.outputs)
         reads = tuple(Num(self.ir.nodes[v]["shape"][0]) if h and inst.kind == "network" else None
                       for v, h in zip(inst.outputs, inst.handle_outputs or (False,) * len(outs)))
-        return ("class", len(inst.inputs), tuple(body), outs, tuple(inst.handle_inputs), reads)
+        return ("class", len(inst.inputs), tuple(body), outs, tuple(inst.handle_inputs), reads, inst.output_names)
 
     # ---- phase 2: constructor parameters, innermost first ----
 
@@ -345,8 +345,8 @@ class Emitter:
             f'"""{_safe_text(ir.graph["network"])}, compiled by udnet from {_safe_text(self.spec_name)}.',
             "",
             f"Parameters: {_safe_text(params)}.",
-            f"Input: [N, {', '.join(map(str, ir.nodes[ir.input_node]['shape']))}] -> "
-            f"output: [N, {', '.join(map(str, ir.output_shape))}]; {ir.param_count():,} parameters.",
+            f"Input: [N, {', '.join(map(str, ir.nodes[ir.input_node]['shape']))}] -> {_outputs_doc(ir)}; "
+            f"{ir.param_count():,} parameters.",
             "Standalone: this file needs only torch.",
             '"""',
             "",
@@ -414,6 +414,15 @@ class Emitter:
         else:
             what = f"The group '{inst.name}'."
         return f'"""{_safe_text(what)}"""'
+
+
+def _outputs_doc(ir: IR) -> str:
+    def dims(n: int) -> str:
+        return f"[N, {', '.join(map(str, ir.nodes[n]['shape']))}]"
+
+    if not ir.named_outputs():
+        return f"output: {dims(ir.output_node)}"
+    return "outputs: " + ", ".join(f"{_safe_text(name)} {dims(n)}" for name, n in ir.outputs())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -924,7 +933,10 @@ class _Printer:
                 lines += self._loop_lines(item, idx, names, live, last_use, fresh)
         outs = tpl[3]
         rets = [names[o] if r is None else f"concat_read({names[o]}, {self.num(r)})" for o, r in zip(outs, tpl[5])]
-        lines += _stmt_lines("return ", ", ".join(rets) if outs else "x")
+        if tpl[6]:  # named outputs: a dict in the spec's order (torchvision's FPN: an OrderedDict)
+            lines += ["return {"] + [f"    {_lit(name)}: {ret}," for name, ret in zip(tpl[6], rets)] + ["}"]
+        else:
+            lines += _stmt_lines("return ", ", ".join(rets) if outs else "x")
         return lines
 
     def _loop_lines(self, item, idx, names, live, last_use, fresh) -> list[str]:

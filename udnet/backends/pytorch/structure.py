@@ -67,6 +67,7 @@ class Instance:
     var_names: dict[int, str] = field(default_factory=dict)
     handle_inputs: tuple = ()  # per input: is it a shared concat buffer
     handle_outputs: tuple = ()
+    output_names: tuple = ()  # the network's named outputs: forward returns them as an ordered dict
 
 
 def build_instances(ir: IR) -> Instance:
@@ -108,7 +109,7 @@ def build_instances(ir: IR) -> Instance:
     # a scope never walks the nodes of the scopes nested in it.
     order = ir.topo()
     topo = {n: i for i, n in enumerate(order)}
-    outside = {ir.input_node, ir.output_node}  # outside every scope, the root's included
+    outside = {ir.input_node, *ir.graph["outputs"]}  # outside every scope, the root's included
     parent = {p: running(p.rpartition(".")[0]) for p in scopes}
     depth = {"": 0}
     for p in scopes:  # in creation order: a parent before its children
@@ -181,14 +182,17 @@ def build_instances(ir: IR) -> Instance:
                 seen.add(u)
                 inputs.append(u)
         outputs = sorted(exports[path], key=topo.__getitem__)
-        if not path:  # the network reads its input and returns its output, even when they are one value
-            inputs, outputs = [ir.input_node], ir.inputs(ir.output_node)
-        if path and scopes[path].input in inputs:
-            inputs.remove(scopes[path].input)
-            inputs.insert(0, scopes[path].input)
+        if not path:  # the network reads its input and returns its outputs, even when they are one value
+            inputs = [ir.input_node]
+            outputs = [ir.inputs(n)[0] for n in ir.graph["outputs"]]
+        if path:  # the tensors the scope was applied to come first, in order (x, skip)
+            declared = [u for u in (scopes[path].inputs or [scopes[path].input]) if u in inputs]
+            inputs = list(dict.fromkeys(declared)) + [u for u in inputs if u not in declared]
         if not path and not inputs:  # a network with no op (or only pruned ones) still takes x
             inputs.append(ir.graph["input"])
         inst = Instance(path, kind, name, args, inputs, outputs)
+        if not path and ir.named_outputs():
+            inst.output_names = tuple(name for name, _ in ir.outputs())
         # Items: own nodes, and direct child scopes collapsed to one call each.
         label_of = {p: local(p, path) for p in child_scopes[path]}
         names = {n: local(ir.path(n), path) for n in own[path] if ir.nodes[n]["name"]}
