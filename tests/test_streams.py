@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
+import torch.fx  # noqa: E402, F811 - the submodule, after the skip
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -149,6 +150,16 @@ def test_several_inputs_are_forward_arguments():
     assert list(inspect.signature(model.up1.forward).parameters) == ["x", "x2"]
     fpn = udnet.load(doc_example("BackboneFPN")).fpn
     assert len(inspect.signature(fpn.forward).parameters) == 3
+
+
+@pytest.mark.parametrize("name,size", [("BackboneFPN", 64), ("UNet", 32)])
+def test_torch_fx_traces_several_inputs_and_outputs(name, size):
+    model = udnet.load(doc_example(name)).eval()
+    graph = torch.fx.symbolic_trace(model)
+    x = torch.randn(1, 3, size, size)
+    a, b = model(x), graph(x)
+    a, b = (a, b) if isinstance(a, dict) else ({"": a}, {"": b})
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_ir_outputs_are_named_ports_in_order():

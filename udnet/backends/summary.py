@@ -304,6 +304,8 @@ def _is_op_path(ir: IR, path: str, members: dict[str, list[int]]) -> bool:
 def _scope_output(ir: IR, scope, nodes: list[int], order: dict[int, int]) -> tuple:
     if scope.output is not None and scope.output in ir:
         return ir.nodes[scope.output]["shape"]
+    if scope.outputs and scope.outputs[0][1] in ir:  # named outputs: the first one's
+        return ir.nodes[scope.outputs[0][1]]["shape"]
     # The scope's result was merged away (a FractalNet join flattened into its caller's):
     # show the last thing computed inside it.
     return ir.nodes[max(nodes, key=order.__getitem__)]["shape"]
