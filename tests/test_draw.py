@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
 
@@ -18,50 +17,12 @@ from udnet.backends import graphviz as gv
 from udnet.cli import main
 from udnet.pipeline import build_ir
 
+from svg_picture import Picture
+
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
-SVG = "{http://www.w3.org/2000/svg}"
 D264 = ["-D", "blocks=[6,12,64,48]"]
 EDGE_LINE = re.compile(r"^\t(\w+) -> (\w+)(?: \[(.*)\])?$", re.MULTILINE)
-
-
-# ---- reading an SVG back -------------------------------------------------------------
-
-
-class Picture:
-    """Clusters, nodes and edges of a Graphviz SVG, by title, with their classes and texts."""
-
-    def __init__(self, data: bytes | str):
-        self.root = ET.fromstring(data.encode() if isinstance(data, str) else data)
-        self.clusters: dict[str, tuple[set[str], list[str]]] = {}
-        self.nodes: dict[str, tuple[set[str], list[str]]] = {}
-        self.edges: list[tuple[str, str, set[str], list[str]]] = []
-        for g in self.root.iter(f"{SVG}g"):
-            classes = set((g.get("class") or "").split())
-            title_el = g.find(f"{SVG}title")
-            if title_el is None:
-                continue
-            title = title_el.text or ""
-            texts = [t for t in ("".join(e.itertext()).strip() for e in g.iter(f"{SVG}text")) if t]
-            if "cluster" in classes:
-                self.clusters[title] = (classes, texts)
-            elif "node" in classes:
-                self.nodes[title] = (classes, texts)
-            elif "edge" in classes:
-                tail, head = title.split("->")
-                self.edges.append((tail, head, classes, texts))
-
-    def cluster_label(self, path: str) -> str:
-        return " ".join(self.clusters[f"cluster_{path}"][1])
-
-    def node_texts(self) -> list[str]:
-        return [" | ".join(t) for _, t in self.nodes.values()]
-
-    def legend(self) -> list[str]:
-        return next(t for c, t in self.nodes.values() if "legend" in c)
-
-    def edges_of(self, kind: str) -> list[tuple[str, str]]:
-        return [(a, b) for a, b, c, _ in self.edges if kind in c]
 
 
 def draw(tmp_path: Path, spec: str, *args: str, ext: str = "svg", capsys=None) -> Path:
@@ -92,7 +53,7 @@ def test_draw_help(capsys):
         main(["draw", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("-o", "-D", "--network", "--depth", "--expand", "--shapes", "--rankdir", "--max-nodes"):
+    for flag in ("-o", "-D", "--network", "--depth", "--expand", "--shapes", "--rankdir", "--max-nodes", "--compiled"):
         assert flag in out
 
 
@@ -157,32 +118,15 @@ def test_densenet264_full_detail_stays_linear():
     assert dot.count('class="bus') == 6 + 12 + 64 + 48
 
 
-def test_fractal_clusters_joins_and_legend(tmp_path):
+def test_fractal_blocks_are_drawn_as_columns(tmp_path):
+    """One cluster per block, its recursion drawn as columns (tests/test_draw_columns.py)."""
     pic = picture(tmp_path, "fractal.ud", "--expand")
     assert pic.cluster_label("block1") == "block1: Fractal(C=3, c=64, p=0, drop_local=0.15, drop_global=0.5)"
-    # nested instances of the same block show what changed
-    assert pic.cluster_label("block1.deep1") == "deep1: Fractal(C=2, ...)"
-    assert pic.cluster_label("block5.deep2.shallow") == "shallow: Fractal(C=1, ...)"
-    assert len([c for c in pic.clusters if c.startswith("cluster_block")]) == 5 * (1 + 3 + 2 * 3)
-    joins = [t for t, (c, _) in pic.nodes.items() if "join" in c]
-    assert len(joins) == 5 * 2  # flat joins: one of 3 columns, one of 2 per block
-    assert all(pic.nodes[j][1] == ["join (mean)"] for j in joins)
-    join_edges = pic.edges_of("join")
-    assert len(join_edges) == 5 * (3 + 2)
-    assert "3x3 conv, 512" in pic.node_texts() and "dropout 0.4" in pic.node_texts()
-    assert "fractal join (mean of columns)" in pic.legend()
-
-
-def test_fractal_depth_collapses_scopes(tmp_path):
-    pic = picture(tmp_path, "fractal.ud", "--depth", "1")
     assert set(pic.clusters) == {f"cluster_block{b}" for b in range(1, 6)}
-    texts = pic.node_texts()
-    assert "deep1 | Fractal(C=2, ...) | join" in texts
-    assert "shallow | Fractal(C=1, ...)" in texts
-    assert "block collapsed (--depth)" in pic.legend()
-    top = picture(tmp_path, "fractal.ud", "--depth", "0")
-    assert not top.clusters
-    assert "block1 | Fractal(C=3, c=64, p=0, drop_local=0.15, drop_global=0.5) | join" in top.node_texts()
+    assert len([n for n, (c, _) in pic.nodes.items() if "columns" in c]) == 5
+    assert not [n for n, (c, _) in pic.nodes.items() if "join" in c]  # joins are bars of the tables
+    texts = [t for _, ts in pic.nodes.values() for t in ts]
+    assert "3x3 conv, 512" in texts and "each unit: 3x3 conv, 512, bn, relu, dropout 0.4" in texts
 
 
 def test_dpn92_folds_dual_path_blocks(tmp_path):
@@ -405,8 +349,9 @@ def test_system_dot_is_preferred(tmp_path):
     head = out.read_text().split("<svg", 1)[0]
     assert "Generated by graphviz" in head and "graphviz-pure" not in head
     pic = Picture(out.read_bytes())
-    assert pic.cluster_label("block1.deep1") == "deep1: Fractal(C=2, ...)"
-    assert "fractal join (mean of columns)" in pic.legend()
+    assert pic.cluster_label("block1") == "block1: Fractal(C=3, c=64, p=0, drop_local=0.15, drop_global=0.5)"
+    assert "fractal join: mean of the columns under the bar;" in pic.legend()
+    assert len(pic.cells) == 5 * (7 + 2)  # every unit and bar of the tables, with its id
     pdf = tmp_path / "fractal.pdf"
     assert _run(["draw", "specs/fractal.ud", "-o", str(pdf)], os.environ["PATH"]).returncode == 0
     assert pdf.read_bytes().startswith(b"%PDF-")
@@ -455,3 +400,48 @@ def test_full_detail_densenet_is_fast(tmp_path, defines, budget):
     assert best_cpu < budget
     if os.getloadavg()[0] < (os.cpu_count() or 1):
         assert best_wall < budget
+
+
+def test_fpn_top_down_and_lateral_edges_are_distinguished(tmp_path):
+    spec = tmp_path / "fpn.ud"
+    spec.write_text(
+        "network FPN(input = [8, 32, 32]) {\n"
+        "    c3 = x |> conv(16, 3, pad = 1, stride = 2)\n"
+        "    c4 = c3 |> conv(32, 3, pad = 1, stride = 2)\n"
+        "    p5 = c4 |> conv(64, 3, pad = 1, stride = 2) |> conv(32, 1)\n"
+        "    p4 = (c4 |> conv(32, 1)) + (p5 |> upsample(2))\n"
+        "    return (c3 |> conv(32, 1)) + (p4 |> upsample(2))\n"
+        "}\n"
+    )
+    pic = picture(tmp_path, str(spec))
+    ops = {n: ts[-1] for n, (_, ts) in pic.nodes.items()}
+    assert [ops[a] for a, _ in pic.edges_of("topdown")] == ["upsample x2"] * 2
+    assert [ops[a] for a, _ in pic.edges_of("lateral")] == ["1x1 conv, 32"] * 2
+    assert {ops[b] for _, b in pic.edges_of("topdown") + pic.edges_of("lateral")} == {"+"}
+    assert "top-down path: a coarser level upsampled into a sum (FPN)" in pic.legend()
+    assert "lateral connection: a backbone feature into a top-down sum" in pic.legend()
+
+
+def test_several_outputs_are_output_nodes_with_names_on_the_last_rank(tmp_path):
+    """An IR with an output node per named result (an FPN's levels) draws each with its name
+    and shape, all on the last rank."""
+    ir = build_ir(str(SPECS / "resnet.ud"), None, ["depth=18"])
+    ir.nodes[ir.output_node]["attrs"]["name"] = "logits"
+    feature = next(n for n in ir.topo() if ir.nodes[n].get("scope", "").startswith("layer3"))
+    ir.add_node(
+        10**6,
+        op="output",
+        attrs={"name": "c4"},
+        shape=ir.nodes[feature]["shape"],
+        scope="",
+        name=None,
+        params=0,
+        macs=0,
+    )
+    ir.add_edge(feature, 10**6, port=0, kind="sequence", channels=None)
+    svg = gv.render(gv.to_dot(ir), "svg")
+    pic = Picture(svg)
+    outs = {n: ts for n, (c, ts) in pic.nodes.items() if "output" in c}
+    assert sorted(outs.values()) == [["output c4", "256x14x14"], ["output logits", "1000"]]
+    (y0,), (y1,) = ({round(pic.boxes[n][3], 1)} for n in outs)
+    assert y0 == y1

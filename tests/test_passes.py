@@ -273,14 +273,14 @@ def _copied(model, shape):
     return counter
 
 
-@pytest.mark.parametrize("spec,network,params,cats", [
-    ("densenet.ud", "DenseNetBC", dict(depth=40, k=12), 0),
-    # DPN: one concatenation per stage, for the stride-2 projection that starts the next
-    # stage (a strided 1x1 conv, not fused) and for the final BN-ReLU.
-    ("dpn.ud", None, dict(variant=68, input=[3, 64, 64], classes=10), 4),
+@pytest.mark.parametrize("spec,network,params", [
+    ("densenet.ud", "DenseNetBC", dict(depth=40, k=12)),
+    ("dpn.ud", None, dict(variant=68, input=[3, 64, 64], classes=10)),
 ])
-def test_eval_mode_is_copy_free(spec, network, params, cats):
-    """Eval writes each feature map into its buffer once; nothing re-copies a prefix."""
+def test_eval_mode_copies_no_prefix(spec, network, params):
+    """Eval writes each feature map into its buffer once; nothing re-copies a prefix,
+    except that a DPN block returns its link (head ++ stored part) as one tensor, a
+    concatenation per block as the naive module makes (docs/architecture.md)."""
     shared = udnet.load(str(SPECS / spec), network, **params)
     naive = udnet.load(str(SPECS / spec), network, disable=("share-concat",), **params)
     shape = params.get("input", [3, 32, 32])
@@ -290,8 +290,12 @@ def test_eval_mode_is_copy_free(spec, network, params, cats):
     last = [ir.nodes[buf.links[-1]]["shape"] for buf in ir.graph["buffers"]]
     stored = sum(2 * 4 * buf.channels * h * w for buf, (_, h, w) in zip(ir.graph["buffers"], last))
     assert a.bytes["copy_"] == stored  # every stored channel written exactly once (batch 2, float32)
-    assert a.calls["cat"] == cats
-    assert sum(a.bytes.values()) < 0.5 * sum(b.bytes.values())
+    headed = [link for buf in ir.graph["buffers"] for link in buf.links if ir.nodes[link]["head"]]
+    assert a.calls["cat"] == len(headed)
+    if not headed:
+        assert sum(a.bytes.values()) < 0.5 * sum(b.bytes.values())
+    else:
+        assert a.bytes["cat"] <= b.bytes["cat"]
 
 
 def _column_params(column, widths, classes=10, c_in=3, size=32):
@@ -403,8 +407,9 @@ def _runtime():
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("train", [True, False])
 def test_fused_reader_equals_bn_relu_conv_over_the_concatenation(head, batch, train):
-    """The shared-buffer kernels against plain BN-ReLU-conv over torch.cat, float64:
-    output, gradients of the head, the stored parts, BN and conv, running statistics."""
+    """The shared-buffer kernels (as an emitted file carries them) against plain
+    BN-ReLU-conv over torch.cat, float64: output, gradients of the head, the stored
+    parts, BN and conv, running statistics; and the link is the concatenation."""
     rt = _runtime()
     g = torch.Generator().manual_seed(batch + head)
 
@@ -426,7 +431,7 @@ def test_fused_reader_equals_bn_relu_conv_over_the_concatenation(head, batch, tr
     grad_out = rand(batch, 7, 3, 5)
 
     buf = rt["concat_append"](rt["concat_start"](leaves[0], 10), leaves[1], 4, head=leaves[2] if head else None)
-    out = rt["bn_relu_conv1x1"](buf, width, bn, conv)
+    out = rt["bn_relu_conv1x1"](buf, bn, torch.nn.ReLU(), conv)
     ordered = ([plain[2]] if head else []) + plain[:2]
     ref = conv2(torch.relu(bn2(torch.cat(ordered, 1))))
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
@@ -438,8 +443,7 @@ def test_fused_reader_equals_bn_relu_conv_over_the_concatenation(head, batch, tr
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-10)
     for a, b in zip(bn.buffers(), bn2.buffers()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    read = rt["concat_read"](buf, width)
-    torch.testing.assert_close(read, torch.cat(ordered, 1).detach())
+    torch.testing.assert_close(buf, torch.cat(ordered, 1).detach())
 
 
 def test_second_backward_over_the_same_graph_matches_naive():
