@@ -15,6 +15,7 @@ import pytest
 
 from udnet.backends import graphviz as gv
 from udnet.cli import main
+from udnet.ir.graph import IR
 from udnet.pipeline import build_ir
 
 from svg_picture import Picture
@@ -445,3 +446,32 @@ def test_several_outputs_are_output_nodes_with_names_on_the_last_rank(tmp_path):
     assert sorted(outs.values()) == [["output c4", "256x14x14"], ["output logits", "1000"]]
     (y0,), (y1,) = ({round(pic.boxes[n][3], 1)} for n in outs)
     assert y0 == y1
+
+
+TWO_HEADS = """
+block Encoder(c) {
+    c3 = x |> conv(c, 3, stride = 2, pad = 1) |> bn |> relu
+    c4 = c3 |> conv(2 * c, 3, stride = 2, pad = 1) |> bn |> relu
+    return {c3: c3, c4: c4}
+}
+network TwoHeads(input = [3, 32, 32]) {
+    o = x |> enc: Encoder(8)
+    fine = o.c3 |> conv(4, 1)
+    coarse = o["c4"] |> conv(4, 1) |> upsample(2)
+    return {fine: fine, coarse: coarse + fine |> conv(4, 1), pool: coarse |> maxpool(2)}
+}
+"""
+
+
+@pytest.mark.skipif(not hasattr(IR, "outputs"), reason="named outputs are not in the language yet")
+def test_named_outputs_are_output_nodes_side_by_side_in_order(tmp_path):
+    spec = tmp_path / "heads.ud"
+    spec.write_text(TWO_HEADS)
+    pic = picture(tmp_path, str(spec))
+    outs = sorted(((pic.boxes[n][0], pic.boxes[n][3]), ts) for n, (c, ts) in pic.nodes.items() if "output" in c)
+    assert [ts for _, ts in outs] == [
+        ["output fine", "4x16x16"],
+        ["output coarse", "4x16x16"],
+        ["output pool", "4x8x8"],
+    ]
+    assert len({round(y, 1) for (_, y), _ in outs}) == 1  # one rank, the last

@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import udnet
 from udnet.cli import main
+from udnet.ir.verify import VerifyError, verify
 from udnet.passes.share_concat import estimate_activation_bytes
 from udnet.pipeline import build_ir, compile_to_torch, optimize
 from differential import check_eval
@@ -187,6 +188,27 @@ network A(input = [8, 6, 6]) {
     y = x |> n: bn |> relu |> c: conv(5, 1)
     x = y ++ x[4:]
 }""",
+    # Readers that must not be fused: a BN or ReLU read twice, a BN without ReLU, a grouped 1x1.
+    "bn read twice": """
+network F(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    b = x |> bn
+    x = x ++ ((b |> relu |> conv(2, 1)) + (b |> conv(2, 1)))
+    bn; relu; conv(6, 1)
+}""",
+    "relu read twice": """
+network G(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    r = x |> bn |> relu
+    x = x ++ ((r |> conv(2, 1)) + (r |> conv(2, 3, pad = 1)))
+    bn; relu; conv(6, 1)
+}""",
+    "bn without relu and a grouped 1x1": """
+network H(input = [4, 5, 5]) {
+    x = x ++ (x |> bn |> conv(2, 1))
+    x = x ++ (x |> bn |> relu |> conv(2, 1, groups = 2))
+    bn; relu; conv(6, 1)
+}""",
     "self concat": """
 network B(input = [4, 5, 5]) { for i in 1..3 { x = x ++ x }; bn; relu; conv(6, 1) }""",
     "chain after a self concat": """
@@ -330,6 +352,25 @@ def test_fractal_column_extracts_the_student_network(column):
                                           defines=[f"{k}={v}" for k, v in params.items()])
 
 
+def test_every_dead_statement_is_warned_at_its_own_line(tmp_path, capsys):
+    spec = tmp_path / "dead.ud"
+    spec.write_text("network N(input = [3, 8, 8]) {\n    a = x |> conv(4, 3)\n    b = x |> conv(2, 3) |> relu\n"
+                    "    conv(8, 3)\n    gap\n}\n")
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.py")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if ": warning: " in line]
+    assert warnings == [
+        f"{spec}:2:14: warning: 'a' is computed but never reaches the network output; it was pruned",
+        f"{spec}:3:14: warning: this computation never reaches the network output; it was pruned",
+        f"{spec}:3:28: warning: 'b' is computed but never reaches the network output; it was pruned",
+    ]
+
+
+def test_fractal_column_needs_fractal_joins():
+    with pytest.raises(udnet.errors.UsageError) as e:
+        udnet.load("network N(input = [3, 8, 8]) { conv(4, 3) }", fractal_column=1)
+    assert e.value.message == "--fractal-column 1: the network has no fractal joins"
+
+
 def test_cli_pass_flags_verbose_and_warnings(tmp_path, capsys):
     spec = tmp_path / "dead.ud"
     spec.write_text("network N(input = [3, 8, 8]) {\n    unused = x |> conv(4, 3)\n    conv(8, 3)\n    gap\n}\n")
@@ -393,6 +434,44 @@ def test_prune_preserves_semantics(name):
             torch.testing.assert_close(p.grad, grads[k], rtol=1e-9, atol=1e-12)
         a.zero_grad()
         b.zero_grad()
+
+
+@pytest.mark.parametrize("name", list(PRUNABLE) + ["zero-wide operand", "zero-wide slice of a conv", "nothing to prune"])
+def test_params_after_counts_the_compiled_module(name):
+    # `udnet check` reports params_after as the compiled module's size: count that module.
+    from udnet.passes.prune import params_after
+
+    spec = {**PRUNABLE, **AFTER_CASES}[name]
+    ir = build_ir(spec)
+    before = ir.param_count()
+    assert params_after(ir) == param_count(udnet.load(spec))
+    assert ir.param_count() == before  # the IR itself is left as it was
+
+
+AFTER_CASES = {
+    # A zero-wide operand: prune folds it out of the concat even though nothing is dead.
+    "zero-wide operand": """
+network Z(input = [3, 6, 6]) {
+    x = x ++ x[2:2] ++ (x |> conv(2, 1))
+    conv(4, 1)
+}""",
+    # Folding the zero-wide slice leaves the conv it reads dead: its 12 weights go too.
+    "zero-wide slice of a conv": """
+network Y(input = [3, 6, 6]) {
+    x = x ++ (x |> conv(4, 1))[2:2] ++ (x |> conv(2, 1))
+    conv(4, 1)
+}""",
+    "nothing to prune": "network P(input = [3, 6, 6]) { conv(4, 3); bn; relu; gap; linear(5) }",
+}
+
+
+def test_folded_block_outputs_keep_their_shapes_in_the_summary():
+    # Both blocks end in a one-input join that prune folds into its relu: each block's
+    # row must still show its own output, not the other block's.
+    from udnet.backends.summary import summarize
+
+    s = summarize(build_ir(PRUNABLE["identity and one-input join"]), depth=1)
+    assert {r.scope: r.output for r in s.rows if r.kind == "block"} == {"f": [4, 6, 6], "g": [6, 6, 6]}
 
 
 def _runtime():
@@ -475,3 +554,38 @@ def test_autocast_eval_runs_chains_with_heads():
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         a, b = base(x).float(), opt(x).float()
     assert (a - b).abs().max() <= 0.05 * a.abs().max()  # bfloat16 has 8 bits of mantissa
+
+
+def _corrupt(kind):
+    """A planned densenet (or dpn) IR with one share-concat annotation broken."""
+    ir = build_ir(str(SPECS / ("dpn.ud" if kind in ("tail", "head") else "densenet.ud")))
+    optimize(ir)
+    bufs = ir.graph["buffers"]
+    b = bufs[1]
+    if kind == "channels":
+        b.channels += 1
+    elif kind == "missing link":
+        del b.links[1]
+    elif kind == "stray link":
+        ir.nodes[bufs[0].links[0]]["buffer"] = 1
+    elif kind == "head":
+        ir.nodes[b.links[1]]["head"] += 1
+    elif kind == "tail":
+        tail = next(n for n, d in ir.nodes(data=True) if "tail_of" in d)
+        ir.nodes[tail]["tail_of"] = 0 if ir.nodes[tail]["tail_of"] else 1
+    elif kind == "fuse":
+        conv = next(n for n, d in ir.nodes(data=True) if d["op"] == "conv" and d.get("fuse") is None)
+        ir.nodes[conv]["fuse"] = 0
+    return ir
+
+
+@pytest.mark.parametrize("kind", ["channels", "missing link", "stray link", "head", "tail", "fuse"])
+def test_verify_checks_share_concat_annotations(kind):
+    """verify() after the pass holds its annotations to the graph: a buffer's links, each
+    link's head, the slices that drop heads, the fused readers and the stored width."""
+    for spec in ("densenet.ud", "dpn.ud"):
+        ir = build_ir(str(SPECS / spec))
+        optimize(ir)
+        verify(ir, "test")
+    with pytest.raises(VerifyError, match="IR invalid after test: .*(buffer|link|head|fused)"):
+        verify(_corrupt(kind), "test")

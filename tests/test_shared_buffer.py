@@ -5,6 +5,7 @@ gradients: test_passes.py, test_fused_reader_equals_bn_relu_conv_over_the_concat
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_append_falls_back_to_a_plain_concatenation():
     changed in place are concatenated as they are."""
     x0, y = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
     plain = sb.concat_append(x0, y, 3)
-    assert torch.equal(plain, torch.cat([x0, y], 1)) and getattr(plain, "concat_link", None) is None
+    assert torch.equal(plain, torch.cat([x0, y], 1)) and sb._link_of(plain) is None
     first = sb.concat_start(x0, 7)
     sb.concat_append(first, y, 3)
     branch = sb.concat_append(first, -y, 3)  # first no longer ends the buffer
@@ -71,6 +72,27 @@ def test_append_falls_back_to_a_plain_concatenation():
     other.mul_(2)  # the storage changes with it; the link now reads as a plain tensor
     assert sb._link_of(other) is None
     assert torch.equal(sb.concat_append(other, y, 3), torch.cat([2 * x0, y], 1))
+
+
+def test_saved_and_copied_links_are_plain_tensors(tmp_path):
+    """torch.save of a link (a hooked output) loads anywhere, weights_only included;
+    the loaded tensor and a deep copy are plain tensors with the link's values."""
+    link = _chain(torch.randn(2, 3, 4, 4), [torch.randn(2, 2, 4, 4)], 5)[-1]
+    torch.save({"out": link}, tmp_path / "out.pt")
+    loaded = torch.load(tmp_path / "out.pt", weights_only=True)["out"]
+    for t in (loaded, copy.deepcopy(link)):
+        assert torch.equal(t, link) and sb._link_of(t) is None
+    assert sb._link_of(link) is not None
+
+
+def test_chains_run_under_inference_mode():
+    """Inference tensors keep no version counter; a chain still runs, in place."""
+    x0, y = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
+    with torch.inference_mode():
+        first = sb.concat_start(x0, 5)
+        last = sb.concat_append(first, y, 3)
+    assert torch.equal(last, torch.cat([x0, y], 1))
+    assert last.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
 
 
 def test_head_links_drop_the_previous_head():

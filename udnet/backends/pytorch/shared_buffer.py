@@ -19,8 +19,9 @@ import torch
 # link replaces (DPN: x_l = r_l ++ d_l, and only d_l grows), x_l is r_l ++ d_l as a
 # fresh tensor, which nothing saves: readers save the head and the stored part.
 # Every link is an ordinary tensor and gradients flow through it by autograd; what a
-# link knows about its storage (concat_link) only makes reading it cheaper, and a
-# tensor without it, or one changed in place since, is read as a plain tensor. A
+# link knows about its storage (kept beside it, in _LINKS) only makes reading it
+# cheaper, and any other tensor, or a link changed in place since, is read as a plain
+# tensor. A
 # reader that starts with BN-ReLU-conv1x1 (bn_relu_conv1x1) reads the storage where
 # it lies, one matrix product per sample, and recomputes BN-ReLU in backward instead
 # of saving it, so training memory grows linearly with depth; it runs the plain
@@ -147,18 +148,28 @@ class _Link:
         self.store, self.head, self.stored, self.version = store, head, stored, version
 
 
+# Beside the links, not on them: a copy, a pickle (torch.save of a hooked output) or a
+# detached alias of a link is a plain tensor, and the entry goes when the link does.
+_LINKS = torch.utils.weak.WeakTensorKeyDictionary()
+
+
 def _link(x, store, head, stored):
-    x.concat_link = _Link(store, head, stored, x._version)
+    _LINKS[x] = _Link(store, head, stored, _version(x))
     return x
 
 
 def _link_of(x):
     """What ``x`` knows about its storage, if it is a link unchanged since it was made."""
-    link = getattr(x, "concat_link", None)
-    if link is None or link.version != x._version:
+    link = _LINKS.get(x)
+    if link is None or link.version != _version(x):
         return None
     head = 0 if link.head is None else link.head.shape[1]
     return link if x.shape[1] == head + link.stored else None
+
+
+def _version(x):
+    # Inference tensors (torch.inference_mode) keep no version counter.
+    return 0 if x.is_inference() else x._version
 
 
 def _hooked(*modules):
