@@ -45,7 +45,7 @@ class ScopeNode:
     """The module tree being built; names are assigned once elaboration ends."""
 
     label: LabelValue | None
-    kind: str  # network, block, group, op
+    kind: str  # network, block, group, container, op
     block: str | None = None
     args: dict = field(default_factory=dict)
     span: Span | None = None
@@ -58,11 +58,11 @@ class ScopeNode:
     children: list["ScopeNode"] = field(default_factory=list)
     connections: list[int] = field(default_factory=list)
     labels: dict[str, LabelValue] = field(default_factory=dict)
+    containers: dict[str, "ScopeNode"] = field(default_factory=dict)  # by label: convs of convs.0
 
 
 class Scopes:
     """Building and naming the module tree; ``self`` is the Elaborator."""
-
 
     def _child(self, label: LabelValue | None, kind: str, **kw) -> ScopeNode:
         parent = self.scope
@@ -89,9 +89,8 @@ class Scopes:
     def _container(self, parent: ScopeNode, part: str, label: LabelValue) -> ScopeNode:
         """The container ``part`` of ``parent`` (a module list holding labelled modules only),
         made on first use."""
-        for c in parent.children:
-            if c.kind == "container" and c.label.text == part:
-                return c
+        if part in parent.containers:
+            return parent.containers[part]
         first = parent.labels.get(part)
         if first is not None:
             where = self._scope_path_hint(parent)
@@ -102,6 +101,7 @@ class Scopes:
             ).with_note(first.span, "first used here")
         node = ScopeNode(LabelValue(part, label.span), "container", span=label.span)
         parent.labels[part] = node.label
+        parent.containers[part] = node
         parent.children.append(node)
         return node
 
