@@ -21,15 +21,14 @@ import torch
 # Every link is an ordinary tensor and gradients flow through it by autograd; what a
 # link knows about its storage (kept beside it, in _LINKS) only makes reading it
 # cheaper, and any other tensor, or a link changed in place since, is read as a plain
-# tensor. A
-# reader that starts with BN-ReLU-conv1x1 (bn_relu_conv1x1) reads the storage where
-# it lies, one matrix product per sample, and recomputes BN-ReLU in backward instead
-# of saving it, so training memory grows linearly with depth; it runs the plain
-# modules instead where a hook is registered on one of them. While fx, TorchScript or
-# torch.compile trace the model, every function here is the plain operation, so
-# traced graphs hold ordinary ops. Under autocast the storage keeps its producers'
-# lower precision; BN statistics are computed in float32 and backward casts to the
-# dtypes forward used, as autocast does.
+# tensor. A reader that starts with BN-ReLU-conv1x1 (bn_relu_conv1x1) reads the
+# storage where it lies, one matrix product per sample, and recomputes BN-ReLU in
+# backward instead of saving it, so training memory grows linearly with depth; it
+# runs the plain modules instead where a hook is registered on one of them. While fx,
+# TorchScript or torch.compile trace the model, every function here is the plain
+# operation, so traced graphs hold ordinary ops. Under autocast the storage keeps its
+# producers' lower precision; BN statistics are computed in float32 and backward
+# casts to the dtypes forward used, as autocast does.
 
 
 def concat_start(x, channels):
