@@ -61,7 +61,7 @@ block Merge(w)(x, skip) {
 
 block Taps(w) {
     a = x |> conv(w, 3, pad = 1) |> relu
-    return {a: a, b: x}
+    return {a: a, b: x |> bn}
 }
 
 block Frac(C, w, dl = 0.15, dg = 0.5) {
