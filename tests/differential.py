@@ -60,6 +60,15 @@ def _params(model: torch.nn.Module, grad: bool) -> dict[str, torch.Tensor]:
     return out
 
 
+def network_outputs(ir: IR, y) -> list[torch.Tensor]:
+    """The emitted module's result as the IR's outputs in order: a tensor, or for named
+    outputs an ordered dict whose keys are the output names in that order."""
+    if not ir.named_outputs():
+        return [y]
+    assert isinstance(y, dict) and list(y) == [name for name, _ in ir.outputs()], list(y)
+    return list(y.values())
+
+
 def check_eval(ir: IR, model: torch.nn.Module, batch: int = 2, seed: int = 0) -> None:
     torch.manual_seed(seed)
     x = torch.randn(batch, *ir.nodes[ir.input_node]["shape"], dtype=torch.float64)
@@ -68,9 +77,10 @@ def check_eval(ir: IR, model: torch.nn.Module, batch: int = 2, seed: int = 0) ->
     values = interpret(ir, x, params)  # raises ShapeMismatch where the IR's shape rule is wrong
     with torch.no_grad(), ModuleTrace(model) as trace:
         y = model(x)
-    want = values[ir.output_node]
-    assert y.shape == want.shape, (tuple(y.shape), tuple(want.shape))
-    assert close(y, want, RTOL, ATOL), f"eval output differs by {(y - want).abs().max():.3g}"
+    for got, (name, n) in zip(network_outputs(ir, y), ir.outputs(), strict=True):
+        want = values[n]
+        assert got.shape == want.shape, (name, tuple(got.shape), tuple(want.shape))
+        assert close(got, want, RTOL, ATOL), f"eval output {name} differs by {(got - want).abs().max():.3g}"
     _check_modules(ir, model, trace, values)
 
 
@@ -101,8 +111,10 @@ def _check_modules(ir: IR, model: torch.nn.Module, trace: ModuleTrace, values: d
             bad = match_boundary(seen, exp, RTOL, ATOL)
             if bad:
                 problems.append(f"{path} {what}: {bad}")
-    for path in ir.graph["scopes"]:
+    for path, scope in ir.graph["scopes"].items():
         mapped.add(path)
+        if scope.kind == "container":  # a module list: its modules run, it does not
+            continue
         calls = trace.calls.get(path, [])
         if path not in modules or len(calls) != 1:
             problems.append(f"scope {path}: {'no module' if path not in modules else f'ran {len(calls)} times'}")
@@ -140,12 +152,13 @@ def check_train(ir: IR, model: torch.nn.Module, batch: int = 3, seed: int = 1) -
     params = _params(model, grad=True)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     values = interpret(ir, xb, params, training=True)
-    want = values[ir.output_node]
-    w = torch.randn(want.shape, dtype=torch.float64)
-    y = model(xa)
-    assert close(y.detach(), want.detach(), RTOL, ATOL), f"training output differs by {(y - want).abs().max():.3g}"
-    (y * w).sum().backward()
-    (want * w).sum().backward()
+    wants = [values[n] for _, n in ir.outputs()]
+    ws = [torch.randn(want.shape, dtype=torch.float64) for want in wants]
+    ys = network_outputs(ir, model(xa))
+    for y, want in zip(ys, wants, strict=True):
+        assert close(y.detach(), want.detach(), RTOL, ATOL), f"training output differs by {(y - want).abs().max():.3g}"
+    sum((y * w).sum() for y, w in zip(ys, ws)).backward()
+    sum((want * w).sum() for want, w in zip(wants, ws)).backward()
     assert close(xa.grad, xb.grad, RTOL, ATOL), f"input gradient differs by {(xa.grad - xb.grad).abs().max():.3g}"
     problems = []
     for name, p in model.named_parameters():

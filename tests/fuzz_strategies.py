@@ -48,7 +48,8 @@ from programs import (
     tokenize,
 )
 
-from udnet.elaborate.elaborator import CONNECTIONS, FUNCTIONS, INTROSPECTION, RESERVED_LABELS
+from udnet.elaborate.elaborator import CONNECTIONS, FUNCTIONS, INTROSPECTION
+from udnet.elaborate.scopes import RESERVED_LABELS
 from udnet.errors import Source, UdnetError
 from udnet.ops import OPS, REQUIRED
 
@@ -595,14 +596,17 @@ def run_emitted(ir, code: str, *, train: bool) -> None:
     params = sum(p.numel() for p in model.parameters())
     assert params == ir.param_count(), f"the module has {params} parameters, the IR {ir.param_count()}"
     shape_in = tuple(ir.nodes[ir.input_node]["shape"])
-    want = (2,) + tuple(ir.output_shape)
+    wants = {name: (2,) + tuple(ir.nodes[n]["shape"]) for name, n in ir.outputs()}
 
     def forward(x, mode: str):
         model.train(mode == "train")
         with torch.no_grad():
             y = model(x)
-        assert tuple(y.shape) == want, f"{mode} forward gives {tuple(y.shape)}, the IR says {want}"
-        assert bool(torch.isfinite(y).all()), f"{mode} forward gives non-finite values"
+        ys = y if ir.named_outputs() else {None: y}  # named outputs: a dict in the IR's order
+        assert list(ys) == list(wants), f"{mode} forward gives the outputs {list(ys)}, the IR {list(wants)}"
+        for name, v in ys.items():
+            assert tuple(v.shape) == wants[name], f"{mode} forward gives {tuple(v.shape)}, the IR says {wants[name]}"
+            assert bool(torch.isfinite(v).all()), f"{mode} forward gives non-finite values"
 
     forward(torch.randn(2, *shape_in), "eval")
     if train:  # running statistics after a constant batch and after a wide one must stay usable

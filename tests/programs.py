@@ -1,9 +1,11 @@
 """Random udnet programs, shared by the property tests and the fuzzing suite.
 
 ``ProgramGen`` writes random spec source text: blocks that call earlier blocks, recursive
-(fractal) blocks, ``for`` loops, ``if``/``else``, labelled groups, residual sums (with a
-projection where the shape changes), channel concats, highway gates, fractal joins and
-channel slices, with random widths, strides and input sizes.
+(fractal) blocks, blocks with two tensor inputs and blocks with named outputs, ``for``
+loops, ``if``/``else``, labelled groups, dotted labels (module lists), residual sums (with
+a projection where the shape changes), channel concats, highway gates, fractal joins and
+channel slices, networks that return named outputs, with random widths, strides and
+input sizes.
 
 * The well-formed generator (``ok=True``) guards every shape-dependent step (``if height >= 2``,
   projections, widths read from ``channels``), so almost all of its programs elaborate.
@@ -83,7 +85,7 @@ class ProgramGen:
         self.c = choices
         self.ok = ok
         self.n = 0  # fresh names and labels
-        self.blocks: list[tuple[str, str]] = []  # (name, kind): kind "plain" or "fractal"
+        self.blocks: list[tuple[str, str]] = []  # (name, kind): "plain", "fractal", "pair" or "taps"
         self.loop_vars: list[str] = []  # loop variables of the definition being written
 
     # -- helpers --
@@ -119,6 +121,10 @@ class ProgramGen:
         if not self.c.chance(0.5):
             return ""
         base = self.fresh("l")
+        if self.c.chance(0.2):  # into a module list: l5.0, l5.{i0}, l5.n{i0}_{i1}
+            if len(self.loop_vars) == 1:
+                return f"{base}.{{{self.loop_vars[0]}}}: "
+            return f"{base}.n" + "_".join(f"{{{v}}}" for v in self.loop_vars) + ": "
         return base + "".join(f"_{{{v}}}" for v in self.loop_vars) + ": "
 
     def indent(self, lines: list[str]) -> list[str]:
@@ -279,6 +285,17 @@ class ProgramGen:
 
     def s_call(self, depth):
         name, kind = self.c.pick(self.blocks)
+        if kind == "pair":  # two tensor inputs
+            tensors = self.c.pick(["(x, x)", f"(x, x |> conv({self.width()}, 1))", "(x, x |> relu)"])
+            if not self.ok and self.c.chance(0.3):
+                tensors = self.c.pick(["x", "(x, x, x)", "(x, 2)"])
+            return [f"x = {tensors} |> {self.label()}{name}({self.width()})"]
+        if kind == "taps":  # named outputs
+            o = self.fresh("o")
+            pick = self.c.pick([f"{o}.a ++ {o}.b", f'{o}["a"]', f"{o}.b", f"{o}.a + {o}.a"])
+            if not self.ok and self.c.chance(0.3):
+                pick = self.c.pick([f"{o}.c", f"{o}", "x.a", f"{o}[0]"])
+            return [f"{o} = x |> {self.label()}{name}({self.width()})", f"x = {pick}"]
         if kind == "fractal":
             args = f"{self.c.int(1, 3)}, {self.width()}"
         else:
@@ -351,6 +368,10 @@ class ProgramGen:
                     "return join()",
                     "w = nothing_here",
                     "assert false",
+                    "x = (x, x) |> relu",
+                    "x = x.a",
+                    "return {a: x, a: x}",
+                    "return {a: 3}",
                 ]
             )
         ]
@@ -374,6 +395,14 @@ class ProgramGen:
                 text = text.replace("C <= 1", "C <= 0 - 100")  # no reachable base case
             self.blocks.append((name, "fractal"))
             return text
+        if self.c.chance(0.2):  # two tensor inputs, concatenated at the end
+            self.blocks.append((name, "pair"))
+            join = "++" if self.ok or self.c.chance(0.5) else "+"
+            return (f"block {name}(w)(x, skip) {{\n    y = x |> {self.any_chain()}\n"
+                    f"    return (y {join} skip) |> {self.same_chain()}\n}}\n")
+        if self.c.chance(0.15):  # named outputs
+            self.blocks.append((name, "taps"))
+            return f"block {name}(w) {{\n    a = x |> conv(w, 3, pad = 1) |> relu\n    return {{a: a, b: x}}\n}}\n"
         lines = self.body(1, 1, 4)
         if self.c.chance(0.3):
             lines.append(f"return x |> {self.same_chain()}")
@@ -392,8 +421,13 @@ class ProgramGen:
             shape = self.c.pick(["[3, 8]", "[0, 8, 8]", "[3, 8, 8.5]", "3", "[16]"])
         body = [f"stem: conv({self.c.int(1, 16)}, 3, pad = 1)"] + self.body(1, 1, 5)
         head = self.c.pick(["gap\nclassifier: linear(classes)", "flatten\nlinear(classes)", "relu", ""])
+        named = self.c.chance(0.2)  # named outputs: the features before the head, and its result
+        if named:
+            body.append("features = x")
         if head:
             body += head.split("\n")
+        if named:
+            body.append(self.c.pick(["return {features: features, out: x}", "return {0: x, 1: features, 2: x}"]))
         parts.append(f"network Net(classes = 10, input = {shape}) {{\n" + "\n".join(self.indent(body)) + "\n}\n")
         return "\n".join(parts)
 
@@ -784,8 +818,9 @@ def check_program(text: str | Source, limits: Limits = LIMITS, *, emit: bool = F
     verify(ir)
     params = ir.param_count()
     assert isinstance(params, int) and not isinstance(params, bool) and params >= 0
-    shape = ir.nodes[ir.output_node]["shape"]
-    assert isinstance(shape, tuple) and shape and all(isinstance(d, int) and d >= 0 for d in shape)
+    for _, out in ir.outputs():
+        shape = ir.nodes[out]["shape"]
+        assert isinstance(shape, tuple) and shape and all(isinstance(d, int) and d >= 0 for d in shape)
     assert ir.mac_count() >= 0
     if emit:
         from udnet.backends.pytorch import emit_module

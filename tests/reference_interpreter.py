@@ -163,6 +163,8 @@ def flatten_boundary(obj) -> list:
         return [obj]
     if isinstance(obj, (tuple, list)):
         return [v for o in obj for v in flatten_boundary(o)]
+    if isinstance(obj, dict):  # a network's named outputs
+        return [v for o in obj.values() for v in flatten_boundary(o)]
     return []
 
 

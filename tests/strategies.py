@@ -10,7 +10,10 @@ adds the structures those depend on, mixed into the same random programs:
 * DPN-style links that replace a head, ``x = (r + y[:bw]) ++ x[bw:] ++ y[bw:]``;
 * dead branches (an unused binding, a dead reader of a dense chain), so prune removes something;
 * fractal blocks whose joins have drop-path;
-* convs and pools with per-axis kernels, strides and padding, ceil mode and count_pad.
+* convs and pools with per-axis kernels, strides and padding, ceil mode and count_pad;
+* a block with two tensor inputs (``(x, skip) |> Merge(w)``), a block with named outputs
+  (``o = x |> Taps(w)``, read as ``o.a``, ``o["b"]``), and networks that return named
+  outputs (``return {features: f, logits: x}``), where a dense chain may be an output.
 
 The contract: ``valid_programs()`` are well-formed by construction, and a property test
 that draws one FAILS if it does not elaborate (a UdnetError there is a bug in udnet or in
@@ -51,6 +54,16 @@ block Dual(bw, inc) {
     return (res + y[:bw]) ++ x[bw:] ++ y[bw:]
 }
 
+block Merge(w)(x, skip) {
+    y = x |> conv(w, 1) |> bn
+    return (y ++ skip) |> relu
+}
+
+block Taps(w) {
+    a = x |> conv(w, 3, pad = 1) |> relu
+    return {a: a, b: x |> bn}
+}
+
 block Frac(C, w, dl = 0.15, dg = 0.5) {
     if C <= 1 { return x |> conv(w, 3, pad = 1) |> bn |> relu }
     return join(x |> Frac(C - 1, w, dl, dg) |> Frac(C - 1, w, dl, dg),
@@ -73,7 +86,8 @@ class RichGen(ProgramGen):
 
     def stmt(self, depth: int) -> list[str]:
         if self.c.chance(0.25):
-            return getattr(self, "s_" + self.c.pick(["dense", "dense", "dpn", "dead", "fractal", "window"]))(depth)
+            return getattr(self, "s_" + self.c.pick(["dense", "dense", "dpn", "dead", "fractal", "window", "streams"]))(
+                depth)
         return super().stmt(depth)
 
     def s_dense(self, depth):
@@ -123,6 +137,16 @@ class RichGen(ProgramGen):
         drop = self.c.pick(["", ", 0.0, 0.0", ", 0.3, 0.0", ", 0.15, 0.5"])
         return [f"x = x |> {self.label()}Frac({c}, {w}{drop})"]
 
+    def s_streams(self, depth):
+        """Several tensors into one block, and several out of one."""
+        w, k = self.c.int(1, 6), self.c.int(1, 4)
+        if self.c.chance(0.5):
+            skip = self.c.pick(["x", f"x |> conv({k}, 1)", f"x |> bn |> relu |> conv({k}, 3, pad = 1)"])
+            return [f"x = (x, {skip}) |> {self.label()}Merge({w})"]
+        o = self.fresh("o")
+        pick = self.c.pick([f"{o}.a ++ {o}.b", f'{o}["a"]', f"{o}.b + {o}.b", f"{o}.a"])
+        return [f"{o} = x |> {self.label()}Taps({w})", f"x = {pick}"]
+
     def s_window(self, depth):
         """A conv or pool with its own kernel, stride and padding per axis, ceil mode and
         count_pad: the spatial shape rules, exercised where height and width differ."""
@@ -148,13 +172,19 @@ class RichGen(ProgramGen):
         h, w = self.c.int(4, 9), self.c.int(4, 9)
         stmts = [self.stmt(1) for _ in range(self.c.int(1, 4))]
         # Make each structure likely in every program, not just somewhere in the sample.
-        for kind, p in (("dense", 0.45), ("dpn", 0.3), ("dead", 0.4), ("fractal", 0.2), ("window", 0.6)):
+        for kind, p in (("dense", 0.45), ("dpn", 0.3), ("dead", 0.4), ("fractal", 0.25), ("window", 0.6),
+                        ("streams", 0.3)):
             if self.c.chance(p):
                 stmts.insert(self.c.int(0, len(stmts)), getattr(self, "s_" + kind)(1))
         body = [f"stem: conv({self.c.int(1, 8)}, 3, pad = 1)"] + [line for s in stmts for line in s]
         head = self.c.pick(["gap\nclassifier: linear(classes)", "flatten\nlinear(classes)", "relu", ""])
+        named = self.c.chance(0.3)  # named outputs: the features before the head, and the head's result
+        if named:
+            body.append("features = x")
         if head:
             body += head.split("\n")
+        if named:
+            body.append(self.c.pick(["return {features: features, logits: x}", "return {0: x, 1: features}"]))
         parts.append(f"network Net(classes = 5, input = [{c}, {h}, {w}]) {{\n" + "\n".join(self.indent(body)) + "\n}\n")
         return HELPERS + "\n" + "\n".join(parts)
 
@@ -199,7 +229,8 @@ def invalid_programs(draw) -> tuple[str, str]:
     head, _, net = text.rpartition("network Net(")
     lines = net.split("\n")
     body = lines[1:-2]  # between the header and the closing brace
-    at = draw(st.sampled_from(_statement_starts(body) + [len(body)]))
+    ends = [] if body and body[-1].strip().startswith("return") else [len(body)]  # never after a return
+    at = draw(st.sampled_from(_statement_starts(body) + ends))
     body[at:at] = ["    " + wrong]
     return head + "network Net(" + "\n".join(lines[:1] + body + lines[-2:]), wrong
 
@@ -221,4 +252,8 @@ def reached(ir, reports) -> set[str]:
                 out.add("pruned")
     if any(d["op"] == "join" and (d["attrs"]["drop_local"] or d["attrs"]["drop_global"]) for _, d in ir.nodes(data=True)):
         out.add("drop-path")
+    if ir.named_outputs():
+        out.add("named outputs")
+    if any(scope.inputs for scope in ir.graph["scopes"].values()):
+        out.add("several inputs")
     return out

@@ -300,7 +300,7 @@ def test_block_names_never_shadow_helpers_or_module_attributes():
 def test_reserved_labels_cover_every_nn_module_attribute():
     """A submodule named like an nn.Module attribute (_modules, compile, register_forward_hook,
     ...) breaks the module, so such labels are refused; this catches new torch attributes."""
-    from udnet.elaborate.elaborator import RESERVED_LABELS
+    from udnet.elaborate.scopes import RESERVED_LABELS
 
     module = torch.nn.Module()
     names = {n for n in set(dir(module)) | set(vars(module)) if not (n.startswith("__") and n.endswith("__"))}

@@ -126,6 +126,8 @@ def test_generated_programs_reach_buffers_fused_readers_and_pruning():
     for f in ("shared buffer", "fused reader", "pruned"):
         assert share[f] >= 0.3, share
     assert share["replaced head"] >= 0.15 and share["drop-path"] >= 0.1, share
+    many = {f: sum(f in s for s in seen) / len(seen) for f in ("named outputs", "several inputs")}
+    assert min(many.values()) >= 0.15, many
 
 
 # ---- drop-path: the one random part, tested for its distribution ----

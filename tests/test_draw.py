@@ -73,7 +73,7 @@ def test_default_output_is_an_svg_next_to_the_spec(tmp_path, capsys):
 def test_densenet121_clusters_labels_legend(tmp_path):
     pic = picture(tmp_path, "densenet.ud")
     assert pic.cluster_label("features") == "features"
-    assert pic.cluster_label("features.denseblock1") == "denseblock1: DenseBlock(n=6, k=32)"
+    assert pic.cluster_label("features.denseblock1") == "denseblock1: DenseBlock(n=6, k=32, bn_size=4)"
     assert pic.cluster_label("features.transition3") == "transition3: Transition(out=512)"
     assert "group" in pic.clusters["cluster_features"][0]
     assert "block" in pic.clusters["cluster_features.denseblock4"][0]

@@ -51,7 +51,8 @@ CASES = [
         'unexpected character "\'"',
         "strings use double quotes",
     ),
-    Case("syntax-method-call", NET.format("x = x.relu()"), 2, 10, "unexpected character '.'"),
+    Case("method-call", NET.format("x = x.relu()"), 2, 9, "ops and blocks are not methods of a tensor",
+         "pipe the tensor into it: t |> relu(...)"),
     Case(
         "positional-after-keyword",
         NET.format("conv(4, kernel = 3, 1)"),
@@ -63,7 +64,14 @@ CASES = [
     Case("integer-literal-too-large", NET.format("w = 99999999999999999999999"), 2, 9, "integer literal is too large"),
     Case("float-literal-too-large", NET.format("w = 1e999"), 2, 9, "number literal is too large"),
     # ---- names ----
-    Case("unknown-op", NET.format("cnov(4, 3)"), 2, 5, "unknown name 'cnov'", "did you mean 'conv'?"),
+    Case("unknown-op", NET.format("cnov(4, 3)"), 2, 5, "unknown name 'cnov'",
+         "no op is called 'cnov'; ops with similar names: conv (2-d convolution)"),
+    # A PyTorch op udnet lacks is named as such, never matched to a look-alike (prelu is not relu).
+    Case("op-udnet-lacks", NET.format("conv(4, 3) |> prelu"), 2, 19, "unknown name 'prelu'",
+         "'prelu' is ReLU with a learned slope (PyTorch nn.PReLU), which udnet does not have; "
+         "ops with similar names: relu (max(x, 0))"),
+    Case("op-spelled-as-pytorch", NET.format("conv(4, 3) |> BatchNorm2d"), 2, 19, "unknown name 'BatchNorm2d'",
+         "udnet writes this as bn"),
     Case("unknown-variable", NET.format("wdith = 4\n    conv(width2, 3)"), 3, 10, "unknown name 'width2'"),
     Case(
         "use-before-definition",
@@ -606,6 +614,22 @@ def test_not_utf8(tmp_path, capsys):
     assert rc == 1
     assert err.startswith(f"{path}:2:10: error: the file is not valid UTF-8")
     assert "Traceback" not in err
+
+
+def test_unknown_op_hints_never_suggest_another_function():
+    """Every PyTorch or paper op name udnet lacks says so, with the meaning of each
+    op of a similar name, instead of a "did you mean" to a different function."""
+    from udnet.elaborate.suggest import ELSEWHERE, unknown_name_hint
+    from udnet.ops import OPS
+
+    for name in ELSEWHERE:
+        if name in OPS:
+            continue
+        hint = unknown_name_hint(name, OPS, ["width", "x"])
+        assert "which udnet does not have" in hint and "did you mean" not in hint, (name, hint)
+        for op in OPS:
+            if f" {op} (" in hint:
+                assert f"{op} ({OPS[op].doc})" in hint
 
 
 # ---- the rendering, character by character ----

@@ -84,6 +84,29 @@ def test_more_published_param_counts(spec, network, defines, expected):
     assert ir_for(spec, network, defines).param_count() == expected
 
 
+def _torchvision_densenet_params(k, blocks, init, bn_size, classes=1000):
+    """torchvision's DenseNet parameter count, layer by layer as its _DenseLayer and
+    _Transition define them (conv1 has bn_size * k outputs)."""
+    total = 3 * init * 7 * 7 + 2 * init  # conv0, norm0
+    c = init
+    for b, n in enumerate(blocks):
+        for _ in range(n):
+            total += 2 * c + c * bn_size * k + 2 * bn_size * k + bn_size * k * k * 9
+            c += k
+        if b < len(blocks) - 1:
+            total += 2 * c + c * (c // 2)
+            c //= 2
+    return total + 2 * c + c * classes + classes  # norm5, classifier
+
+
+@pytest.mark.parametrize("bn_size", [4, 2, 1])
+def test_densenet_bn_size_sets_the_bottleneck_width(bn_size):
+    got = ir_for("densenet.ud", None, (f"bn_size={bn_size}",)).param_count()
+    assert got == _torchvision_densenet_params(32, [6, 12, 24, 16], 64, bn_size)
+    if bn_size == 4:
+        assert got == 7_978_856  # torchvision densenet121, the default
+
+
 def test_cli_check_prints_the_published_count():
     proc = subprocess.run(
         [sys.executable, "-m", "udnet", "check", str(SPECS / "dpn.ud"), "-D", "variant=68"],

@@ -199,7 +199,7 @@ def test_rows_add_up_and_nest():
             assert sum(k.activation_bytes for k in kids) == r.activation_bytes, r.scope
     assert [r.scope for r in s.rows[:4]] == ["input", "features", "features.conv0", "features.norm0"]
     block = next(r for r in s.rows if r.scope == "features.denseblock1")
-    assert block.call == "DenseBlock(n=6, k=32)" and block.output == [256, 56, 56]
+    assert block.call == "DenseBlock(n=6, k=32, bn_size=4)" and block.output == [256, 56, 56]
     conv0 = next(r for r in s.rows if r.scope == "features.conv0")
     assert conv0.call == "conv(64, 7, stride=2, pad=3)" and conv0.params == 9408
     concat = next(r for r in s.rows if r.scope == "features.denseblock1.x")

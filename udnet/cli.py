@@ -110,14 +110,15 @@ def cmd_check(args) -> int:
     params, kept = ir.param_count(), params_after(ir)  # the compiled module holds the latter
     rows = [
         ("input", fmt(inp)),
-        ("output", fmt(ir.output_shape)),
+        *((f"output {name}" if name is not None else "output", fmt(ir.nodes[n]["shape"])) for name, n in ir.outputs()),
         ("nodes", f"{ir.number_of_nodes():,}"),
         ("params", f"{params:,}" + (f" ({kept:,} after passes)" if kept != params else "")),
         ("MACs", f"{macs:,} ({_si(macs)})"),
     ]
     print(f"{show_path(args.spec)}: network {ir.graph['network']} ok")
+    width = max(7, *(len(k) for k, _ in rows))
     for k, v in rows:
-        print(f"  {k:<7} {v}")
+        print(f"  {k:<{width}} {v}")
     return 0
 
 

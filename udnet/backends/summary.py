@@ -89,7 +89,7 @@ class Summary:
     network: str
     arguments: dict[str, Any]
     input: list[int]
-    output: list[int]
+    output: list[int]  # the first output's shape
     batch: int
     dtype: str
     depth: int | None
@@ -97,6 +97,7 @@ class Summary:
     total: Figures  # the compiled IR (after passes), plain torch.cat storage: the sum of the rows
     stages: list[tuple[str, Figures]]  # elaborated, after prune, after share-concat
     passes: list[str] = field(default_factory=list)  # what each pass reported
+    outputs: dict[str, list[int]] = field(default_factory=dict)  # named outputs, in order (none: one tensor)
 
     def to_json(self) -> str:
         data = asdict(replace(self, arguments={}))  # asdict would recurse into deep lists
@@ -184,7 +185,8 @@ def summarize(ir: IR, spec: str = "<spec>", batch: int = 1, dtype: str = "float3
         network=ir.graph["network"],
         arguments=dict(ir.graph.get("params", {})),
         input=list(ir.nodes[ir.input_node]["shape"]),
-        output=list(ir.output_shape),
+        output=list(ir.nodes[ir.graph["outputs"][0]]["shape"]),
+        outputs={name: list(ir.nodes[n]["shape"]) for name, n in ir.outputs() if name is not None},
         batch=batch,
         dtype=dtype,
         depth=depth,
@@ -286,6 +288,8 @@ def _is_op_path(ir: IR, path: str, members: dict[str, list[int]]) -> bool:
 def _scope_output(ir: IR, scope, nodes: list[int], order: dict[int, int]) -> tuple:
     if scope.output is not None and scope.output in ir:
         return ir.nodes[scope.output]["shape"]
+    if scope.outputs and scope.outputs[0][1] in ir:  # named outputs: the first one's
+        return ir.nodes[scope.outputs[0][1]]["shape"]
     # The scope's result was merged away (a FractalNet join flattened into its caller's):
     # show the last thing computed inside it.
     return ir.nodes[max(nodes, key=order.__getitem__)]["shape"]
@@ -318,6 +322,8 @@ def _connection_row(ir: IR, n: int, level: int, batch: int, dtype_bytes: int) ->
 
 
 def _scope_call(scope) -> str:
+    if scope.kind == "container":
+        return "(module list)"
     if scope.kind != "block":
         return "{ ... }"
     return f"{scope.block}({', '.join(f'{k}={opdefs.show_value(v)}' for k, v in scope.args.items())})"
@@ -401,13 +407,15 @@ def format_text(s: Summary, width: int = 100) -> str:
             head[-1] = head[-1].rstrip()
             head.append("    ")
         head[-1] += item
-    head.append(f"input {_shape(s.input)} -> output {_shape(s.output)}; activations for batch {s.batch} "
-                f"in {s.dtype}, MACs per sample")
+    outs = ", ".join(f"{_safe(k)} {_shape(v)}" for k, v in s.outputs.items())
+    head.append(f"input {_shape(s.input)} -> " + (f"outputs {outs}" if outs else f"output {_shape(s.output)}")
+                + f"; activations for batch {s.batch} in {s.dtype}, MACs per sample")
     cols = ["scope", "block / op", "output", "params", "MACs", "activations"]
     body = [[_safe(r.scope), _safe(r.call), _shape(r.output), f"{r.params:,}", si(r.macs),
              human_bytes(r.activation_bytes)] for r in s.rows]
     t = s.total
-    total = ["total", f"{t.nodes:,} nodes", _shape(s.output), f"{t.params:,}", si(t.macs),
+    total = ["total", f"{t.nodes:,} nodes", f"{len(s.outputs)} outputs" if s.outputs else _shape(s.output),
+             f"{t.params:,}", si(t.macs),
              human_bytes(t.activation_bytes)]
     table = [cols] + body + [total]
     w = [max(len(r[i]) for r in table) for i in range(len(cols))]

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import difflib
 import gc
-import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from udnet.elaborate.scopes import Scopes, ScopeNode
+from udnet.elaborate.streams import Streams
+from udnet.elaborate.suggest import unknown_name_hint
 from udnet.elaborate.values import (
     show as _show,
     MISSING,
@@ -20,7 +22,9 @@ from udnet.elaborate.values import (
     GroupStage,
     LabelValue,
     OpStage,
+    Outputs,
     Stage,
+    Tensors,
     Incomparable,
     Tensor,
     contains,
@@ -33,7 +37,7 @@ from udnet.errors import Span, UdnetError, UsageError
 from udnet.frontend import ast
 from udnet.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES, text_lines
 from udnet import ops as opdefs
-from udnet.ir.graph import IR, Scope
+from udnet.ir.graph import IR
 from udnet.ops import OPS, ArgError, ShapeError, fmt
 
 
@@ -54,29 +58,6 @@ INTROSPECTION = ("channels", "height", "width", "shape")
 #: Built-in functions (besides the ops and the connection functions gate/join).
 FUNCTIONS = ("len", "min", "max", "abs", "int", "float", "round", "sum")
 CONNECTIONS = ("gate", "join")
-#: nn.Module attributes a label must not shadow in the emitted PyTorch source.
-RESERVED_LABELS = frozenset(
-    "forward training parameters buffers children modules state_dict train eval to cuda cpu "
-    "apply zero_grad register_buffer register_parameter add_module type float double half "
-    "extra_repr named_modules named_parameters named_buffers named_children requires_grad_ "
-    "load_state_dict get_submodule get_parameter get_buffer "
-    # the rest of nn.Module's attributes (torch 2.x): a submodule named like one breaks the module
-    "T_destination bfloat16 call_super_init compile dump_patches get_extra_state ipu mtia xpu "
-    "register_backward_hook register_forward_hook register_forward_pre_hook register_full_backward_hook "
-    "register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook "
-    "register_module register_state_dict_post_hook register_state_dict_pre_hook set_extra_state "
-    "set_submodule share_memory to_empty _apply _backward_hooks _backward_pre_hooks _buffers _call_impl "
-    "_compiled_call_impl _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs "
-    "_forward_pre_hooks _forward_pre_hooks_with_kwargs _get_backward_hooks _get_backward_pre_hooks "
-    "_get_name _is_full_backward_hook _load_from_state_dict _load_state_dict_post_hooks "
-    "_load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook _modules _named_members "
-    "_non_persistent_buffers_set _parameters _register_load_state_dict_pre_hook "
-    "_register_state_dict_hook _replicate_for_data_parallel _save_to_state_dict _slow_forward "
-    "_state_dict_hooks _state_dict_pre_hooks _version _wrapped_call_impl".split()
-)
-_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
-#: Longest label (a fixed limit): labels become attribute names and state_dict keys.
-MAX_LABEL = 200
 _INT_LIMIT = 2**62
 #: Longest list or string a spec may build (doubling in a loop must not exhaust memory).
 _LEN_LIMIT = 1_000_000
@@ -89,25 +70,7 @@ class _Return(Exception):
         self.value = value
 
 
-@dataclass(eq=False)
-class _ScopeNode:
-    """The module tree being built; names are assigned once elaboration ends."""
-
-    label: LabelValue | None
-    kind: str  # network, block, group, op
-    block: str | None = None
-    args: dict = field(default_factory=dict)
-    span: Span | None = None
-    node: int | None = None  # IR node for op leaves
-    input: int | None = None  # the tensor a scope was applied to
-    output: int | None = None  # and the one it produced
-    auto: str = ""  # base of an automatic name
-    children: list["_ScopeNode"] = field(default_factory=list)
-    connections: list[int] = field(default_factory=list)
-    labels: dict[str, LabelValue] = field(default_factory=dict)
-
-
-class Elaborator:
+class Elaborator(Streams, Scopes):
     def __init__(self, module: ast.Module, limits: Limits = Limits()):
         self.module = module
         self.limits = limits
@@ -117,7 +80,7 @@ class Elaborator:
             self._declare(d)
         self.g = IR()
         self._next_id = 0
-        self._owner: dict[int, _ScopeNode | None] = {}
+        self._owner: dict[int, ScopeNode | None] = {}
         self.steps = 0
         self.depth = 0
         self.absorbed: set[int] = set()
@@ -148,6 +111,7 @@ class Elaborator:
             if p.name == "x":
                 raise UdnetError("parameter 'x' would shadow the block's input tensor", p.span, "rename the parameter")
             seen[p.name] = p
+        self._declare_inputs(d, seen)
         (self.blocks if d.kind == "block" else self.networks)[d.name] = d
 
     # ---- entry point ----
@@ -182,7 +146,7 @@ class Elaborator:
         shape = params.get("input")
         g = self.g
         g.graph.update(network=defn.name, params=params, source=defn.span.source.name, scopes={})
-        self.root = _ScopeNode(None, "network", block=defn.name, args=params, span=defn.span)
+        self.root = ScopeNode(None, "network", block=defn.name, args=params, span=defn.span)
         self.scope = self.root
         self.inst = self.root
         inp = self._node("input", {}, shape, defn.span, [], None)
@@ -190,8 +154,7 @@ class Elaborator:
         frame.vars.update(params)
         frame.vars["x"] = Tensor(inp, shape)
         result = self._run(defn, frame)
-        out = self._node("output", {}, result.shape, defn.span, [(result, "sequence", None)], None)
-        g.graph["input"], g.graph["output"] = inp, out
+        g.graph["input"], g.graph["outputs"] = inp, self._output_nodes(result, defn.span)
         for n in self.absorbed:
             if g.out_degree(n) == 0:
                 g.remove_node(n)
@@ -265,68 +228,6 @@ class Elaborator:
                 f"input must be [C, H, W] or [C] with positive sizes, got {_show(shape)}", span
             )
         return frame.vars
-
-    # ---- the module tree ----
-
-    def _child(self, label: LabelValue | None, kind: str, **kw) -> _ScopeNode:
-        parent = self.scope
-        node = _ScopeNode(label, kind, **kw)
-        if label is not None:
-            first = parent.labels.get(label.text)
-            if first is not None:
-                where = self._scope_path_hint(parent)
-                err = UdnetError(f"duplicate label '{label.text}'{where}", label.span)
-                if first.span.line == label.span.line and first.span.col == label.span.col:
-                    err.hint = "the label is inside a loop; make it unique by interpolation: layer{i}:"
-                else:
-                    err.with_note(first.span, "first used here")
-                raise err
-            parent.labels[label.text] = label
-        parent.children.append(node)
-        return node
-
-    def _scope_path_hint(self, scope: _ScopeNode) -> str:
-        if scope.kind == "network":
-            return ""
-        if scope.label is not None:
-            return f" in '{scope.label.text}'"
-        return f" in block {scope.block}" if scope.block else ""
-
-    def _name_scopes(self) -> None:
-        scopes: dict[str, Scope] = self.g.graph["scopes"]
-        nodes = self.g.nodes
-
-        def walk(s: _ScopeNode, path: str, block: str) -> None:
-            for n in s.connections:
-                if n in nodes:
-                    nodes[n]["scope"], nodes[n]["block"] = path, block
-            taken = set(s.labels)
-            bases: dict[str, int] = {}
-            for c in s.children:
-                if c.label is None:
-                    bases[c.auto] = bases.get(c.auto, 0) + 1
-            counters: dict[str, int] = {}
-            for c in s.children:
-                if c.label is not None:
-                    name = c.label.text
-                else:
-                    counters[c.auto] = counters.get(c.auto, 0) + 1
-                    name = c.auto if bases[c.auto] == 1 else f"{c.auto}_{counters[c.auto]}"
-                    if name.startswith("__"):  # from a block named __x: Python would mangle it
-                        name = "_" + name.lstrip("_")
-                    while name in taken or name in RESERVED_LABELS:  # a block named forward, eval, ...
-                        name += "_"
-                    taken.add(name)
-                full = f"{path}.{name}" if path else name
-                if c.kind == "op":
-                    nodes[c.node].update(name=name, scope=path, block=block)
-                else:
-                    scopes[full] = Scope(full, c.kind, c.block, c.args, c.span, c.input, c.output)
-                    walk(c, full, full if c.kind == "block" else block)
-
-        walk(self.root, "", "")
-        for n in (self.g.graph["input"], self.g.graph["output"]):
-            nodes[n].update(scope="", block="")
 
     # ---- nodes ----
 
@@ -403,6 +304,8 @@ class Elaborator:
             value = r.value
         finally:
             self._defn_stack.pop()
+        if isinstance(value, Outputs):
+            return value
         if not isinstance(value, Tensor):
             raise UdnetError(
                 f"{defn.kind} {defn.name} must produce a tensor, but returns {describe(value)}", defn.name_span
@@ -459,7 +362,7 @@ class Elaborator:
             value = self._eval(s.value, frame)
             label = self._label(s.label, frame)
             if isinstance(value, Stage):
-                frame.vars["x"] = self._apply(value, self._current(frame, s.span), label, s.span)
+                self._set_x(frame, self._apply(value, self._current(frame, s.span), label, s.span), s.span)
             elif isinstance(value, Tensor):
                 raise UdnetError(
                     "this tensor is computed and then dropped",
@@ -471,7 +374,7 @@ class Elaborator:
         elif isinstance(s, ast.ScopeStmt):
             label = self._label(s.label, frame)
             stage = GroupStage(s.body, frame)
-            frame.vars["x"] = self._apply(stage, self._current(frame, s.span), label, s.span)
+            self._set_x(frame, self._apply(stage, self._current(frame, s.span), label, s.span), s.span)
         elif isinstance(s, ast.For):
             items = self._eval(s.iterable, frame)
             if not isinstance(items, (tuple, range)):
@@ -490,6 +393,8 @@ class Elaborator:
         elif isinstance(s, ast.Return):
             value = self._eval(s.value, frame)
             raise _Return(value.settled() if isinstance(value, Tensor) else value)
+        elif isinstance(s, ast.ReturnNamed):
+            raise _Return(self._return_named(s, frame))
         elif isinstance(s, ast.Assert):
             if not self._cond(s.cond, frame):
                 msg = "assertion failed"
@@ -528,43 +433,16 @@ class Elaborator:
             raise UdnetError(f"a condition must be true or false, got {describe(v)}", e.span, "compare it: n > 0")
         return v
 
-    def _label(self, label: ast.Label | None, frame: Frame) -> LabelValue | None:
-        if label is None:
-            return None
-        if len(label.parts) == 1 and label.parts[0] in self._good_labels:  # checked before
-            return LabelValue(label.parts[0], label.span)
-        text = ""
-        for part in label.parts:
-            if isinstance(part, str):
-                text += part
-                continue
-            v = self._eval(part, frame)
-            if isinstance(v, bool) or not isinstance(v, (int, str)):
-                raise UdnetError(f"a label can interpolate an integer or a string, got {describe(v)}", part.span)
-            text += str(v)
-            if len(text) > MAX_LABEL:
-                break
-        if len(text) > MAX_LABEL:
-            raise UdnetError(
-                f"this label is longer than the limit of {MAX_LABEL} characters", label.span,
-                "a label becomes a PyTorch attribute and a state_dict key; keep it short",
-            )
-        if not _LABEL_RE.fullmatch(text):
-            raise UdnetError(
-                f"label '{text}' is not a valid module name",
-                label.span,
-                "labels are letters, digits and underscores, not starting with a digit (or all digits)",
-            )
-        if text in RESERVED_LABELS or (text.startswith("__") and text.endswith("__")):
-            raise UdnetError(f"label '{text}' is reserved by PyTorch's nn.Module", label.span, "choose another name")
-        if len(label.parts) == 1 and isinstance(label.parts[0], str):
-            self._good_labels.add(text)
-        return LabelValue(text, label.span)
-
     # ---- applying stages ----
 
-    def _apply(self, stage: Stage, t: Tensor, label: LabelValue | None, span: Span) -> Tensor:
-        t = t.settled()
+    def _apply(self, stage: Stage, t: Tensor | Tensors, label: LabelValue | None, span: Span) -> Any:
+        if isinstance(t, Tensors):
+            if not isinstance(stage, (BlockStage, ChainStage)):
+                err = self._several_into(stage, t)
+                err.span = span
+                raise err
+        else:
+            t = t.settled()
         if isinstance(stage, OpStage):
             spec = stage.spec
             try:
@@ -587,26 +465,31 @@ class Elaborator:
             return self._in_scope(label, "group", None, {}, stage.body.span,
                                   lambda: self._group_body(stage.body, frame), t)
         if isinstance(stage, ChainStage):
-            def run() -> Tensor:
+            def run() -> Any:
                 out = t
                 for s, lab, sp in stage.stages:
+                    if isinstance(out, Outputs):
+                        raise UdnetError(f"{describe(out)} are piped into {describe(s)}", sp,
+                                         "bind them to a name and pick one: o = t |> ...; o.name |> ...")
                     out = self._apply(s, out, lab, sp)
                 return out
 
             return run() if label is None else self._in_scope(label, "group", None, {}, span, run, t)
         raise AssertionError(type(stage))
 
-    def _group_body(self, body: ast.Body, frame: Frame) -> Tensor:
+    def _group_body(self, body: ast.Body, frame: Frame) -> Tensor | Outputs:
         try:
             self._exec_body(body, frame)
             value = frame.vars["x"]
         except _Return as r:
             value = r.value
+        if isinstance(value, Outputs):
+            return value
         if not isinstance(value, Tensor):
             raise UdnetError(f"a {{ ... }} group must produce a tensor, got {describe(value)}", body.span)
         return value.settled()
 
-    def _in_scope(self, label, kind, block, args, span, run, t: Tensor) -> Tensor:
+    def _in_scope(self, label, kind, block, args, span, run, t: Tensor | Tensors) -> Any:
         if self._scope_depth >= self.limits.max_depth:
             # The module tree (blocks and labelled groups inside each other) is walked
             # recursively by every backend, and by PyTorch itself: its forward takes three
@@ -618,7 +501,8 @@ class Elaborator:
                 "base case missing? if the tree really is this deep, raise the limit with --max-depth N",
             )
         node = self._child(label, kind, block=block, args=args, span=span, auto=(block or "group").lower())
-        node.input = t.node
+        node.input = self._first_input(t).node
+        node.inputs = [u.node for u in t.items] if isinstance(t, Tensors) else []
         outer = self.scope
         self.scope = node
         self._scope_depth += 1
@@ -627,7 +511,10 @@ class Elaborator:
         finally:
             self.scope = outer
             self._scope_depth -= 1
-        node.output = out.node
+        if isinstance(out, Outputs):
+            node.outputs = [(name, u.node) for name, u in out.items]
+        else:
+            node.output = out.node
         return out
 
     def _call_block(self, stage: BlockStage, t: Tensor, label: LabelValue | None, span: Span) -> Tensor:
@@ -640,13 +527,16 @@ class Elaborator:
                 "if the nesting is intended, raise the limit with --max-depth",
             )
         frame = Frame()
+        self._bind_inputs(defn, t, frame, stage.span)
+        first = frame.vars["x"]
         for p in defn.params:
             if p.name in stage.args:
                 frame.vars[p.name] = stage.args[p.name]
-            else:  # defaults may use earlier parameters and the input tensor
-                frame.vars["x"] = t
+            else:  # defaults may use earlier parameters and the input tensors
+                frame.vars["x"] = first
                 frame.vars[p.name] = self._eval(p.default, frame)
-        frame.vars["x"] = t
+                self._check_block_argument(defn, p.name, frame.vars[p.name], p.span)
+        frame.vars["x"] = first
         args = {p.name: frame.vars[p.name] for p in defn.params}
         self.depth += 1
         try:
@@ -702,14 +592,12 @@ class Elaborator:
             if later is not None and (later.line, later.col) > (e.span.line, e.span.col):
                 err.hint = f"'{e.id}' is assigned later, at line {later.line}; assign it before using it"
                 return err
-        candidates = set(self.blocks) | set(OPS) | set(FUNCTIONS) | set(CONNECTIONS) | set(INTROSPECTION)
+        candidates = set(self.blocks) | set(FUNCTIONS) | set(CONNECTIONS) | set(INTROSPECTION)
         f: Frame | None = frame
         while f is not None:
             candidates |= set(f.vars)
             f = f.parent
-        close = difflib.get_close_matches(e.id, sorted(candidates), 1)
-        if close:
-            err.hint = f"did you mean '{close[0]}'?"
+        err.hint = unknown_name_hint(e.id, OPS, candidates)
         return err
 
     def _defn_stack_top(self) -> ast.Definition | None:
@@ -821,6 +709,8 @@ class Elaborator:
     def _eval_Index(self, e: ast.Index, frame: Frame) -> Any:
         v = self._eval(e.value, frame)
         i = self._eval(e.index, frame)
+        if isinstance(v, Outputs) and isinstance(i, str):
+            return self._output_named(v, i, e)
         if isinstance(v, Tensor):
             raise UdnetError(
                 "a tensor is indexed by channel ranges, not single positions",
@@ -881,14 +771,20 @@ class Elaborator:
                     f"the right side of |> must be an op, a block or a {{ ... }} group, not {describe(stage)}",
                     e.stage.span,
                 )
-        if isinstance(value, Tensor):
+        if isinstance(value, (Tensor, Tensors)):
             return self._apply(stage, value, label, e.span)
+        if isinstance(value, Outputs):
+            raise UdnetError(f"{describe(value)} are piped into {describe(stage)}", e.value.span,
+                             "pick one by name: o.name |> ...")
         if isinstance(value, Stage):
             head = value.stages if isinstance(value, ChainStage) else ((value, None, e.value.span),)
             return ChainStage(head + ((stage, label, e.span),))
         raise UdnetError(f"the left side of |> must be a tensor or a stage, not {describe(value)}", e.value.span)
 
     def _eval_Call(self, e: ast.Call, frame: Frame) -> Any:
+        if isinstance(e.func, ast.Field):
+            raise UdnetError("ops and blocks are not methods of a tensor", e.func.span,
+                             f"pipe the tensor into it: t |> {e.func.name}(...)")
         if not isinstance(e.func, ast.Name):
             raise UdnetError("only blocks, ops and built-in functions can be called", e.func.span)
         name = e.func.id
@@ -979,12 +875,7 @@ class Elaborator:
                 f"signature: {defn.name}({', '.join(params)})",
             )
         for k, v in bound.items():
-            if isinstance(v, (Tensor, Stage)):
-                raise UdnetError(
-                    f"block arguments are values; '{k}' got {describe(v)}",
-                    span,
-                    "a block receives its tensor through |> as x; pass several streams concatenated and slice them",
-                )
+            self._check_block_argument(defn, k, v, span)
         return BlockStage(defn, bound, span)
 
     def _connect(self, name, e: ast.Call, args, kwargs, kspans) -> Tensor:

@@ -31,6 +31,33 @@ class Tensor:
         return f"a tensor {fmt(self.shape)}"
 
 
+@dataclass(frozen=True, eq=False)
+class Outputs:
+    """Several named tensors, in order: what ``return {p2: a, p3: b}`` gives; ``o.p2``
+    (or ``o["p2"]``) picks one."""
+
+    items: tuple[tuple[str, Tensor], ...]
+
+    def get(self, name: str) -> Tensor | None:
+        return next((t for n, t in self.items if n == name), None)
+
+    def names(self) -> str:
+        return ", ".join(n for n, _ in self.items)
+
+    def describe(self) -> str:
+        return f"{len(self.items)} named outputs ({self.names()})"
+
+
+@dataclass(frozen=True, eq=False)
+class Tensors:
+    """``(a, b)``: several tensors piped into one stage, a block with several inputs."""
+
+    items: tuple[Tensor, ...]
+
+    def describe(self) -> str:
+        return f"{len(self.items)} tensors"
+
+
 class Stage:
     def describe(self) -> str:
         return "a stage"
@@ -100,6 +127,8 @@ class Frame:
 
 
 MISSING = object()
+#: Values that hold graph nodes or stages: never compared, never shown as literals.
+_UNCOMPARED = (Tensor, Stage, Outputs, Tensors)
 
 
 class Incomparable(Exception):
@@ -124,8 +153,8 @@ def equal(a: Any, b: Any, cost: list[int] | None = None) -> bool:
             if not equal(x, y, cost):
                 return False
         return True
-    if isinstance(a, (Tensor, Stage)) or isinstance(b, (Tensor, Stage)):
-        what = "tensors" if isinstance(a, Tensor) or isinstance(b, Tensor) else "stages"
+    if isinstance(a, _UNCOMPARED) or isinstance(b, _UNCOMPARED):
+        what = "stages" if isinstance(a, Stage) or isinstance(b, Stage) else "tensors"
         raise Incomparable(f"{what} cannot be compared")
     if ta is bool or tb is bool:
         return ta is tb and a == b
@@ -145,7 +174,7 @@ def contains(container: tuple | range, item: Any, cost: list[int] | None = None)
     to ``item``. Constant time in a range (whose elements are integers): an integer or
     an integral float is looked up, every other value is in no range."""
     if isinstance(container, range):
-        if isinstance(item, (Tensor, Stage)):
+        if isinstance(item, _UNCOMPARED):
             equal(item, 0)  # raises
         if type(item) is int:
             return item in container
@@ -200,6 +229,8 @@ def type_name(value: Any) -> str:
         return "list"
     if isinstance(value, Tensor):
         return "tensor"
+    if isinstance(value, (Outputs, Tensors)):
+        return "tensors"
     return "stage"
 
 
@@ -229,7 +260,7 @@ def show(v: Any, limit: int = 100) -> str:
                     break
                 walk(item)
             put("]")
-        elif isinstance(x, (Tensor, Stage)):
+        elif isinstance(x, _UNCOMPARED):
             put(describe(x))
         else:
             put(repr(x))

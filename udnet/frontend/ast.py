@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from udnet.errors import Span
@@ -86,6 +86,21 @@ class SliceExpr(Node):
 
 
 @dataclass(eq=False)
+class Field(Node):
+    """``o.name``: one tensor of several named outputs."""
+
+    value: "Expr"
+    name: str
+
+
+@dataclass(eq=False)
+class TupleExpr(Node):
+    """``(a, b)``: several tensors piped into one stage."""
+
+    items: list["Expr"]
+
+
+@dataclass(eq=False)
 class Label(Node):
     """``conv1:`` or ``denselayer{i}:``; parts are literal text or interpolated expressions."""
 
@@ -106,7 +121,9 @@ class Pipe(Node):
     stage: "Expr | Body"
 
 
-Expr = Union[Literal, Name, ListExpr, BinOp, UnaryOp, RangeExpr, Ternary, Call, Index, SliceExpr, Pipe]
+Expr = Union[
+    Literal, Name, ListExpr, BinOp, UnaryOp, RangeExpr, Ternary, Call, Index, SliceExpr, Pipe, Field, TupleExpr
+]
 
 
 # ---- statements ----
@@ -152,12 +169,25 @@ class Return(Node):
 
 
 @dataclass(eq=False)
+class NamedOutput(Node):
+    label: Label
+    value: Expr
+
+
+@dataclass(eq=False)
+class ReturnNamed(Node):
+    """``return {p2: a, p3: b}``: several named outputs, in this order."""
+
+    outputs: list[NamedOutput]
+
+
+@dataclass(eq=False)
 class Assert(Node):
     cond: Expr
     message: Expr | None
 
 
-Stmt = Union[Assign, ExprStmt, ScopeStmt, For, If, Return, Assert]
+Stmt = Union[Assign, ExprStmt, ScopeStmt, For, If, Return, ReturnNamed, Assert]
 
 
 # ---- definitions ----
@@ -176,6 +206,7 @@ class Definition(Node):
     name_span: Span
     params: list[Param]
     body: Body
+    inputs: list[Param] = field(default_factory=list)  # block Up(c)(x, skip): its tensor inputs
 
 
 @dataclass(eq=False)

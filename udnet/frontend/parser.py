@@ -441,11 +441,14 @@ class _Builder(Transformer_NonRecursive):
     def start(self, meta, *defs):
         return ast.Module(self._span(meta) if not meta.empty else Span(self.source, 1, 1, 1, 1), list(defs))
 
-    def _definition(self, kind, meta, name, params, body):
-        return ast.Definition(self._span(meta), kind, str(name), self._tok(name), params, body)
+    def _definition(self, kind, meta, name, params, body, inputs=None):
+        return ast.Definition(self._span(meta), kind, str(name), self._tok(name), params, body, inputs or [])
 
-    def block_def(self, meta, name, params, body):
-        return self._definition("block", meta, name, params, body)
+    def block_def(self, meta, name, params, inputs, body):
+        return self._definition("block", meta, name, params, body, inputs)
+
+    def inputs(self, meta, *names):
+        return [ast.Param(self._tok(n), str(n), None) for n in names if n is not None]
 
     def network_def(self, meta, name, params, body):
         return self._definition("network", meta, name, params, body)
@@ -477,6 +480,12 @@ class _Builder(Transformer_NonRecursive):
 
     def return_stmt(self, meta, value):
         return ast.Return(self._span(meta), value)
+
+    def return_named(self, meta, *named):
+        return ast.ReturnNamed(self._span(meta), [n for n in named if n is not None])
+
+    def named(self, meta, label, value):
+        return ast.NamedOutput(self._span(meta), self._label(label), value)
 
     def assert_stmt(self, meta, cond, message):
         return ast.Assert(self._span(meta), cond, message)
@@ -543,6 +552,12 @@ class _Builder(Transformer_NonRecursive):
 
     def slice(self, meta, value, lo, _colon, hi):
         return ast.SliceExpr(self._span(meta), value, lo, hi)
+
+    def field(self, meta, value, name):
+        return ast.Field(self._span(meta), value, str(name))
+
+    def tuple_lit(self, meta, *items):
+        return ast.TupleExpr(self._span(meta), [i for i in items if i is not None])
 
     def int_lit(self, meta, tok):
         return _int_literal(str(tok), self._tok(tok))

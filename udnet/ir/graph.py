@@ -20,8 +20,13 @@ Edge attributes
              or which channels a slice takes; None otherwise
 
 Graph attributes: network, params (the network's evaluated parameters), source,
-input and output (node ids) and scopes: {path: Scope} for every block instance
-and labelled group, in creation order.
+input (node id), outputs (the output nodes' ids, in order) and scopes: {path: Scope}
+for every block instance, labelled group and container, in creation order.
+
+Outputs: a network has one output node per result, each an "output" node with one
+input. One unnamed output (attrs {}) is a network that returns a tensor; named outputs
+(attrs {"name": "p2"}, names unique, in the order of ``return {p2: a, p3: b}``) are a
+network that returns an ordered dict. ``IR.outputs()`` lists them.
 """
 
 from __future__ import annotations
@@ -36,15 +41,19 @@ from udnet.errors import Span
 
 @dataclass
 class Scope:
-    """A module scope: a block instance or a labelled group of statements."""
+    """A module scope: a block instance, a labelled group of statements, or a container
+    (``convs`` of the labels ``convs.0:``, ``convs.1:``): a module list that holds
+    labelled modules and runs nothing itself."""
 
     path: str
-    kind: str  # "block" or "group"
+    kind: str  # "block", "group" or "container"
     block: str | None  # block name for block instances
     args: dict[str, Any] = field(default_factory=dict)
     span: Span | None = None
     input: int | None = None  # node whose output the scope was applied to
-    output: int | None = None  # node whose output the scope produces
+    output: int | None = None  # node whose output the scope produces (None: named outputs)
+    inputs: list[int] = field(default_factory=list)  # a block's several tensor inputs, in order
+    outputs: list[tuple[str, int]] = field(default_factory=list)  # its named outputs, in order
 
 
 def within(path: str, scope: str) -> bool:
@@ -85,9 +94,21 @@ class IR(nx.MultiDiGraph):
     def input_node(self) -> int:
         return self.graph["input"]
 
+    def outputs(self) -> list[tuple[str | None, int]]:
+        """(name, output node) of every network output, in order; the name is None for
+        the one output of a network that returns a tensor."""
+        return [(self.nodes[n]["attrs"].get("name"), n) for n in self.graph["outputs"]]
+
+    def named_outputs(self) -> bool:
+        """Does the network return named outputs (an ordered dict) rather than a tensor?"""
+        return self.outputs()[0][0] is not None
+
     @property
     def output_node(self) -> int:
-        return self.graph["output"]
+        """The output node of a network with one unnamed output."""
+        if self.named_outputs():
+            raise ValueError("the network has named outputs: read IR.outputs()")
+        return self.graph["outputs"][0]
 
     @property
     def output_shape(self) -> tuple[int, ...]:

@@ -28,10 +28,18 @@ def verify(ir: IR, stage: str = "elaboration") -> None:
         fail(f"cycle through {nx.find_cycle(ir)[:4]}")
     inputs = [n for n, d in ir.nodes(data=True) if d["op"] == "input"]
     outputs = [n for n, d in ir.nodes(data=True) if d["op"] == "output"]
-    if inputs != [ir.graph.get("input")] or outputs != [ir.graph.get("output")]:
-        fail(f"expected one input and one output node, got {inputs} and {outputs}")
-    if ir.out_degree(ir.output_node):
-        fail("the output node has consumers")
+    if inputs != [ir.graph.get("input")]:
+        fail(f"expected one input node, got {inputs}")
+    # Output ports: one unnamed output, or one or more named ones, in a fixed order.
+    order = ir.graph.get("outputs") or []
+    if not order or sorted(outputs) != sorted(order) or len(set(order)) != len(order):
+        fail(f"the output nodes {outputs} are not the graph's outputs {order}")
+    names = [ir.nodes[n]["attrs"].get("name") for n in order]
+    if names != [None] and (None in names or len(set(names)) != len(names)):
+        fail(f"outputs must be one unnamed output or uniquely named ones, got {names}")
+    for n in order:
+        if ir.out_degree(n):
+            fail(f"the output node {names[order.index(n)]!r} has consumers")
     for n, d in ir.nodes(data=True):
         op = d["op"]
         edges = ir.in_edges_by_port(n)

@@ -1,6 +1,6 @@
 """Dead-path pruning and compile-time specialisation.
 
-Removes every node that cannot reach the output, folds identities, single-input
+Removes every node that cannot reach an output, folds identities, single-input
 joins and zero-width concat operands, and (with ``--fractal-column N``) keeps only
 column N at every FractalNet join, so the other columns die. User code that was
 dead before any specialisation is reported as a warning at its line:col.
@@ -50,8 +50,16 @@ def params_after(ir: IR) -> int:
     return pruned.param_count()
 
 
+def _live(ir: IR) -> set[int]:
+    """Every node some output reads, the outputs included: each output is live."""
+    live = set(ir.graph["outputs"])
+    for out in ir.graph["outputs"]:
+        live |= nx.ancestors(ir, out)
+    return live
+
+
 def _unreachable(ir: IR) -> list[int]:
-    live = nx.ancestors(ir, ir.output_node) | {ir.output_node}
+    live = _live(ir)
     return [n for n in ir.nodes if n not in live and n != ir.input_node]
 
 
@@ -150,6 +158,8 @@ def _repoint_scopes(ir: IR, old: int, new: int) -> None:
             scope.input = new
         if scope.output == old:
             scope.output = new
+        scope.inputs = [new if u == old else u for u in scope.inputs]
+        scope.outputs = [(name, new if u == old else u) for name, u in scope.outputs]
 
 
 def _drop_empty_scopes(ir: IR) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udnet.backends.pytorch import runtime
+from udnet.backends.pytorch.containers import Containers
 from udnet.backends.pytorch.names import MODULE_ATTRS, Namespace
 from udnet.backends.pytorch.structure import (
     Child,
@@ -223,7 +224,7 @@ class Emitter:
             out = ref(loop.out) if loop.out is not None else None
             body.append(("loop", Num(loop.count), carry, loop.carry_pos, out, tuple(stmts)))
         outs = tuple(ref(v) for v in inst.outputs)
-        return ("class", len(inst.inputs), tuple(body), outs)
+        return ("class", len(inst.inputs), tuple(body), outs, inst.output_names)
 
     # ---- phase 2: constructor parameters, innermost first ----
 
@@ -272,7 +273,7 @@ class Emitter:
         # A parameter is also a plain attribute (self.n): it yields to every label of the
         # class (loop-made ones included), every class and helper, and nn.Module's own names.
         taken = Namespace(_RESERVED, MODULE_ATTRS, self.class_names,
-                          (c.label for i in cd.instances for c in i.children))
+                          (c.label.split(".")[0] for i in cd.instances for c in i.children))
         inst0 = cd.instances[0]
         cd.slot_code = []
         cd.param_slot = []
@@ -345,8 +346,8 @@ class Emitter:
             f'"""{_safe_text(ir.graph["network"])}, compiled by udnet from {_safe_text(self.spec_name)}.',
             "",
             f"Parameters: {_safe_text(params)}.",
-            f"Input: [N, {', '.join(map(str, ir.nodes[ir.input_node]['shape']))}] -> "
-            f"output: [N, {', '.join(map(str, ir.output_shape))}]; {ir.param_count():,} parameters.",
+            f"Input: [N, {', '.join(map(str, ir.nodes[ir.input_node]['shape']))}] -> {_outputs_doc(ir)}; "
+            f"{ir.param_count():,} parameters.",
             "Standalone: this file needs only torch.",
             '"""',
             "",
@@ -409,6 +410,15 @@ class Emitter:
         else:
             what = f"The group '{inst.name}'."
         return f'"""{_safe_text(what)}"""'
+
+
+def _outputs_doc(ir: IR) -> str:
+    def dims(n: int) -> str:
+        return f"[N, {', '.join(map(str, ir.nodes[n]['shape']))}]"
+
+    if not ir.named_outputs():
+        return f"output: {dims(ir.output_node)}"
+    return "outputs: " + ", ".join(f"{_safe_text(name)} {dims(n)}" for name, n in ir.outputs())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -703,9 +713,13 @@ class _Printer:
         self.code = code
         self.cd = cd
         self.input_names: list[str] = []
+        self.containers = Containers(cd.instances, _RESERVED)
 
     def num(self, n: Num) -> str:
         return self.code[n.slot]
+
+    def _attr(self, label: str) -> str:
+        return self.containers.access(label) if "." in label else _attr(label)
 
     def aff(self, a: Affine, var: str = "i") -> str:
         if a.values is not None:
@@ -755,7 +769,12 @@ class _Printer:
                     continue
                 for label, _, desc in (child,) + item[7]:
                     fn, args = self.ctor(desc, self._leaf)
-                    if _plain_attr(label):
+                    if "." in label:
+                        lines += self._make_containers(label)
+                        put, name = self.containers.register(label)
+                        lines += fmt_call(f"{put} = ", fn, args) if name is None else fmt_call(
+                            "", put, [name, f"{fn}({', '.join(args)})"])
+                    elif _plain_attr(label):
                         lines += fmt_call(f"self.{label} = ", fn, args)
                     else:
                         lines += fmt_call("", "self.add_module", [_lit(label), f"{fn}({', '.join(args)})"])
@@ -767,12 +786,18 @@ class _Printer:
                         continue
                     pat, _, desc = s[4]
                     fn, args = self.ctor(desc, lambda leaf: self._iter_leaf(leaf))
-                    body += fmt_call("", "self.add_module", [self._label_expr(pat), f"{fn}({', '.join(args)})"],
-                                     "    ")
+                    put, name = ("self.add_module", self._label_expr(pat))
+                    if pat[0] != "list" and "." in pat[0]:
+                        lines += self._make_containers(pat[0])
+                        put, name = self.containers.loop_register(pat[0], _label_index(pat), pat[3])
+                    body += fmt_call("", put, [name, f"{fn}({', '.join(args)})"], "    ")
                 if body:
                     lines.append(f"for i in range({count}):")
                     lines += body
         return lines
+
+    def _make_containers(self, label: str) -> list[str]:
+        return [line for prefix, fn, args in self.containers.make_calls(label) for line in fmt_call(prefix, fn, args)]
 
     def _leaf(self, leaf) -> str:
         if isinstance(leaf, Num):
@@ -789,12 +814,9 @@ class _Printer:
     def _label_expr(self, pat) -> str:
         if pat[0] == "list":
             return f"{_lit(tuple(pat[1:]))}[i]"
-        prefix, start, step, suffix = pat
-        idx = "i" if step == 1 and start == 0 else (
-            f"i + {start}" if step == 1 else (f"{step} * i" if start == 0 else f"{step} * i + {start}")
-        )
+        prefix, _, _, suffix = pat
         text = prefix.replace("{", "{{").replace("}", "}}")
-        return f'f"{text}{{{idx}}}{suffix}"'
+        return f'f"{text}{{{_label_index(pat)}}}{suffix}"'
 
     # -- forward --
 
@@ -833,10 +855,10 @@ class _Printer:
                     lines += _stmt_lines(f"{args[0]} = ", f"concat_start({args[0]}, {self._fwd(self.num(nums[0]))})")
                     continue
                 if kind == "bn_relu_conv":
-                    modules = ", ".join(_attr(m) for m in (child[0], extras[0][0], extras[1][0]))
+                    modules = ", ".join(self._attr(m) for m in (child[0], extras[0][0], extras[1][0]))
                     expr = f"bn_relu_conv1x1({args[0]}, {modules})"
                 else:
-                    expr = self._expr(kind, args, nums, child, lambda lbl: _attr(lbl))
+                    expr = self._expr(kind, args, nums, child, self._attr)
                 for d in dying:
                     live.discard(d)
                 if not outs or all(last_use.get(o) is None for o in outs):
@@ -852,7 +874,11 @@ class _Printer:
             else:
                 lines += self._loop_lines(item, idx, names, live, last_use, fresh)
         outs = tpl[3]
-        lines += _stmt_lines("return ", ", ".join(names[o] for o in outs) if outs else "x")
+        rets = [names[o] for o in outs]
+        if tpl[4]:  # named outputs: a dict in the spec's order (torchvision's FPN: an OrderedDict)
+            lines += ["return {"] + [f"    {_lit(name)}: {ret}," for name, ret in zip(tpl[4], rets)] + ["}"]
+        else:
+            lines += _stmt_lines("return ", ", ".join(rets) if outs else "x")
         return lines
 
     def _loop_lines(self, item, idx, names, live, last_use, fresh) -> list[str]:
@@ -877,11 +903,15 @@ class _Printer:
                     args.append(carry_name)
                 else:
                     args.append(names[r[1]])
-            lbl = None
+            module = None
             if childs is not None:
-                lbl = self._label_expr(childs[0])
+                pat = childs[0]
+                if pat[0] != "list" and "." in pat[0]:
+                    module = self.containers.loop_access(pat[0], _label_index(pat), pat[3])
+                else:
+                    module = f"getattr(self, {self._label_expr(pat)})"
             expr = self._expr(kind, args, nums, (None, None, None) if childs else None,
-                              lambda _, lbl=lbl: f"getattr(self, {lbl})", looping=True)
+                              lambda _, module=module: module, looping=True)
             outs = []
             for k in range(n_out):
                 if carry_pos is not None and (j, k) == carry_pos and carry_name:
@@ -944,6 +974,14 @@ def _plain_attr(label: str) -> bool:
         and not label.startswith("__")
         and label not in _RESERVED_ATTRS
     )
+
+
+def _label_index(pat) -> str:
+    """The index expression of a loop's label pattern (prefix, start, step, suffix)."""
+    _, start, step, _ = pat
+    if step == 1:
+        return "i" if start == 0 else f"i + {start}"
+    return f"{step} * i" if start == 0 else f"{step} * i + {start}"
 
 
 def _attr(label: str) -> str:

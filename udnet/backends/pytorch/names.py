@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from udnet.elaborate.elaborator import RESERVED_LABELS
+from udnet.elaborate.scopes import RESERVED_LABELS
 
 #: nn.Module's attributes and methods: a plain attribute of one of these names would
 #: shadow it (``self.to = 3`` breaks ``model.to``).

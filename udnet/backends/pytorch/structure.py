@@ -64,6 +64,7 @@ class Instance:
     children: list[Child] = field(default_factory=list)
     body: list[Any] = field(default_factory=list)  # Stmt and Loop
     var_names: dict[int, str] = field(default_factory=dict)
+    output_names: tuple = ()  # the network's named outputs: forward returns them as a dict
 
 
 def build_instances(ir: IR) -> Instance:
@@ -79,15 +80,29 @@ def build_instances(ir: IR) -> Instance:
             absorbed.update((relu, ir.consumers(relu)[0]))
         if d.get("tail_of") is not None:
             absorbed.add(n)
-    scopes = ir.graph["scopes"]
+    # Containers (module lists) hold modules but run nothing: their modules' statements
+    # belong to the nearest scope around them that runs, under dotted labels (convs.0).
+    containers = {p for p, sc in ir.graph["scopes"].items() if sc.kind == "container"}
+    scopes = {p: sc for p, sc in ir.graph["scopes"].items() if p not in containers}
+
+    def running(path: str) -> str:
+        while path in containers:
+            path = path.rpartition(".")[0]
+        return path
+
+    def local(path: str, scope: str) -> str:
+        """``path`` relative to the running scope ``scope``: a label, dotted inside containers."""
+        return path[len(scope) + 1:] if scope else path
+
     # Every pass below is linear in nodes and edges (times the nesting an edge crosses):
     # a scope never walks the nodes of the scopes nested in it.
     order = ir.topo()
     topo = {n: i for i, n in enumerate(order)}
-    outside = {ir.input_node, ir.output_node}  # outside every scope, the root's included
-    parent = {p: p.rpartition(".")[0] for p in scopes}
-    depth = {p: p.count(".") + 1 for p in scopes}
-    depth[""] = 0
+    outside = {ir.input_node, *ir.graph["outputs"]}  # outside every scope, the root's included
+    parent = {p: running(p.rpartition(".")[0]) for p in scopes}
+    depth = {"": 0}
+    for p in scopes:  # in creation order: a parent before its children
+        depth[p] = depth[parent[p]] + 1
     own: dict[str, list[int]] = {"": []}
     for p in scopes:
         own[p] = []
@@ -95,7 +110,7 @@ def build_instances(ir: IR) -> Instance:
     for n in order:
         if n in outside:
             continue
-        s = ir.nodes[n]["scope"]
+        s = running(ir.nodes[n]["scope"])
         own[s].append(n)
         while s not in first:
             first[s] = topo[n]
@@ -114,8 +129,8 @@ def build_instances(ir: IR) -> Instance:
     deps: dict[str, list[tuple]] = {p: [] for p in own}
     for v in order:
         for port, u in enumerate(ir.inputs(v)):
-            su = None if u in outside else ir.nodes[u]["scope"]
-            sv = None if v in outside else ir.nodes[v]["scope"]
+            su = None if u in outside else running(ir.nodes[u]["scope"])
+            sv = None if v in outside else running(ir.nodes[v]["scope"])
             up_u: list[str] = []
             up_v: list[str] = []
             a, b = su, sv
@@ -156,18 +171,23 @@ def build_instances(ir: IR) -> Instance:
                 seen.add(u)
                 inputs.append(u)
         outputs = sorted(exports[path], key=topo.__getitem__)
-        if not path:  # the network reads its input and returns its output, even when they are one value
-            inputs, outputs = [ir.input_node], ir.inputs(ir.output_node)
-        if path and scopes[path].input in inputs:
-            inputs.remove(scopes[path].input)
-            inputs.insert(0, scopes[path].input)
+        if not path:  # the network reads its input and returns its outputs, even when they are one value
+            inputs = [ir.input_node]
+            outputs = [ir.inputs(n)[0] for n in ir.graph["outputs"]]
+        if path:  # the tensors the scope was applied to come first, in order (x, skip)
+            declared = [u for u in (scopes[path].inputs or [scopes[path].input]) if u in inputs]
+            inputs = list(dict.fromkeys(declared)) + [u for u in inputs if u not in declared]
         if not path and not inputs:  # a network with no op (or only pruned ones) still takes x
             inputs.append(ir.graph["input"])
         inst = Instance(path, kind, name, args, inputs, outputs)
+        if not path and ir.named_outputs():
+            inst.output_names = tuple(name for name, _ in ir.outputs())
         # Items: own nodes, and direct child scopes collapsed to one call each.
-        label_of = {p: p.rpartition(".")[2] for p in child_scopes[path]}
+        label_of = {p: local(p, path) for p in child_scopes[path]}
+        names = {n: local(ir.path(n), path) for n in own[path] if ir.nodes[n]["name"]}
         # Generated submodule names (joins) yield to every user label of the scope.
-        labels = Namespace(label_of.values(), (ir.nodes[n]["name"] for n in own[path] if ir.nodes[n]["name"]))
+        labels = Namespace((lbl.split(".")[0] for lbl in label_of.values()),
+                           (lbl.split(".")[0] for lbl in names.values()))
         dag = nx.DiGraph()
         dag.add_nodes_from(own[path])
         dag.add_nodes_from(child_scopes[path])
@@ -178,7 +198,7 @@ def build_instances(ir: IR) -> Instance:
         for it in order:
             if isinstance(it, int):
                 if it not in absorbed:
-                    _node_stmt(ir, inst, it, columns, labels)
+                    _node_stmt(ir, inst, it, columns, labels, names)
                     if ir.nodes[it].get("var"):
                         inst.var_names[it] = ir.nodes[it]["var"]
             else:
@@ -208,7 +228,9 @@ def _start_buffers(inst: Instance, buffers) -> None:
             inst.body.insert(at + 1, start)
 
 
-def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], labels: Namespace) -> None:
+def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], labels: Namespace,
+               names: dict[int, str]) -> None:
+    """The statement of node ``n``; ``names`` holds each op's label in the instance."""
     d = ir.nodes[n]
     op = d["op"]
     ins = ir.inputs(n)
@@ -219,7 +241,7 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], la
         for node in (n, relu, conv):
             nd = ir.nodes[node]
             in_shape = ir.nodes[ir.inputs(node)[0]]["shape"]
-            inst.children.append(Child(nd["name"], "op", OPS[nd["op"]].torch.describe(in_shape, nd["attrs"])))
+            inst.children.append(Child(names[node], "op", OPS[nd["op"]].torch.describe(in_shape, nd["attrs"])))
         inst.body.append(Stmt("bn_relu_conv", ins, [conv], first, (), (first + 1, first + 2)))
         return
     if op == "concat" and d.get("buffer") is not None:
@@ -237,7 +259,7 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], la
         spec = OPS[op]
         inplace = spec.torch.inplace is not None and _in_place(ir, n)
         desc = spec.torch.describe(ir.nodes[ins[0]]["shape"], d["attrs"], inplace)
-        inst.children.append(Child(d["name"], "op", desc))
+        inst.children.append(Child(names[n], "op", desc))
         inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
     elif op == "join":
         a = d["attrs"]
@@ -428,5 +450,7 @@ def label_pattern(labels: list[str]) -> tuple[str, int, int, str] | None:
         return None
     step = nums[1] - nums[0]
     if step == 0 or any(b - a != step for a, b in zip(nums, nums[1:])):
+        return None
+    if "." in suffix:  # blocks.0.conv, blocks.1.conv: one container per label, not one list
         return None
     return prefix, nums[0], step, suffix
