@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from udnet.backends import graphviz as gv
+from udnet.backends.drawing import options as draw_options
+from udnet.backends.drawing.labels import quoted
 from udnet.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +96,7 @@ def test_max_draw_nodes_lowers_and_raises_the_budget(tmp_path, capsys):
 def test_edge_budget(tmp_path, monkeypatch, capsys):
     """Edges are bounded too: EDGES_PER_NODE per node of the budget."""
     _no_renderer(monkeypatch)
-    monkeypatch.setattr(gv, "EDGES_PER_NODE", 1)  # DenseNet has about two edges per node
+    monkeypatch.setattr(draw_options, "EDGES_PER_NODE", 1)  # DenseNet has about two edges per node
     rc = main(["draw", str(SPECS / "densenet.ud"), "--expand", "--max-draw-nodes", "450", "-o", str(tmp_path / "d.svg")])
     assert rc == 1
     err = capsys.readouterr().err
@@ -310,7 +312,7 @@ def test_drawing_escapes_control_characters_and_keeps_its_nodes(tmp_path, capsys
 
 def test_dot_labels_are_safe_whatever_their_text(tmp_path):
     """The last line of defence: any text attribute, not only spec values, is escaped."""
-    attrs = gv._quoted({"label": "a\x00b\nc\x1b\u202e", "tooltip": 'q"\\\x07', "class": "op"})
+    attrs = quoted({"label": "a\x00b\nc\x1b\u202e", "tooltip": 'q"\\\x07', "class": "op"})
     assert str(attrs["label"]) == "a\\\\x00b\nc\\\\x1b\\\\u202e"
     assert str(attrs["tooltip"]) == 'q\\"\\\\\\\\x07'
 

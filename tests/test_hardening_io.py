@@ -337,6 +337,31 @@ def test_ctrl_c_soon_after_start_exits_130_without_traceback(spec, command):
     assert 130 in codes, codes
 
 
+CALLBACK_HARNESS = """
+import os, signal, sys, weakref
+import udnet.__main__
+class Obj:
+    pass
+def callback(ref):  # the interrupt arrives while a weakref callback runs (as import-lock ones do)
+    os.kill(os.getpid(), signal.SIGINT)
+obj = Obj()
+ref = weakref.ref(obj, callback)
+del obj
+for _ in range(10**7):
+    pass
+sys.exit(0)
+"""
+
+
+def test_ctrl_c_inside_a_weakref_callback_still_exits_130_without_traceback():
+    # Python drops an exception raised in a callback; the interrupt must not be lost with it.
+    r = subprocess.run(
+        [sys.executable, "-c", CALLBACK_HARNESS], capture_output=True, env=subprocess_env(), timeout=120, check=False
+    )
+    assert b"Traceback" not in r.stderr, r.stderr.decode()
+    assert r.returncode == 130, (r.returncode, r.stderr.decode())
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_fifo_spec_without_a_writer_is_refused_not_waited_on_forever(tmp_path):
     fifo = tmp_path / "net.ud"

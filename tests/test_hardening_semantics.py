@@ -309,12 +309,12 @@ def test_drawing_folds_only_calls_with_the_same_arguments(first, folded):
 
 
 def test_drawing_shows_a_recursive_argument_changing_from_true_to_1():
-    from udnet.backends.graphviz import _call
+    from udnet.backends.drawing.labels import call_text
     from udnet.ir.graph import Scope
 
     outer = Scope("f", "block", "F", {"depth": 2, "flag": True})
     inner = Scope("f.f", "block", "F", {"depth": 2, "flag": 1})
-    assert _call(inner, outer) == "F(flag=1, ...)"
+    assert call_text(inner, outer) == "F(flag=1, ...)"
 
 
 def test_a_range_slices_like_a_list_without_making_its_items():

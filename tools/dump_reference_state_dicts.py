@@ -8,14 +8,16 @@ This is a developer tool, not part of the package: it needs torchvision and
 timm installed (e.g. in a separate venv) and must not be imported by the
 package or the tests.  Run from anywhere:
 
-    python tools/dump_reference_state_dicts.py
+    python tools/dump_reference_state_dicts.py            # every model
+    python tools/dump_reference_state_dicts.py mobilenet_v2 resnet50_fpn
+
+Only the libraries the chosen models come from are imported, so the torchvision
+models can be dumped where timm is not installed.
 """
 
 import json
 import os
-
-import timm
-import torchvision
+import sys
 
 OUT_DIR = os.path.join(
     os.path.dirname(os.path.abspath(__file__)),
@@ -24,8 +26,10 @@ OUT_DIR = os.path.join(
 
 TORCHVISION_MODELS = [
     "densenet121", "densenet169", "densenet201", "densenet161",
-    "resnet18", "resnet50",
+    "resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0",
 ]
+# The Mask R-CNN backbone: ResNet-50 with frozen batch norm, and the FPN on top of it.
+DETECTION_BACKBONES = ["resnet50_fpn"]
 TIMM_MODELS = ["dpn68", "dpn92", "dpn98", "dpn131"]
 
 
@@ -46,15 +50,30 @@ def dump(name, model, source):
           % (name, num_params, len(entries), os.path.normpath(path)))
 
 
-def main():
+def main(names):
+    unknown = set(names) - set(TORCHVISION_MODELS + DETECTION_BACKBONES + TIMM_MODELS)
+    if unknown:
+        sys.exit("unknown model(s): " + ", ".join(sorted(unknown)))
+    wanted = lambda group: [n for n in group if not names or n in names]  # noqa: E731
     os.makedirs(OUT_DIR, exist_ok=True)
-    tv_source = "torchvision " + _version(torchvision)
-    for name in TORCHVISION_MODELS:
-        dump(name, getattr(torchvision.models, name)(weights=None), tv_source)
-    timm_source = "timm " + _version(timm)
-    for name in TIMM_MODELS:
-        dump(name, timm.create_model(name, pretrained=False), timm_source)
+    if wanted(TORCHVISION_MODELS + DETECTION_BACKBONES):
+        import torchvision
+        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+        tv_source = "torchvision " + _version(torchvision)
+        for name in wanted(TORCHVISION_MODELS):
+            dump(name, getattr(torchvision.models, name)(weights=None), tv_source)
+        for name in wanted(DETECTION_BACKBONES):
+            body = name[: -len("_fpn")]
+            model = resnet_fpn_backbone(backbone_name=body, weights=None)
+            dump(name, model, tv_source + " resnet_fpn_backbone('%s')" % body)
+    if wanted(TIMM_MODELS):
+        import timm
+
+        timm_source = "timm " + _version(timm)
+        for name in wanted(TIMM_MODELS):
+            dump(name, timm.create_model(name, pretrained=False), timm_source)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,0 +1,183 @@
+"""The texts of a drawing: block calls, op labels, node attributes, DOT-safe quoting."""
+
+from __future__ import annotations
+
+import re
+
+import graphviz
+
+from udnet.elaborate.values import value_key
+from udnet.ir.graph import IR, Scope
+from udnet.ir.ops import SHOW_DEPTH, show_string
+
+from .style import CONNECTION_NODE
+
+# Per-op text and fill colour
+
+OP_FILL = {
+    "conv": "#cfe0fb",
+    "linear": "#e3d5f5",
+    "bn": "#fff1bd",
+    "relu": "#ffd9cc",
+    "sigmoid": "#ffd9cc",
+    "tanh": "#ffd9cc",
+    "elu": "#ffd9cc",
+    "maxpool": "#d3efd9",
+    "avgpool": "#d3efd9",
+    "gap": "#d3efd9",
+    "dropout": "#e8e8e8",
+    "upsample": "#d3efd9",
+}
+
+
+def show_value(v, depth: int = 0) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, str):  # as the spec would write it, unprintable characters escaped
+        return show_string(v)
+    if isinstance(v, (list, tuple)):
+        if depth >= SHOW_DEPTH and v:  # lists nest as deep as --max-nesting allows
+            return "[...]"
+        return "[" + ", ".join(show_value(i, depth + 1) for i in v) + "]"
+    return str(v)
+
+
+def _equal(a, b) -> bool:
+    """The same value of the same type (``true`` is not ``1``, ``[1]`` is not ``[1.0]``),
+    without recursion: lists may nest thousands deep."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+            if type(x) is not type(y) or len(x) != len(y):
+                return False
+            stack.extend(zip(x, y))
+        elif isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)) or value_key(x) != value_key(y):
+            return False
+    return True
+
+
+def same_args(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+
+
+def call_text(scope: Scope, outer: Scope | None = None) -> str:
+    """``Block(a=1, b=2)``; inside an instance of the same block (recursion), only the
+    arguments that changed, then "...": ``Fractal(C=2, ...)``."""
+    items = list(scope.args.items())
+    more = False
+    if outer is not None and outer.block == scope.block and outer.args.keys() == scope.args.keys():
+        changed = [(k, v) for k, v in items if not _equal(outer.args[k], v)]
+        more = len(changed) < len(items)
+        items = changed
+    args = ", ".join(f"{k}={show_value(v)}" for k, v in items)
+    if more:
+        args = f"{args}, ..." if args else "..."
+    text = f"{scope.block}({args})"
+    return text if len(text) <= 72 else text[:68] + "...)"
+
+
+def leaf(path: str) -> str:
+    return path.rsplit(".", 1)[-1]
+
+
+def _pair(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+    return str(v)
+
+
+def _op_text(op: str, a: dict) -> str:
+    if op == "conv":
+        k = a["kernel"]
+        text = f"{k[0]}x{k[1]} conv, {a['out']}"
+        if tuple(a["stride"]) != (1, 1):
+            text += f" /{_pair(a['stride'])}"
+        if a["groups"] > 1:
+            text += f", g={a['groups']}"
+        if tuple(a["dilation"]) != (1, 1):
+            text += f", d={_pair(a['dilation'])}"
+        return text
+    if op in ("maxpool", "avgpool"):
+        k = a["kernel"]
+        text = f"{op} {k[0]}x{k[1]}"
+        if a.get("stride") is not None and tuple(a["stride"]) != tuple(k):
+            text += f" /{_pair(a['stride'])}"
+        return text
+    if op == "linear":
+        return f"linear, {a['out']}"
+    if op == "dropout":
+        return f"dropout {a['p']:g}"
+    if op == "upsample":
+        return f"upsample x{a['scale']}"
+    return op
+
+
+def shape_text(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+_TEXT_ATTRS = ("label", "tooltip", "headlabel")
+
+
+class Html(str):
+    """An HTML-like label udnet built itself, every spec text in it escaped: passed as is."""
+
+
+def quoted(attrs: dict) -> dict:
+    """Text from a spec (labels, string arguments) reaches DOT verbatim: backslashes and
+    quotes escaped, never read as an HTML label or an escString (\\l, \\N); every
+    character that is not printable but the line breaks udnet puts in labels shown
+    escaped (a NUL would end the string inside Graphviz and re-pair the quotes; control
+    characters are not allowed in SVG)."""
+    out = dict(attrs)
+    for key in _TEXT_ATTRS:
+        v = out.get(key)
+        if isinstance(v, str) and not isinstance(v, Html):
+            out[key] = graphviz.nohtml(_printable(v).replace("\\", "\\\\").replace('"', '\\"'))
+    return out
+
+
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def node_attrs(ir: IR, n: int, tap: bool) -> dict:
+    d = ir.nodes[n]
+    op = d["op"]
+    path = ir.path(n)
+    tip = f"{path}: {op} -> [{', '.join(map(str, d['shape']))}]"
+    if d.get("params"):
+        tip += f", {d['params']:,} params"
+    attrs: dict[str, str] = {"tooltip": tip, "class": f"op {op}"}
+    if op in ("input", "output"):
+        attrs.update(
+            label=f"{op}\n{shape_text(d['shape'])}",
+            style="filled",
+            fillcolor="#3d4b66",
+            fontcolor="white",
+            color="#3d4b66",
+        )
+        return attrs
+    if op in CONNECTION_NODE:
+        attrs.update(CONNECTION_NODE[op])
+        if op == "concat" and tap:
+            attrs.update(label=f"++ {d['shape'][0]}", fontsize="8", height="0.2", margin="0.04,0.01")
+            attrs["class"] += " tap"
+        elif op == "concat":
+            attrs["label"] = f"++ {d['shape'][0]}"
+        elif op == "slice":
+            attrs["label"] = f"[{d['attrs']['lo']}:{d['attrs']['hi']}]"
+        return attrs
+    text = _op_text(op, d["attrs"])
+    name = d.get("name")
+    auto = name is None or re.fullmatch(re.escape(op) + r"(_\d+)?_*", name)
+    attrs["label"] = text if auto else f"{name}\n{text}"
+    attrs["fillcolor"] = OP_FILL.get(op, "#f2f2f2")
+    return attrs
