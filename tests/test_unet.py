@@ -37,13 +37,10 @@ class PlainUNet(nn.Module):
             cin = c
         for i in range(len(widths) - 1, 0, -1):
             c = widths[i - 1]
-            up = nn.Module()
-            if bilinear:
-                up.conv = nn.Conv2d(cin, c, 1)
-            else:
-                up.conv_transpose = nn.ConvTranspose2d(cin, c, 2, stride=2)
-            self.add_module(f"up{i}", up)
-            self.add_module(f"dec{i}", double_conv(2 * c, c))
+            level = nn.Module()
+            level.up = nn.Conv2d(cin, c, 1) if bilinear else nn.ConvTranspose2d(cin, c, 2, stride=2)
+            level.conv = double_conv(2 * c, c)
+            self.add_module(f"up{i}", level)
             cin = c
         self.head = nn.Conv2d(cin, classes, 1)
 
@@ -59,12 +56,10 @@ class PlainUNet(nn.Module):
             x = self.twice(getattr(self, f"enc{i}"), x)
             skips.append(x)
         for i in range(self.levels - 1, 0, -1):
-            up = getattr(self, f"up{i}")
+            level = getattr(self, f"up{i}")
             if self.bilinear:
-                u = up.conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=self.align_corners))
-            else:
-                u = up.conv_transpose(x)
-            x = self.twice(getattr(self, f"dec{i}"), torch.cat([skips[i - 1], u], 1))
+                x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=self.align_corners)
+            x = self.twice(level.conv, torch.cat([skips[i - 1], level.up(x)], 1))
         return self.head(x)
 
 
