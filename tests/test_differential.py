@@ -53,6 +53,11 @@ SPEC_CASES = {
     "highway": ("highway.ud", None, dict(widths=[3, 4, 5], highways=[1, 2, 1])),
     "highway-mlp": ("highway.ud", "HighwayMLP", dict(depth=4, units=6, input=[12])),
     "rir": ("rir.ud", None, dict(widths=[2, 4, 6], blocks=[1, 2, 1], input=[3, 8, 8])),
+    "mobilenet": ("mobilenet.ud", None, dict(input=[3, 16, 16], classes=5)),
+    "efficientnet": ("efficientnet.ud", None, dict(input=[3, 16, 16], classes=5)),
+    "fpn": ("fpn.ud", None, dict(layers=[1, 1, 1, 1], out=4, input=[3, 32, 32])),
+    "unet": ("unet.ud", None, dict(widths=[2, 4, 6], input=[1, 8, 8])),
+    "unet-bilinear": ("unet.ud", None, dict(widths=[2, 4, 6], bilinear="true", align_corners="true", input=[1, 8, 8])),
 }
 
 

@@ -31,6 +31,10 @@ SMALL = [
     ("fractal.ud", None, dict(C=3, widths=[8, 16], drop=[0.0, 0.1], drop_local=0.0, drop_global=0.0)),
     ("highway.ud", None, {}),
     ("rir.ud", None, dict(widths=[8, 16, 32], blocks=[1, 1, 1])),
+    ("mobilenet.ud", None, dict(input=[3, 32, 32], classes=10, drop=0.0)),
+    ("efficientnet.ud", None, dict(input=[3, 32, 32], classes=10, drop=0.0, stochastic_depth=0.0)),
+    ("fpn.ud", None, dict(layers=[1, 1, 1, 1], out=16, input=[3, 64, 64])),
+    ("unet.ud", None, dict(widths=[8, 16, 32], input=[1, 16, 16])),
 ]
 DISABLE = [("prune",), ("share-concat",), ("prune", "share-concat")]
 # At initialisation DPN's training-mode gradients are too ill-conditioned for float32 to
