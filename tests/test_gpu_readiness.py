@@ -60,8 +60,6 @@ SMALL = {
     "highway_mlp": ("highway.ud", "HighwayMLP", dict(depth=4, units=16)),
     "resnet": ("resnet.ud", None, dict(layers=[1, 1, 1, 1], kind="bottleneck", classes=10, input=[3, 32, 32])),
     "rir": ("rir.ud", None, dict(widths=[4, 8], blocks=[1, 1])),
-    "mobilenet": ("mobilenet.ud", None, dict(classes=10, drop=0.0, input=[3, 32, 32])),
-    "efficientnet": ("efficientnet.ud", None, dict(classes=10, drop=0.0, stochastic_depth=0.0, input=[3, 32, 32])),
 }
 DENSE = ("densenet", "densenet_bc", "dpn")  # the networks with shared concat buffers
 BATCH = 4
