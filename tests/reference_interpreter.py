@@ -116,51 +116,22 @@ def _eval(ir: IR, n: int, d: dict, ins: list[torch.Tensor], params: dict, traini
 
 
 # ---------------------------------------------------------------------------
-# What crosses a module boundary: a tensor, a tuple of them, or a shared concat buffer.
-
-
-def is_buffer_handle(obj) -> bool:
-    """A shared concat buffer as the emitted code passes it today: (storage [C, N, H, W],
-    batch statistics, token, head)."""
-    if not isinstance(obj, tuple) or len(obj) != 4:
-        return False
-    storage, stats, token, head = obj
-    return (isinstance(storage, torch.Tensor) and storage.dim() == 4
-            and (stats is None or isinstance(stats, torch.Tensor) and stats.dim() == 2 and stats.shape[0] == 2)
-            and (token is None or isinstance(token, torch.Tensor) and token.numel() == 0)
-            and (head is None or isinstance(head, torch.Tensor)))
-
-
-def materialise(obj, channels: int) -> torch.Tensor | None:
-    """The [N, channels, ...] tensor a boundary value stands for: a tensor itself, or a
-    handle's head ++ storage[:stored] (channel-major storage transposed back); None if the
-    handle holds fewer channels."""
-    if isinstance(obj, torch.Tensor):
-        return obj
-    storage, _, _, head = obj
-    hw = 0 if head is None else head.shape[1]
-    stored = channels - hw
-    if stored < 0 or stored > storage.shape[0]:
-        return None
-    x = storage[:stored].transpose(0, 1)
-    return x if head is None else torch.cat([head, x], 1)
+# What crosses a module boundary: a tensor or a tuple of them (shared concat buffers
+# included: their links are tensors).
 
 
 def flatten_boundary(obj) -> list:
-    """A module's argument or result as a list of values (tensors or handles)."""
-    if isinstance(obj, torch.Tensor) or is_buffer_handle(obj):
+    """A module's argument or result as a list of tensors."""
+    if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, (tuple, list)):
         return [v for o in obj for v in flatten_boundary(o)]
     return []
 
 
-def snapshot(obj):
+def snapshot(t: torch.Tensor) -> torch.Tensor:
     """A copy of a boundary value that later in-place writes cannot change."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    storage, stats, token, head = obj
-    return (storage.detach().clone(), stats, token, None if head is None else head.detach().clone())
+    return t.detach().clone()
 
 
 class ModuleTrace:
@@ -229,12 +200,10 @@ def match_boundary(seen: list, expected: list[torch.Tensor], rtol: float, atol: 
         return f"{len(seen)} value(s) where the IR has {len(expected)}"
     for obj in seen:
         for i in left:
-            t = materialise(obj, expected[i].shape[1]) if not isinstance(obj, torch.Tensor) else obj
-            if t is not None and close(t, expected[i], rtol, atol):
+            if close(obj, expected[i], rtol, atol):
                 left.remove(i)
                 break
         else:
-            shape = list(obj.shape) if isinstance(obj, torch.Tensor) else f"handle {list(obj[0].shape)}"
             want = [list(expected[i].shape) for i in left]
-            return f"a value of shape {shape} equals none of the expected {want}"
+            return f"a value of shape {list(obj.shape)} equals none of the expected {want}"
     return None

@@ -27,11 +27,6 @@ class Picture:
         self.paths: list[tuple[str, str, list[tuple[float, float]]]] = []  # edge: points along its curve
         self.cells: dict[str, tuple[str, Box]] = {}  # table cell id -> (tooltip, box)
         for g in self.root.iter(f"{SVG}g"):
-            cell = g.get("id") or ""
-            if cell.startswith("a_"):
-                a = g.find(f"{SVG}a")
-                tip = "" if a is None else a.get(f"{XLINK}title") or ""
-                self.cells[cell[2:]] = (tip, _box(g))
             classes = set((g.get("class") or "").split())
             title_el = g.find(f"{SVG}title")
             if title_el is None:
@@ -44,6 +39,12 @@ class Picture:
             elif "node" in classes:
                 self.nodes[title] = (classes, texts)
                 self.boxes[title] = _box(g)
+                for cell in g.iter(f"{SVG}g"):  # table cells with an id: <g id="a_ID"><a xlink:title=...>
+                    cell_id = cell.get("id") or ""
+                    if cell_id.startswith("a_") and not re.fullmatch(r"a_node\d+", cell_id):
+                        a = cell.find(f"{SVG}a")
+                        tip = "" if a is None else a.get(f"{XLINK}title") or ""
+                        self.cells[cell_id[2:]] = (tip, _box(cell))
             elif "edge" in classes:
                 tail, head = title.split("->")
                 self.edges.append((tail, head, classes, texts))

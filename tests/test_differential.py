@@ -5,8 +5,8 @@ attributes with torch.nn.functional; the emitted module runs the code generator'
 output, with the passes on (shared concat buffers, fused readers, pruning) and with
 each pass off. They share only the weights (the module's state_dict, keyed by the spec's
 labels). Compared (tests/differential.py): eval outputs; the IR shape of every node;
-every module's inputs and outputs, scopes included, through forward hooks (a shared
-buffer handle is compared as the tensor it stands for); training-mode gradients of the
+every module's inputs and outputs, scopes included, through forward hooks (with shared
+buffers too: every module takes and returns tensors); training-mode gradients of the
 input and of every parameter, and BN running statistics. All in float64.
 
 Programs: small variants of every spec in specs/, and generated programs

@@ -15,6 +15,7 @@ import pytest
 
 from udnet.backends import graphviz as gv
 from udnet.cli import main
+from udnet.ir.graph import IR
 from udnet.pipeline import build_ir
 
 from svg_picture import Picture
@@ -53,7 +54,7 @@ def test_draw_help(capsys):
         main(["draw", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("-o", "-D", "--network", "--depth", "--expand", "--shapes", "--rankdir", "--max-nodes"):
+    for flag in ("-o", "-D", "--network", "--depth", "--expand", "--shapes", "--rankdir", "--max-nodes", "--compiled"):
         assert flag in out
 
 
@@ -400,3 +401,77 @@ def test_full_detail_densenet_is_fast(tmp_path, defines, budget):
     assert best_cpu < budget
     if os.getloadavg()[0] < (os.cpu_count() or 1):
         assert best_wall < budget
+
+
+def test_fpn_top_down_and_lateral_edges_are_distinguished(tmp_path):
+    spec = tmp_path / "fpn.ud"
+    spec.write_text(
+        "network FPN(input = [8, 32, 32]) {\n"
+        "    c3 = x |> conv(16, 3, pad = 1, stride = 2)\n"
+        "    c4 = c3 |> conv(32, 3, pad = 1, stride = 2)\n"
+        "    p5 = c4 |> conv(64, 3, pad = 1, stride = 2) |> conv(32, 1)\n"
+        "    p4 = (c4 |> conv(32, 1)) + (p5 |> upsample(2))\n"
+        "    return (c3 |> conv(32, 1)) + (p4 |> upsample(2))\n"
+        "}\n"
+    )
+    pic = picture(tmp_path, str(spec))
+    ops = {n: ts[-1] for n, (_, ts) in pic.nodes.items()}
+    assert [ops[a] for a, _ in pic.edges_of("topdown")] == ["upsample x2"] * 2
+    assert [ops[a] for a, _ in pic.edges_of("lateral")] == ["1x1 conv, 32"] * 2
+    assert {ops[b] for _, b in pic.edges_of("topdown") + pic.edges_of("lateral")} == {"+"}
+    assert "top-down path: a coarser level upsampled into a sum (FPN)" in pic.legend()
+    assert "lateral connection: a backbone feature into a top-down sum" in pic.legend()
+
+
+def test_several_outputs_are_output_nodes_with_names_on_the_last_rank(tmp_path):
+    """An IR with an output node per named result (an FPN's levels) draws each with its name
+    and shape, all on the last rank."""
+    ir = build_ir(str(SPECS / "resnet.ud"), None, ["depth=18"])
+    ir.nodes[ir.output_node]["attrs"]["name"] = "logits"
+    feature = next(n for n in ir.topo() if ir.nodes[n].get("scope", "").startswith("layer3"))
+    ir.add_node(
+        10**6,
+        op="output",
+        attrs={"name": "c4"},
+        shape=ir.nodes[feature]["shape"],
+        scope="",
+        name=None,
+        params=0,
+        macs=0,
+    )
+    ir.add_edge(feature, 10**6, port=0, kind="sequence", channels=None)
+    svg = gv.render(gv.to_dot(ir), "svg")
+    pic = Picture(svg)
+    outs = {n: ts for n, (c, ts) in pic.nodes.items() if "output" in c}
+    assert sorted(outs.values()) == [["output c4", "256x14x14"], ["output logits", "1000"]]
+    (y0,), (y1,) = ({round(pic.boxes[n][3], 1)} for n in outs)
+    assert y0 == y1
+
+
+TWO_HEADS = """
+block Encoder(c) {
+    c3 = x |> conv(c, 3, stride = 2, pad = 1) |> bn |> relu
+    c4 = c3 |> conv(2 * c, 3, stride = 2, pad = 1) |> bn |> relu
+    return {c3: c3, c4: c4}
+}
+network TwoHeads(input = [3, 32, 32]) {
+    o = x |> enc: Encoder(8)
+    fine = o.c3 |> conv(4, 1)
+    coarse = o["c4"] |> conv(4, 1) |> upsample(2)
+    return {fine: fine, coarse: coarse + fine |> conv(4, 1), pool: coarse |> maxpool(2)}
+}
+"""
+
+
+@pytest.mark.skipif(not hasattr(IR, "outputs"), reason="named outputs are not in the language yet")
+def test_named_outputs_are_output_nodes_side_by_side_in_order(tmp_path):
+    spec = tmp_path / "heads.ud"
+    spec.write_text(TWO_HEADS)
+    pic = picture(tmp_path, str(spec))
+    outs = sorted(((pic.boxes[n][0], pic.boxes[n][3]), ts) for n, (c, ts) in pic.nodes.items() if "output" in c)
+    assert [ts for _, ts in outs] == [
+        ["output fine", "4x16x16"],
+        ["output coarse", "4x16x16"],
+        ["output pool", "4x8x8"],
+    ]
+    assert len({round(y, 1) for (_, y), _ in outs}) == 1  # one rank, the last

@@ -97,6 +97,7 @@ def test_depth_draws_compact_columns_and_folding_still_folds(tmp_path):
     assert len(columns) == 5 * 4 and all(len(columns[b, c]) == 2 ** (c - 1) for b, c in columns)
     texts = [t for _, ts in pic.nodes.values() for t in ts]
     assert "every join, drop-path 0.15 / 0.5" in texts and "3x3 conv, 64" not in texts
+    assert not pic.foreign_crossings()
     top = fractal(tmp_path, "--depth", "0")
     assert "block1 | Fractal(C=3, c=64, p=0, drop_local=0.15, drop_global=0.5) | join" in top.node_texts()
     same = fractal(tmp_path, "-D", "widths=[64, 64, 64]", "-D", "drop=[0, 0, 0]")
@@ -150,3 +151,13 @@ def test_the_crossing_check_sees_an_edge_through_a_foreign_cluster():
 </g></svg>"""
     assert Picture(svg).foreign_crossings() == [("a", "b", "cluster_k")]
     assert not Picture(svg.replace("C0,-20 20,-30", "C-35,-80 0,-90")).foreign_crossings()
+
+
+def test_columns_are_drawn_by_depth_whatever_the_join_order():
+    """join(shallow, deep): the deep column is still drawn on the right, under its number."""
+    ir = build_ir(Source("t.ud", RECURSION.replace("join(left, x |> s: Tree(0))", "join(x |> s: Tree(0), left)")))
+    label = next(line for line in to_dot(ir).splitlines() if "_unit_" in line)
+    heads = re.findall(r"column (\d+)</font>", label)
+    assert heads == ["3", "2", "1"]  # join_columns counts join inputs from the right
+    first_row = label.split("<tr>")[3]  # after the caption and the heads: all three columns start
+    assert first_row.count("_unit_") == 3

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from udnet.cli import main
+from udnet.errors import Source, Span, UdnetError
 
 CMDLINE = "<command line>"
 
@@ -602,3 +603,121 @@ def test_not_utf8(tmp_path, capsys):
     assert rc == 1
     assert err.startswith(f"{path}:2:10: error: the file is not valid UTF-8")
     assert "Traceback" not in err
+
+
+# ---- the rendering, character by character ----
+
+
+def _check(tmp_path, capsys, source: str) -> tuple[str, str]:
+    path = tmp_path / "spec.ud"
+    path.write_text(source, encoding="utf-8")
+    assert main(["check", str(path)]) == 1
+    return str(path), capsys.readouterr().err
+
+
+def test_notes_follow_the_error_each_with_its_own_quote(tmp_path, capsys):
+    # A note with a span quotes its own line; one without (the input shape) has no location.
+    path, err = _check(tmp_path, capsys, "block B(c) {\n    conv(c, kernel = 3, groups = 5)\n}\n"
+                                         "network N(input = [3, 8, 8]) {\n    B(4)\n}\n")
+    assert err == (
+        f"{path}:2:5: error: conv groups = 5 must divide both the input channels (3) and the output channels (4)\n"
+        "    2 |     conv(c, kernel = 3, groups = 5)\n"
+        "      |     ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n"
+        "udnet: note: the input of this conv is [3, 8, 8]\n"
+        f"{path}:5:5: note: in B(4) used here\n"
+        "    5 |     B(4)\n"
+        "      |     ^~~~\n"
+    )
+
+
+# Each: (spec, the whole of stderr less the path). The caret covers the span and no more;
+# the quoted line is the source line exactly, up to its last character.
+RENDERED = {
+    "caret-covers-the-span": (
+        "block B() { relu }\nblock B() { relu }\nnetwork N(input = [3, 8, 8]) { B }\n",
+        ":2:7: error: 'B' is defined twice\n"
+        "    2 | block B() { relu }\n"
+        "      |       ^\n"
+        "{path}:1:7: note: first defined here\n"
+        "    1 | block B() { relu }\n"
+        "      |       ^\n",
+    ),
+    "whole-line-quoted": (
+        "network N(input = [3, 8, 8]) {\n    conv(4, 3) |> NoSuchX\n}\n",
+        ":2:19: error: unknown name 'NoSuchX'\n"
+        "    2 |     conv(4, 3) |> NoSuchX\n"
+        "      |                   ^~~~~~~\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RENDERED))
+def test_rendered_exactly(tmp_path, capsys, name):
+    source, expected = RENDERED[name]
+    path, err = _check(tmp_path, capsys, source)
+    assert err == path + expected.replace("{path}", path)
+
+
+def test_unprintable_characters_of_the_quoted_line_become_spaces(tmp_path, capsys):
+    # A tab, an escape sequence, a bidi override and a bell: each one column wide, so the
+    # caret stays under the span and nothing reaches the terminal raw.
+    source = 'network N(input = [3, 8, 8]) {\n\tupsample(2, mode = "ne\x1b[2Jar\u202est") # \x07 bell\n}\n'
+    path, err = _check(tmp_path, capsys, source)
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{path}:2:14: error: upsample argument 'mode' must be one of")
+    assert lines[1:3] == [
+        '    2 |  upsample(2, mode = "ne [2Jar st") #   bell',
+        "      |              ^~~~~~~~~~~~~~~~~~~~",
+    ]
+
+
+def test_a_span_outside_the_text_quotes_nothing():
+    source = Source("n.ud", "relu\nrelu")
+    for line in (0, 3):
+        assert UdnetError("bad", Span(source, line, 1, line, 2)).format() == f"n.ud:{line}:1: error: bad"
+    assert source.line(2) == "relu"
+
+
+def test_unprintable_message_text_is_escaped_and_newlines_kept():
+    err = UdnetError("name a\x1b[2J\u202eb\x00\nsecond line", hint="try \x07 this")
+    assert err.format() == "udnet: error: name a\\x1b[2J\\u202eb\\x00\nsecond line\nhint: try \\x07 this"
+
+
+def test_a_huge_message_shows_its_first_2000_characters():
+    assert UdnetError("m" * 2000).format() == "udnet: error: " + "m" * 2000
+    assert UdnetError("m" * 2001 + "tail").format() == "udnet: error: " + "m" * 2000 + "..."
+
+
+def test_the_message_is_the_exception_argument():
+    # What repr(), logging and pickling show: the message, not None.
+    err = UdnetError("no such block 'B'")
+    assert err.args == ("no such block 'B'",)
+    assert "no such block 'B'" in repr(err)
+
+
+def test_a_span_over_several_lines_underlines_the_rest_of_its_first(tmp_path, capsys):
+    path, err = _check(tmp_path, capsys, "block B(c) {\n    conv(c, kernel = 3,\n         groups = 5)\n}\n"
+                                         "network N(input = [3, 8, 8]) { B(4) }\n")
+    assert err.splitlines()[1:3] == ["    2 |     conv(c, kernel = 3,", "      |     ^~~~~~~~~~~~~~~~~~~"]
+
+
+@pytest.mark.parametrize("before,after", [(3, 60), (40, 40), (60, 3)])
+def test_a_long_line_is_quoted_as_a_window_around_the_caret(tmp_path, capsys, before, after):
+    # A quoted line longer than 160 characters shows 160 of them: from 80 before the caret
+    # on, or the line's first or last 160; "..." marks each cut side, the caret stays under
+    # its character.
+    line = "    " + "relu |> " * before + "NoSuchX" + " |> relu" * after
+    path, err = _check(tmp_path, capsys, "network N(input = [3, 8, 8]) {\n" + line + "\n}\n")
+    col = line.index("NoSuchX") + 1
+    head, quoted, caret = err.splitlines()[:3]
+    assert head == f"{path}:2:{col}: error: unknown name 'NoSuchX'"
+    shown = quoted[len("    2 | "):]
+    at = caret.index("^") - len("      | ")
+    assert caret.endswith(" ^~~~~~~") and shown[at:at + 7] == "NoSuchX"
+    start = min(col - 1 - 80, len(line) - 160)
+    if start <= 0:
+        assert shown == line[:160] + "..."
+    elif start + 160 >= len(line):
+        assert shown == "..." + line[-160:]
+    else:
+        assert shown == "..." + line[col - 1 - 80 : col - 1 + 80] + "..."

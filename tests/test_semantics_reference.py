@@ -85,12 +85,12 @@ def test_join_eval_is_the_mean_of_its_inputs():
     assert torch.equal(w, torch.full((5, 3), 1 / 3, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("p", [0.15, 0.6])
+@pytest.mark.parametrize("p", [0.15, 0.6, 1.0])
 @pytest.mark.parametrize("m", [2, 3])
 def test_local_drop_path_keeps_each_input_with_probability_one_minus_p(p, m):
     """Each input survives with probability (1 - p) + p**m / m: dropped with probability
     p independently, and when all are dropped, one chosen uniformly is kept. The kept
-    inputs are averaged (equal weights summing to 1)."""
+    inputs are averaged (equal weights summing to 1). With p = 1 exactly one is kept."""
     mod = import_source(compile_to_torch(JOIN3))
     join = mod.Join(p, 0.0, tuple(range(m, 0, -1))).train()
     torch.manual_seed(1234)
@@ -164,6 +164,13 @@ def test_eval_ignores_drop_path():
     a = model(x)
     torch.manual_seed(1)
     assert torch.equal(a, model(x))
+    # Like dropout, drop-path draws no random numbers where it does nothing: in eval, and
+    # in training with both rates 0, so evaluating or such a run leaves the seed's stream alone.
+    off = udnet.load(str(SPECS / "fractal.ud"), **{**FRACTAL, "drop_local": 0.0, "drop_global": 0.0}).train()
+    for m in (model, off):
+        state = torch.get_rng_state()
+        m(x)
+        assert torch.equal(torch.get_rng_state(), state)
 
 
 # ---------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 * activation memory: the IR figure (docs/language.md, "udnet summary") equals, within
   10%, the bytes of every tensor a real forward pass creates, measured by interpreting
   the module compiled with ``--no-share-concat`` with torch.fx (it is exact today);
-* the table is aligned and fits the terminal by cutting the call column; ``--json`` is
-  the same data for scripts; the command never imports torch.
+* the table is aligned and fits the terminal by cutting the call column (exactly, for a
+  network small enough to check every figure by hand); ``--json`` is the same data for
+  scripts, as ``json.dumps`` writes it; the command never imports torch.
 """
 
 from __future__ import annotations
@@ -275,3 +276,191 @@ def test_summary_never_imports_torch():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
+
+
+# ---- how figures print: hand-computed ----
+
+
+@pytest.mark.parametrize("n,text", [
+    (0, "0 B"), (1023, "1,023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"), (1023.9 * 1024, "1,023.9 KiB"),
+    (1024**2 - 1, "1.0 MiB"),
+    (3.5 * 2**20, "3.5 MiB"), (7 * 2**30, "7.0 GiB"), (2**40, "1.0 TiB"), (3 * 2**50, "3,072.0 TiB"),
+    (-2048, "-2.0 KiB"),
+])
+def test_human_bytes(n, text):
+    assert summary.human_bytes(n) == text
+
+
+@pytest.mark.parametrize("n,text", [
+    (0, "0"), (999, "999"), (1000, "1 K"), (1500, "1.5 K"), (123_456, "123 K"), (999_400, "999 K"),
+    (999_999, "1 M"), (999_500, "1 M"), (2.5e9, "2.5 G"), (4e12, "4 T"), (1e15, "1 P"), (2.5e15, "2.5 P"),
+    (999.5e15, "1,000 P"), (1e18, "1,000 P"), (2.5e18, "2,500 P"), (-1500, "-1.5 K"),
+])
+def test_si(n, text):
+    assert summary.si(n) == text
+
+
+@pytest.mark.parametrize("value", [
+    {}, [], {"a": []}, {"b": {}}, [1, [2, [3, []]], {"x": None}], [1, None, 2], {"é ℌ": "q\"\\\n", "n": -0.5, "t": True},
+    (1, 2), range(3), {"list": [[1, 2], [3]], "deep": {"deeper": {"deepest": [False]}}},
+])
+def test_json_text_is_json_dumps(value):
+    plain = list(value) if isinstance(value, (tuple, range)) else value
+    assert summary.json_text(value) == json.dumps(plain, indent=2)
+    assert summary.json_text(value, indent=4) == json.dumps(plain, indent=4)
+
+
+def test_json_of_a_network_argument_nested_beyond_the_recursion_limit(tmp_path, capsys):
+    # --json writes the real value, however deep --max-nesting lets it nest.
+    depth = sys.getrecursionlimit() + 500
+    spec = tmp_path / "deep.ud"
+    spec.write_text("network N(input = [3, 8, 8], p = " + "[" * depth + "7" + "]" * depth + ") { relu }\n")
+    assert main(["summary", str(spec), "--max-nesting", str(depth + 100), "--json"]) == 0
+    compact = capsys.readouterr().out.replace(" ", "").replace("\n", "")
+    assert '"p":' + "[" * depth + "7" + "]" * depth in compact
+
+
+# ---- the table, character by character, for a network small enough to check by hand ----
+
+TINY = """block B(c) {
+    conv(c, 3, pad = 1)
+    relu
+}
+network N(input = [3, 8, 8], widths = [4, 6], name = "tiny") {
+    b1: B(widths[0])
+    b2: B(widths[1])
+    gap
+    linear(10)
+}
+"""
+# By hand: conv 3->4 3x3 has 3*4*9 = 108 weights and 4*8*8 * 3*9 = 6,912 MACs; conv 4->6
+# has 216 and 13,824; linear 6->10 has 70 and 60. Activations (float32): the input
+# 3*8*8*4 = 768 B, each conv and relu output 1,024 B (b1) and 1,536 B (b2), gap 24 B,
+# linear 40 B: 5,952 B = 5.8 KiB. Eight nodes: input, four ops per block pair, gap, linear, output.
+TINY_TAIL = """
+before and after the passes:
+  stage               nodes  params    MACs  activations
+  elaborated              8     394  20.8 K      5.8 KiB
+  after prune             8     394  20.8 K      5.8 KiB
+  after share-concat      8     394  20.8 K      5.8 KiB
+"""
+
+
+def _tiny_text(width, depth):
+    s = summary.summarize(build_ir(TINY), spec="t.ud", depth=depth)
+    return summary.format_text(s, width=width)
+
+
+def test_table_of_a_network_checked_by_hand():
+    assert _tiny_text(100, 2) == """\
+t.ud: network N(input=[3, 8, 8], widths=[4, 6], name="tiny")
+input [3, 8, 8] -> output [10]; activations for batch 1 in float32, MACs per sample
+
+scope    block / op         output     params    MACs  activations
+------------------------------------------------------------------
+input    input              [3, 8, 8]       0       0        768 B
+b1       B(c=4)             [4, 8, 8]     108  6.91 K      2.0 KiB
+b1.conv  conv(4, 3, pad=1)  [4, 8, 8]     108  6.91 K      1.0 KiB
+b1.relu  relu               [4, 8, 8]       0       0      1.0 KiB
+b2       B(c=6)             [6, 8, 8]     216  13.8 K      3.0 KiB
+b2.conv  conv(6, 3, pad=1)  [6, 8, 8]     216  13.8 K      1.5 KiB
+b2.relu  relu               [6, 8, 8]       0       0      1.5 KiB
+gap      gap                [6]             0       0         24 B
+linear   linear(10)         [10]           70      60         40 B
+------------------------------------------------------------------
+total    8 nodes            [10]          394  20.8 K      5.8 KiB
+""" + TINY_TAIL + """\
+  prune: removed 0 node(s) that cannot reach the output, folded 0
+  share-concat: planned 0 shared buffer(s) for 0 concat(s); 0 BN-ReLU-conv1x1 reader(s) fused
+"""
+
+
+def test_narrow_table_wraps_the_call_and_cuts_the_call_column():
+    # 59 columns: the network's call wraps between arguments (its closing parenthesis
+    # counts: one column short of fitting), the call column is cut with "..." (to no less
+    # than 12 characters), the pass reports to the width.
+    assert _tiny_text(59, None) == """\
+t.ud: network N(input=[3, 8, 8], widths=[4, 6],
+    name="tiny")
+input [3, 8, 8] -> output [10]; activations for batch 1 in float32, MACs per sample
+
+scope    block / op    output     params    MACs  activations
+-----------------------------------------------------------
+input    input         [3, 8, 8]       0       0        768 B
+b1       B(c=4)        [4, 8, 8]     108  6.91 K      2.0 KiB
+b1.conv  conv(4, 3...  [4, 8, 8]     108  6.91 K      1.0 KiB
+b1.relu  relu          [4, 8, 8]       0       0      1.0 KiB
+b2       B(c=6)        [6, 8, 8]     216  13.8 K      3.0 KiB
+b2.conv  conv(6, 3...  [6, 8, 8]     216  13.8 K      1.5 KiB
+b2.relu  relu          [6, 8, 8]       0       0      1.5 KiB
+gap      gap           [6]             0       0         24 B
+linear   linear(10)    [10]           70      60         40 B
+-----------------------------------------------------------
+total    8 nodes       [10]          394  20.8 K      5.8 KiB
+""" + TINY_TAIL + """\
+  prune: removed 0 node(s) that cannot reach the output,...
+  share-concat: planned 0 shared buffer(s) for 0 concat(...
+"""
+    assert _tiny_text(60, None).startswith('t.ud: network N(input=[3, 8, 8], widths=[4, 6], name="tiny")\n')
+    # 63 columns leave the call column 14 of its 17 characters; 20 cut a report to 20.
+    assert "\nb1.conv  conv(4, 3, ...  [4, 8, 8]     108  6.91 K      1.0 KiB\n" in _tiny_text(63, None)
+    assert _tiny_text(20, 1).endswith("\n  share-concat: pla...\n")
+
+
+def test_rows_cut_at_depth_say_so():
+    group = "network G(input = [3, 8, 8]) {\n    g: {\n        conv(4, 3)\n        relu\n    }\n    gap\n}\n"
+    text = summary.format_text(summary.summarize(build_ir(group), depth=1))
+    assert text.startswith("<spec>: network G(input=[3, 8, 8])\n")  # no spec named: a placeholder
+    assert "\ng      { ... }     [4, 6, 6]     108  3.89 K      1.1 KiB\n" in text
+    assert "(rows to depth 1; --depth N shows more)\n" in text  # a group's rows are left out
+    text = _tiny_text(100, 1)
+    assert "b1.conv" not in text
+    assert "total   8 nodes     [10]          394  20.8 K      5.8 KiB\n(rows to depth 1; --depth N shows more)\n" in text
+    assert "(rows to depth" not in _tiny_text(100, 2)  # every block's rows shown: nothing left out
+
+
+@pytest.mark.parametrize("width,text", [(8, "abcdefgh"), (7, "abcd..."), (4, "a..."), (3, "abc"), (0, "")])
+def test_cut_cells_fit_their_width(width, text):
+    assert summary._cut("abcdefgh", width) == text
+
+
+def test_file_names_print_escaped(tmp_path, capsys):
+    spec = tmp_path / "n\x1b]0;t\x07\u202e é.ud"
+    spec.write_text(TINY)
+    assert main(["summary", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(str(tmp_path) + "/n\\x1b]0;t\\x07\\u202e é.ud: network N(")  # printable é stays
+
+
+def test_connection_rows_at_the_top_level():
+    # By hand, batch 2 in float32: the concat's [5, 4, 4] output is 80 * 2 * 4 = 640 B; a
+    # join of 2 makes 3 tensors of [4, 4, 4] (the stack of both, then the mean): 1,536 B.
+    spec = """network J(input = [3, 4, 4]) {
+    x = x ++ (x |> conv(2, 1))
+    x = join(x |> conv(4, 1), x |> conv(4, 3, pad = 1), drop_local = 0.1, drop_global = 0.2)
+}"""
+    rows = summary.rows(build_ir(spec), batch=2, depth=1)
+    assert [r for r in rows if r.kind == "connection"] == [
+        summary.Row("x", 1, "connection", "++ of 2 (channel concat)", [5, 4, 4], 0, 0, 640, 1),
+        summary.Row("x", 1, "connection", "join of 2 (drop_local=0.1, drop_global=0.2)", [4, 4, 4], 0, 0, 1536, 1),
+    ]
+
+
+def test_summary_passes_run_as_asked():
+    # Dead code: prune removes a 3*4*9 = 108-parameter conv; --fractal-column 1 keeps one column.
+    dead = "network D(input = [3, 8, 8]) {\n    unused = x |> conv(4, 3)\n    conv(2, 1)\n}\n"
+    stages = dict(summary.summarize(build_ir(dead)).stages)
+    assert stages["elaborated"].params - stages["after prune"].params == 108
+    kept = summary.summarize(build_ir(dead), disabled={"prune"})
+    assert [name for name, _ in kept.stages] == ["elaborated", "after share-concat"] and kept.total.params == 108 + 3 * 2
+    fractal = build_ir(str(SPECS / "fractal.ud"), None, ["C=2", "widths=[4]", "drop=[0.0]"])
+    whole, column = summary.summarize(fractal).total.params, summary.summarize(fractal, fractal_column=1).total.params
+    assert column < whole
+    with pytest.raises(ValueError, match="^dtype must be one of float32, float16, bfloat16$"):
+        summary.summarize(build_ir(dead), dtype="int8")
+
+
+def test_rows_default_to_one_sample_and_show_asymmetric_windows():
+    rows = summary.rows(build_ir("network A(input = [3, 8, 8]) { conv(4, [3, 5], pad = [1, 2]); maxpool(2) }"))
+    assert rows[0].activation_bytes == 3 * 8 * 8 * 4  # one float32 sample
+    assert [r.call for r in rows[1:]] == ["conv(4, [3, 5], pad=[1, 2])", "maxpool(2)"]

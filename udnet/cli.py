@@ -26,6 +26,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     lim.add_argument("--max-steps", type=int, metavar="N", help="statement/iteration limit (default 1,000,000)")
 
 
+def _pass_flags(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The flags of the pass pipeline, the same for compile, draw and summary."""
+    passes = p.add_argument_group("passes")
+    passes.add_argument("--no-prune", action="append_const", dest="disabled", const="prune",
+                        help="keep code that cannot reach the output")
+    passes.add_argument("--no-share-concat", action="append_const", dest="disabled", const="share-concat",
+                        help="plain torch.cat for dense connections (quadratic training memory)")
+    passes.add_argument("--fractal-column", type=int, metavar="N",
+                        help="extract FractalNet column N (1 = shallowest), the paper's student network")
+    return passes
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="udnet",
@@ -40,13 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(comp)
     comp.add_argument("-o", "--output", metavar="FILE", help="where to write the module (default: stdout)")
     comp.add_argument("-v", "--verbose", action="store_true", help="say what each pass changed")
-    passes = comp.add_argument_group("passes")
-    passes.add_argument("--no-prune", action="append_const", dest="disabled", const="prune",
-                        help="keep code that cannot reach the output")
-    passes.add_argument("--no-share-concat", action="append_const", dest="disabled", const="share-concat",
-                        help="plain torch.cat for dense connections (quadratic training memory)")
-    passes.add_argument("--fractal-column", type=int, metavar="N",
-                        help="extract FractalNet column N (1 = shallowest), the paper's student network")
+    _pass_flags(comp)
     draw = sub.add_parser("draw", help="draw the network with Graphviz (svg, png, pdf or dot)")
     _common(draw)
     draw.add_argument("-o", "--output", metavar="FILE",
@@ -60,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="refuse to render a drawing of more than N nodes (4N edges) (default 5,000)")
     draw.add_argument("--draw-timeout", type=float, metavar="SECONDS",
                       help="stop the renderer after SECONDS and report an error (default 120)")
+    _pass_flags(draw).add_argument(
+        "--compiled", action="store_true",
+        help="draw the network as compile emits it, after the passes (any pass flag implies it)")
     sub.add_parser("list", help="the shipped architecture library: each spec, its networks and variants")
     summ = sub.add_parser("summary", help="per-block table of shapes, parameters, MACs and activation memory")
     _common(summ)
@@ -69,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     summ.add_argument("--depth", type=int, default=2, metavar="N",
                       help="show scopes and ops nested at most N levels deep (default 2; 0: totals only)")
     summ.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+    _pass_flags(summ)
     return p
 
 
@@ -134,25 +144,40 @@ def _not_the_spec(output: str | None, spec: str) -> None:
         raise UsageError(f"-o {show_path(output)} is the spec itself; writing it would replace the source")
 
 
-def cmd_compile(args) -> int:
-    from udnet.backends.pytorch import emit_module
-
-    from udnet.pipeline import optimize
-
-    _output_named(args.output)
-    _not_the_spec(args.output, args.spec)
-    ir = _build(args)
+def _passes(args) -> set[str]:
+    """The passes switched off, after checking the pass flags (usage errors, before compiling)."""
     disabled = set(args.disabled or ())
     if args.fractal_column is not None and "prune" in disabled:
         raise UsageError("--fractal-column needs the prune pass; drop --no-prune")
     if args.fractal_column is not None and args.fractal_column < 1:
         raise UsageError("--fractal-column must be 1 or more (1 = the shallowest column)")
+    return disabled
+
+
+def _optimize(ir, args, disabled: set[str]) -> list[str]:
+    """Run the passes on ``ir`` as compile does, their warnings (and with -v what they did) on
+    stderr; the names of the passes that ran."""
+    from udnet.pipeline import optimize
+
+    ran = []
     for report in optimize(ir, disabled, args.fractal_column):
+        ran.append(report.name)
         for w in report.warnings:
             print(w.format(), file=sys.stderr)
-        if args.verbose:
+        if getattr(args, "verbose", False):
             for line in report.lines:
                 print(f"udnet: {report.name}: {line}", file=sys.stderr)
+    return ran
+
+
+def cmd_compile(args) -> int:
+    from udnet.backends.pytorch import emit_module
+
+    _output_named(args.output)
+    _not_the_spec(args.output, args.spec)
+    disabled = _passes(args)
+    ir = _build(args)
+    _optimize(ir, args, disabled)
     text = emit_module(ir, os.path.basename(args.spec))
     if args.output in (None, "-"):
         sys.stdout.write(text)
@@ -166,6 +191,7 @@ def cmd_compile(args) -> int:
 
 def cmd_draw(args) -> int:
     from udnet.backends import graphviz as gv
+    from udnet.backends.drawing.labels import stage_text
 
     if args.depth is not None and args.depth < 0:
         raise UsageError("--depth must be 0 or more")
@@ -180,8 +206,12 @@ def cmd_draw(args) -> int:
         out = f"{stem}.{args.network}.svg" if args.network else f"{stem}.svg"
     gv.plan(out)  # usage errors (format, renderer) before compiling
     _not_the_spec(out, args.spec)
+    disabled = _passes(args)
     ir = _build(args)
-    opts = gv.DrawOptions(depth=args.depth, expand=args.expand, shapes=args.shapes, rankdir=args.rankdir)
+    stage = ""
+    if args.compiled or disabled or args.fractal_column is not None:
+        stage = stage_text(_optimize(ir, args, disabled), args.fractal_column)
+    opts = gv.DrawOptions(depth=args.depth, expand=args.expand, shapes=args.shapes, rankdir=args.rankdir, stage=stage)
     opts.max_nodes = args.max_draw_nodes or opts.max_nodes
     opts.timeout = args.draw_timeout or opts.timeout
     r = gv.draw(ir, out, opts)
@@ -199,8 +229,10 @@ def cmd_summary(args) -> int:
         raise UsageError("--batch must be positive")
     if args.depth < 0:
         raise UsageError("--depth must be 0 or more")
+    disabled = _passes(args)
     ir = _build(args)
-    s = summary.summarize(ir, args.spec, batch=args.batch, dtype=args.dtype, depth=args.depth)
+    s = summary.summarize(ir, args.spec, batch=args.batch, dtype=args.dtype, depth=args.depth,
+                          disabled=disabled, fractal_column=args.fractal_column)
     if args.json:
         print(s.to_json())
     else:

@@ -325,3 +325,78 @@ def compile_to_torch(source: Spec, network: str | None = None,
     ir = build_ir(source, network, defines, limits)
     optimize(ir, disabled, fractal_column)
     return emit_module(ir, spec_name or os.path.basename(source.name))
+
+
+class SVG(str):
+    """SVG text that Jupyter displays as the picture (``_repr_svg_``); a ``str`` otherwise."""
+
+    def _repr_svg_(self) -> str:
+        return str(self)
+
+
+def draw(source: Spec, network: str | None = None, defines: Iterable[str] | Mapping[str, object] | None = None, *,
+         output: str | os.PathLike[str] | None = None, drawing: Mapping[str, object] | None = None,
+         compiled: bool = False, limits: Limits | None = None, disabled: str | Iterable[str] | None = (),
+         fractal_column: int | None = None) -> SVG | None:
+    """Draw a spec (a path or spec text, as in ``build_ir``): the SVG text when ``output`` is
+    None, else the file ``output`` (.svg, .png, .pdf or .dot, written atomically) and None.
+
+    ``drawing``: options of ``udnet.backends.graphviz.DrawOptions`` (``{"depth": 1}``, as
+    ``udnet draw --depth 1``); ``compiled``: draw after the passes, as ``udnet compile``
+    emits the network (``disabled`` or ``fractal_column`` imply it)."""
+    from udnet.backends import graphviz as gv
+
+    _check_network(network)
+    limits = check_limits(limits)
+    names = pass_names(disabled)
+    check_fractal_column(fractal_column, names)
+    options = _draw_options(drawing)
+    if output is not None and not isinstance(output, (str, os.PathLike)):
+        raise UsageError(f"output must be a path (str or os.PathLike) or None, got {_what(output)}")
+    fmt_path = None if output is None else os.fspath(output)
+    if fmt_path is not None:
+        gv.plan(fmt_path)  # an unknown format or no renderer: before the elaboration
+    ir = build_ir(spec_source(source, limits.max_source_bytes, "source"), network, defines, limits)
+    if compiled or names or fractal_column is not None:
+        from udnet.backends.drawing.labels import stage_text
+
+        ran = [r.name for r in optimize(ir, names, fractal_column)]
+        options.stage = stage_text(ran, fractal_column)
+    if fmt_path is None:
+        return SVG(gv.to_svg(ir, options=options))
+    gv.draw(ir, fmt_path, options)
+    return None
+
+
+#: The drawing options ``draw`` takes and what each must be: (check, description).
+_DRAWING = {
+    "depth": (lambda v: v is None or _count(v), "an int >= 0 or None"),
+    "expand": (lambda v: isinstance(v, bool), "a bool"),
+    "shapes": (lambda v: isinstance(v, bool), "a bool"),
+    "legend": (lambda v: isinstance(v, bool), "a bool"),
+    "title": (lambda v: isinstance(v, bool), "a bool"),
+    "rankdir": (lambda v: v in ("TB", "LR", "BT", "RL"), '"TB", "LR", "BT" or "RL"'),
+    "max_nodes": (lambda v: v is None or (_count(v) and v > 0), "an int > 0 or None"),
+    "timeout": (lambda v: v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < math.inf),
+                "a number of seconds > 0 or None"),
+}
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _draw_options(drawing):
+    from udnet.backends.graphviz import DrawOptions
+
+    if drawing is None:
+        return DrawOptions()
+    if not isinstance(drawing, Mapping):
+        raise UsageError(f"drawing must be a dict of drawing options, got {_what(drawing)}")
+    for key, value in drawing.items():
+        if key not in _DRAWING:
+            raise UsageError(f"drawing: unknown option {key!r}", hint=f"the options are {', '.join(_DRAWING)}")
+        check, what = _DRAWING[key]
+        if not check(value):
+            raise UsageError(f"drawing: {key} must be {what}, got {_what(value)}")
+    return DrawOptions(**drawing)

@@ -181,7 +181,7 @@ def draw(ir: IR, path: str, options: DrawOptions | None = None, **kw) -> Rendere
     return r
 
 
-def to_svg(ir: IR, **kw) -> str:
+def to_svg(ir: IR, options: DrawOptions | None = None, **kw) -> str:
     """The diagram as SVG text (what Jupyter shows for an IR)."""
-    opt = DrawOptions(**kw)
+    opt = options or DrawOptions(**kw)
     return render(build_dot(ir, opt).source, "svg", timeout=opt.timeout).decode("utf-8")

@@ -363,20 +363,24 @@ def _unpair(v: Any) -> Any:
 # Text
 
 
+# A figure that would round up to the next unit's size is shown in the next unit:
+# a mebibyte less one byte is "1.0 MiB" (not "1,024.0 KiB"), 999,999 is "1 M" (not "1e+03 K").
+
+
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < (1024 if unit == "B" else 1023.95):
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
-    raise AssertionError
+    return f"{n:,.1f} TiB"
 
 
 def si(n: float) -> str:
     for unit in ("", "K", "M", "G", "T"):
-        if abs(n) < 1000:
-            return f"{n:.3g} {unit}".rstrip() if unit else f"{n:.0f}"
+        if abs(n) < 999.5:
+            return f"{n:.3g} {unit}" if unit else f"{n:.0f}"
         n /= 1000
-    return f"{n:,.3g} P"
+    return f"{n:.3g} P" if abs(n) < 999.5 else f"{n:,.0f} P"
 
 
 def _shape(shape) -> str:
@@ -405,12 +409,12 @@ def format_text(s: Summary, width: int = 100) -> str:
     head = [f"{_safe(s.spec)}: network {s.network}("]
     items = [f"{k}={opdefs.show_value(v)}" for k, v in s.arguments.items()]
     for i, item in enumerate(items):
-        item += ", " if i < len(items) - 1 else ""
+        # (A network always has an argument: its input.) The closing parenthesis must fit too.
+        item += ", " if i < len(items) - 1 else ")"
         if len(head[-1]) + len(item.rstrip()) > width and head[-1].strip():
             head[-1] = head[-1].rstrip()
             head.append("    ")
         head[-1] += item
-    head[-1] += ")"
     head.append(f"input {_shape(s.input)} -> output {_shape(s.output)}; activations for batch {s.batch} "
                 f"in {s.dtype}, MACs per sample")
     cols = ["scope", "block / op", "output", "params", "MACs", "activations"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import networkx as nx
 
 from udnet.ir import ops as opdefs
+from udnet.ir.buffers import check as check_buffers
 from udnet.ir.graph import IR
 
 EDGE_KINDS = {"sequence", "residual", "concat", "gate", "join", "slice"}
@@ -57,6 +58,9 @@ def verify(ir: IR, stage: str = "elaboration") -> None:
         params = spec.params(shapes[0], d["attrs"]) if spec else 0
         if params != d["params"]:
             fail(f"node {ir.path(n)} records {d['params']} parameters, its shapes give {params}")
+    problem = check_buffers(ir)  # share-concat's plan, where it ran
+    if problem:
+        fail(problem)
 
 
 def _infer(ir: IR, n: int, d: dict, shapes: list, edges: list) -> tuple:

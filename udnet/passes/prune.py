@@ -87,18 +87,15 @@ def _keep_column(ir: IR, column: int) -> None:
     top = max(max(c) for c in cols.values())
     if not 1 <= column <= top:
         raise UsageError(f"--fractal-column {column}: columns are numbered 1 (shallowest) to {top}")
-    live = nx.ancestors(ir, ir.output_node)
+    # Every join is live here (run removed the dead code first). Each keeps one input,
+    # so _fold then removes it; a join off column N's path dies with the other columns.
     for j, c in cols.items():
-        if j not in live:
-            continue
         if column not in c:
-            continue  # this join is off column N's path; pruning removes it
+            continue
         keep = c.index(column)
         for u, v, k, d in list(ir.in_edges(j, keys=True, data=True)):
             if d["port"] != keep:
                 ir.remove_edge(u, v, k)
-        for *_, d in ir.in_edges(j, keys=True, data=True):
-            d["port"] = 0
 
 
 def _fold(ir: IR) -> int:

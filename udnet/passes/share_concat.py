@@ -16,15 +16,13 @@ Readers that start with BN-ReLU-conv1x1 (DenseNet-BC's bottleneck, the transitio
 DPN's first 1x1) are marked for a fused kernel that recomputes BN-ReLU in backward
 instead of storing it. The PyTorch backend turns the plan into code.
 
-IR additions: graph["buffers"] = [Buffer]; concat nodes in a chain get
-``buffer = id`` and ``head`` (the width of their head, 0 for none); the slices that
-drop a head get ``tail_of = id``; fused BN readers get ``fuse = id``.
+The IR additions, and what a link and a fusable reader are, are in udnet/ir/buffers.py,
+which verify() uses to check them after the pass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from udnet.ir.buffers import Buffer, fusable, head_width, link_of
 from udnet.ir.graph import IR, within
 from udnet.passes.manager import Options, Report
 
@@ -32,28 +30,12 @@ from udnet.passes.manager import Options, Report
 MIN_CHAIN = 2
 
 
-@dataclass
-class Buffer:
-    id: int
-    scope: str  # where the chain begins: the first link's scope, which starts the buffer
-    base: int  # d_0, the first stored value
-    links: list[int]  # the concat nodes x_1 .. x_L, in order
-    channels: int  # width of what is stored: the links' final width less its head
-
-
-@dataclass(frozen=True)
-class _Link:
-    head: int | None  # an operand in front of the stored part, replaced at every link
-    tail: int  # the stored part so far: the previous link (less its head) or the base
-    new: int  # what this link appends
-
-
 def run(ir: IR, options: Options) -> Report:
     report = Report("share-concat")
     buffers: list[Buffer] = []
     member: set[int] = set()  # bases and links of planned chains
     for n in ir.topo():
-        first = _link(ir, n)
+        first = link_of(ir, n)
         if n in member or first is None or first.tail in member:
             continue
         chain, tails = [n], []
@@ -67,12 +49,12 @@ def run(ir: IR, options: Options) -> Report:
             continue
         last = ir.nodes[chain[-1]]
         buf = Buffer(len(buffers), ir.nodes[n]["scope"], first.tail, chain,
-                     last["shape"][0] - _head_width(ir, _link(ir, chain[-1])))
+                     last["shape"][0] - head_width(ir, link_of(ir, chain[-1])))
         buffers.append(buf)
         member.update(chain + [first.tail])
         for c in chain:
             ir.nodes[c]["buffer"] = buf.id
-            ir.nodes[c]["head"] = _head_width(ir, _link(ir, c))
+            ir.nodes[c]["head"] = head_width(ir, link_of(ir, c))
         for t in tails:
             if t is not None:
                 ir.nodes[t]["tail_of"] = buf.id
@@ -82,7 +64,7 @@ def run(ir: IR, options: Options) -> Report:
             for r in ir.consumers(value):
                 if value == buf.base and not within(ir.nodes[r]["scope"], buf.scope):
                     continue
-                if _fusable(ir, r):
+                if fusable(ir, r):
                     ir.nodes[r]["fuse"] = buf.id
                     fused += 1
     ir.graph["buffers"] = buffers
@@ -98,31 +80,14 @@ def run(ir: IR, options: Options) -> Report:
     return report
 
 
-def _link(ir: IR, n: int) -> _Link | None:
-    """A concat of feature maps read as ``[head ++] tail ++ new``."""
-    d = ir.nodes[n]
-    if d["op"] != "concat" or len(d["shape"]) != 3:
-        return None
-    ins = ir.inputs(n)
-    if len(ins) == 2:
-        return _Link(None, ins[0], ins[1])
-    if len(ins) == 3:
-        return _Link(ins[0], ins[1], ins[2])
-    return None
-
-
-def _head_width(ir: IR, link: _Link) -> int:
-    return 0 if link.head is None else ir.nodes[link.head]["shape"][0]
-
-
 def _next_links(ir: IR, prev: int) -> list[tuple[int, int | None]]:
     """Concats that extend ``prev``'s stored part, each with the slice dropping prev's head."""
-    head = _head_width(ir, _link(ir, prev))
+    head = head_width(ir, link_of(ir, prev))
     width = ir.nodes[prev]["shape"][0]
     found = []
     for v in ir.consumers(prev):
         if head == 0:
-            link = _link(ir, v)
+            link = link_of(ir, v)
             if link is not None and link.tail == prev:
                 found.append((v, None))
             continue
@@ -134,29 +99,10 @@ def _next_links(ir: IR, prev: int) -> list[tuple[int, int | None]]:
             continue
         readers = ir.consumers(v)
         if len(readers) == 1 and ir.in_degree(readers[0]) == len(set(ir.inputs(readers[0]))):
-            link = _link(ir, readers[0])
+            link = link_of(ir, readers[0])
             if link is not None and link.tail == v and ir.nodes[readers[0]]["scope"] == d["scope"]:
                 found.append((readers[0], v))
     return found
-
-
-def _fusable(ir: IR, bn: int) -> bool:
-    """bn -> relu -> conv 1x1 (stride 1, no padding, one group), each the only reader of the last."""
-    d = ir.nodes[bn]
-    if d["op"] != "bn" or not d["attrs"]["affine"]:
-        return False
-    relu = ir.consumers(bn)
-    if len(relu) != 1 or ir.nodes[relu[0]]["op"] != "relu":
-        return False
-    conv = ir.consumers(relu[0])
-    if len(conv) != 1 or ir.nodes[conv[0]]["op"] != "conv":
-        return False
-    a = ir.nodes[conv[0]]["attrs"]
-    one = (1, 1)
-    same_scope = ir.nodes[relu[0]]["scope"] == ir.nodes[conv[0]]["scope"] == d["scope"]
-    return same_scope and a["kernel"] == one and a["stride"] == one and a["pad"] == (0, 0) and (
-        a["dilation"] == one and a["groups"] == 1
-    )
 
 
 def estimate_activation_bytes(ir: IR, buffers: list[Buffer], dtype_bytes: int = 4) -> tuple[int, int]:

@@ -2,8 +2,9 @@
 
 A block qualifies when its IR is made of chains of ops ("units") between joins, every
 chain ending in a join input and the block ending in a join: the shape of any recursive
-join-based expansion. The columns come from the joins alone (``join_columns``: column 1
-is the shallowest, the numbering ``--fractal-column`` uses), not from the spec's names.
+join-based expansion. The columns come from the joins alone (``join_columns``, the
+numbering ``--fractal-column`` uses), not from the spec's names, and are drawn left to
+right by depth, the shallowest first.
 A chain splits into units where the nearest enclosing block instance changes (each unit
 of a fractal is the base case of the recursion, a block instance of its own).
 
@@ -45,23 +46,28 @@ class Bar:
 
 @dataclass
 class ColumnLayout:
-    numbers: list[int]  # the fractal column number of each drawn column, left to right
+    numbers: list[int]  # the column number (join_columns) of each drawn column, left to right
     rows: int
     units: list[Unit]
     bars: list[Bar]
 
 
 def column_layout(
-    ir: IR, members: set[int], entry: int | None, exit_: int | None, columns: dict[int, list[int]]
+    ir: IR,
+    members: set[int],
+    entry: int | None,
+    exit_: int | None,
+    columns: dict[int, list[int]],
+    order: dict[int, int],
 ) -> ColumnLayout | None:
     """The column layout of the block made of ``members`` (fed by ``entry``, ending in
     ``exit_``), or None when the block is not columns of units between joins.
-    ``columns``: ``join_columns(ir)``."""
+    ``columns``: ``join_columns(ir)``; ``order``: the IR's topological index of each node."""
     if exit_ not in members or ir.nodes[exit_]["op"] != "join" or entry is None:
         return None
     if not _units_between_joins(ir, members, entry, exit_):
         return None
-    topo = [n for n in ir.topo() if n in members]
+    topo = sorted(members, key=order.__getitem__)
     # chains: (source sync, ops, join, column number)
     chains = []
     for n in topo:
@@ -72,7 +78,12 @@ def column_layout(
             ops.append(ir.consumers(ops[-1])[0])
         ((_, join, data),) = ir.out_edges(ops[-1], data=True)
         chains.append((ir.inputs(n)[0], ops, join, columns[join][data["port"]]))
-    numbers = sorted({c for *_, c in chains})
+    # Drawn left to right by depth (ops in the column), shallowest first; the numbers are
+    # join_columns', which count depth for joins written join(deep, ..., shallow).
+    depth: dict[int, int] = {}
+    for _, ops, _, c in chains:
+        depth[c] = depth.get(c, 0) + len(ops)
+    numbers = sorted(depth, key=lambda c: (depth[c], c))
     if len(numbers) < 2 or not _one_path_per_column(chains, numbers, entry, exit_):
         return None
     position = {c: i for i, c in enumerate(numbers)}

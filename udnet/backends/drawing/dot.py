@@ -73,7 +73,8 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
     if opt.title:
         params = ir.param_count()
         g.attr(
-            label=f"{net}: {ir.number_of_nodes():,} IR nodes, {params:,} parameters",
+            label=f"{net}{f' ({opt.stage})' if opt.stage else ''}: {ir.number_of_nodes():,} IR nodes, "
+            f"{params:,} parameters",
             labelloc="t",
             labeljust="c",
             fontsize="14",
@@ -182,8 +183,13 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
             stack.append(kids)
 
     if opt.legend:
-        legend_node(g, [k for k in PRIORITY[::-1] if k in kinds_drawn], dr.aggregates)
+        shared = bool(ir.graph.get("buffers"))
+        legend_node(g, [k for k in PRIORITY[::-1] if k in kinds_drawn], dr.aggregates, shared)
     emit(g)
+    outputs = [f"n{n}" for n in _outputs(ir, topo)]
+    if len(outputs) > 1:  # several outputs (an FPN's levels): side by side on the last rank, in order
+        g.body.append("\t{rank=sink; " + " ".join(outputs) + "}\n")
+        g.body.append("\t" + " -> ".join(outputs) + " [style=invis]\n")
     for a, b, attrs in plain + skipping:  # skips last: drawn on top of the main path
         g.edge(a, b, **quoted(attrs))
     return g
@@ -192,3 +198,9 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
 def to_dot(ir: IR, **kw) -> str:
     """The DOT source (no layout, so no --max-draw-nodes budget unless ``max_nodes`` is given)."""
     return build_dot(ir, DrawOptions(**{"max_nodes": None, **kw})).source
+
+
+def _outputs(ir: IR, topo: list[int]) -> list[int]:
+    """The output nodes in the network's order (``graph["outputs"]``), then any others."""
+    listed = [n for n in ir.graph.get("outputs", []) if n in ir]
+    return listed + [n for n in topo if ir.nodes[n]["op"] == "output" and n not in listed]

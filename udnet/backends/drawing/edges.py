@@ -11,6 +11,10 @@ def drawn_edges(ir: IR, topo_index: dict[int, int]):
     A concat operand that is an ancestor of another operand of the same concat is the
     accumulated buffer of a dense block: its edge is a bus segment. A concat whose
     operands start with the operands of another concat is drawn as that concat ++ rest.
+    After the share-concat pass, every edge between the nodes of one planned buffer (its
+    base, its links and the slices that drop a link's head) is a bus segment too. A sum
+    of an upsampled operand and others (an FPN merge) has a top-down edge from the former
+    and lateral edges from the latter.
     """
     concat_operands: dict[tuple, int] = {}
     for n in sorted(ir.nodes, key=topo_index.__getitem__):
@@ -33,11 +37,43 @@ def drawn_edges(ir: IR, topo_index: dict[int, int]):
                     ports = [0] + ports[k:]
                     break
         skips = _skips(ir, operands, topo_index) if len(operands) > 1 else [False] * len(operands)
+        if ir.nodes[v]["op"] == "add" and not any(skips):
+            kinds = _top_down(ir, operands, kinds)
         for u, kind, skip, port in zip(operands, kinds, skips, ports):
             if kind == "concat" and skip and ir.nodes[v]["op"] == "concat":
                 kind = "bus"
             out.append((u, v, kind, skip, port))
+    buffer_of = _buffer_nodes(ir)
+    if buffer_of:
+        out = [
+            (u, v, "bus" if buffer_of.get(u, -1) == buffer_of.get(v, -2) else kind, skip, port)
+            for u, v, kind, skip, port in out
+        ]
     return out
+
+
+UPSAMPLING = ("upsample", "conv_transpose")
+
+
+def _top_down(ir: IR, operands: list[int], kinds: list[str]) -> list[str]:
+    """The kinds of a sum's operand edges: top-down and lateral when some operands, not all,
+    are upsampled."""
+    up = [ir.nodes[u]["op"] in UPSAMPLING for u in operands]
+    if not any(up) or all(up):
+        return kinds
+    return ["topdown" if is_up else "lateral" for is_up in up]
+
+
+def _buffer_nodes(ir: IR) -> dict[int, int]:
+    """Node -> id of the shared buffer it is part of (``share_concat``'s plan)."""
+    of = {}
+    for b in ir.graph.get("buffers", []):
+        of[b.base] = b.id
+        of.update((link, b.id) for link in b.links)
+    for n, d in ir.nodes(data=True):
+        if d.get("tail_of") is not None:
+            of[n] = d["tail_of"]
+    return of
 
 
 def _skips(ir: IR, operands: list[int], topo_index: dict[int, int]) -> list[bool]:

@@ -81,6 +81,12 @@ def call_text(scope: Scope, outer: Scope | None = None) -> str:
     return text if len(text) <= 72 else text[:68] + "...)"
 
 
+def stage_text(passes: list[str], fractal_column: int | None = None) -> str:
+    """What a drawing after the passes shows, for its title: ``after prune, share-concat``."""
+    text = "after " + ", ".join(passes) if passes else "no passes"
+    return text + (f"; column {fractal_column}" if fractal_column is not None else "")
+
+
 def leaf(path: str) -> str:
     return path.rsplit(".", 1)[-1]
 
@@ -157,8 +163,9 @@ def node_attrs(ir: IR, n: int, tap: bool) -> dict:
         tip += f", {d['params']:,} params"
     attrs: dict[str, str] = {"tooltip": tip, "class": f"op {op}"}
     if op in ("input", "output"):
+        name = d["attrs"].get("name")  # one of several named outputs: an ordered dict's key
         attrs.update(
-            label=f"{op}\n{shape_text(d['shape'])}",
+            label=f"{op} {name}\n{shape_text(d['shape'])}" if name else f"{op}\n{shape_text(d['shape'])}",
             style="filled",
             fillcolor="#3d4b66",
             fontcolor="white",

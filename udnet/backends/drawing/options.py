@@ -28,6 +28,7 @@ class DrawOptions:
     rankdir: str = "TB"
     legend: bool = True
     title: bool = True
+    stage: str = ""  # in the title: which passes ran (``stage_text``); empty: the elaborated IR
     max_nodes: int | None = MAX_DRAW_NODES  # None: no budget (DOT output)
     timeout: float | None = DRAW_TIMEOUT  # seconds for the renderer; None: no limit
 

@@ -65,6 +65,7 @@ class Drawing:
         self.visible: set[str] = set()  # scopes drawn as clusters
         self._sig: dict[str, tuple] = {}
         self._join_columns: dict[int, list[int]] | None = None  # computed for the first fractal block
+        self._order: dict[int, int] = {}  # topological index, with it
         self._walk("")
 
     def outer(self, path: str) -> Scope | None:
@@ -110,11 +111,13 @@ class Drawing:
     def _columns(self, path: str) -> bool:
         """Draw block ``path`` as columns if its structure is a fractal expansion."""
         s = self.scopes[path]
-        if s.kind != "block" or s.output is None or self.ir.nodes[s.output]["op"] != "join":
+        # after --fractal-column a scope's output may be a join that pruning removed
+        if s.kind != "block" or s.output not in self.ir or self.ir.nodes[s.output]["op"] != "join":
             return False
         if self._join_columns is None:
             self._join_columns = join_columns(self.ir)
-        layout = column_layout(self.ir, self.members[path], s.input, s.output, self._join_columns)
+            self._order = {n: i for i, n in enumerate(self.ir.topo())}
+        layout = column_layout(self.ir, self.members[path], s.input, s.output, self._join_columns, self._order)
         if layout is None:
             return False
         agg = Aggregate(f"c{len(self.aggregates)}", path, "", "columns", set(self.members[path]), layout=layout)

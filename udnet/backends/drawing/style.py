@@ -15,18 +15,23 @@ EDGE_STYLE: dict[str, dict[str, str]] = {
     "gate": {"color": "#e07000", "penwidth": "1.8", "style": "dashed"},
     "join": {"color": "#8e3fb0", "penwidth": "2.2"},
     "slice": {"color": "#c0392b", "penwidth": "1.8", "style": "dotted"},
+    "topdown": {"color": "#b5367a", "penwidth": "2.4"},
+    "lateral": {"color": "#2a9d8f", "penwidth": "1.8", "style": "dashed"},
 }
 LEGEND = {
     "sequence": "sequence",
     "residual": "residual sum (+)",
     "concat": "concat (++)",
     "bus": "dense buffer (each layer reads, then appends)",
+    "shared": "shared buffer (share-concat): one allocation, each layer reads a prefix, appends in place",
     "gate": "highway gate: T*H + (1-T)*x",
     "join": "fractal join (mean of columns)",
     "slice": "dual path: channel split",
+    "topdown": "top-down path: a coarser level upsampled into a sum (FPN)",
+    "lateral": "lateral connection: a backbone feature into a top-down sum",
 }
 # When several IR edges become one drawn edge, the most telling kind wins.
-PRIORITY = ("gate", "join", "residual", "slice", "concat", "bus", "sequence")
+PRIORITY = ("gate", "join", "residual", "topdown", "lateral", "slice", "concat", "bus", "sequence")
 
 CONNECTION_NODE = {
     "add": {
@@ -92,8 +97,9 @@ NODE_ATTR = {
 EDGE_ATTR = {"fontname": "Helvetica", "fontsize": "8", "arrowsize": "0.6"}
 
 
-def legend_node(g: graphviz.Digraph, kinds: list[str], aggregates: dict) -> None:
-    """One HTML-table node: a line drawn in each edge style present, and what it means.
+def legend_node(g: graphviz.Digraph, kinds: list[str], aggregates: dict, shared: bool = False) -> None:
+    """One HTML-table node: a line drawn in each edge style present, and what it means
+    (``shared``: the buses are the share-concat pass's buffers).
 
     A single node keeps the legend out of the ranks of the network, whatever its size."""
     rows = ['<tr><td colspan="2" align="left"><b>Legend</b></td></tr>']
@@ -106,12 +112,13 @@ def legend_node(g: graphviz.Digraph, kinds: list[str], aggregates: dict) -> None
             dash = f' style="{st["style"]}"' if st.get("style") in ("dashed", "dotted") else ""
             cell = 'width="40" height="8" fixedsize="true" sides="b"'
             sample = f'<td {cell} border="{width}" color="{st["color"]}"{dash}></td>'
-        rows.append(f'<tr>{sample}<td align="left">{LEGEND[k]}</td></tr>')
+        text = LEGEND["shared" if k == "bus" and shared else k]
+        rows.append(f'<tr>{sample}<td align="left">{text}</td></tr>')
     if any(x.kind == "columns" for x in aggregates.values()):
         join = CONNECTION_NODE["join"]
         rows.append(
             f'<tr><td width="40" height="10" fixedsize="true" border="1" color="{join["color"]}" '
-            f'bgcolor="{join["fillcolor"]}"></td><td align="left">fractal join: mean of the columns '
+            f'bgcolor="{join["fillcolor"]}"></td><td align="left" balign="left">fractal join: mean of the columns '
             "under the bar;<br/>drop-path rates local / global</td></tr>"
         )
     if any(x.kind == "fold" for x in aggregates.values()):

@@ -192,7 +192,7 @@ class Emitter:
                     "stmt", item.kind, tuple(ref(v) for v in item.ins), tuple(ref(v) for v in item.outs),
                     tuple(None if n is None else Num(n) for n in item.nums), tuple(var(v) for v in item.outs),
                     None if child is None else (child.label, child.kind, self._desc(child)),
-                    extras, tuple(None if r is None else Num(r) for r in item.reads),
+                    extras,
                 ))
                 continue
             loop: Loop = item
@@ -220,9 +220,7 @@ class Emitter:
             out = ref(loop.out) if loop.out is not None else None
             body.append(("loop", Num(loop.count), carry, loop.carry_pos, out, tuple(stmts)))
         outs = tuple(ref(v) for v in inst.outputs)
-        reads = tuple(Num(self.ir.nodes[v]["shape"][0]) if h and inst.kind == "network" else None
-                      for v, h in zip(inst.outputs, inst.handle_outputs or (False,) * len(outs)))
-        return ("class", len(inst.inputs), tuple(body), outs, tuple(inst.handle_inputs), reads)
+        return ("class", len(inst.inputs), tuple(body), outs)
 
     # ---- phase 2: constructor parameters, innermost first ----
 
@@ -597,11 +595,9 @@ def _used_slots(t: Any) -> set[int]:
     def desc_slots(desc: tuple) -> None:
         used.update(n.slot for n in _walk(desc))  # a child scope's numbers are its arguments
 
-    used.update(n.slot for n in _walk(t[5]))
     for item in t[2]:
         if item[0] == "stmt":
             used.update(n.slot for n in _walk(item[4]))
-            used.update(n.slot for n in _walk(item[8]))
             if item[6] is not None:
                 desc_slots(item[6][2])
             for extra in item[7]:
@@ -618,11 +614,9 @@ def _used_slots(t: Any) -> set[int]:
 def _forward_slots(t: Any) -> set[int]:
     """Slots the forward pass reads: loop counts and slice bounds."""
     found: set[int] = set()
-    found.update(n.slot for n in _walk(t[5]))
     for item in t[2]:
         if item[0] == "stmt":
             found.update(n.slot for n in _walk(item[4]))
-            found.update(n.slot for n in _walk(item[8]))
         else:
             found.add(item[1].slot)
             for s in item[5]:
@@ -853,7 +847,7 @@ class _Printer:
 
     def forward_lines(self, tpl, inst: Instance) -> list[str]:
         n_in = tpl[1]
-        names = _Names()
+        names: dict[int, str] = {}
         live: set[str] = set()
         last_use = _last_uses(tpl)
         taken = set(_RESERVED)
@@ -879,20 +873,15 @@ class _Printer:
 
         for idx, item in enumerate(tpl[2]):
             if item[0] == "stmt":
-                _, kind, ins, outs, nums, vars_, child, extras, reads = item
+                _, kind, ins, outs, nums, vars_, child, extras = item
                 args = [names[v] for v in ins]
-                # A name dies with its value, unless another value still to be read shares it
-                # (a concat buffer holds its base and every link under one name).
-                dying = [names[v] for v in ins if last_use.get(v) == idx and not names.shared(v, idx, last_use)]
-                if reads:
-                    args = [a if r is None else f"concat_read({a}, {self._fwd(self.num(r))})"
-                            for a, r in zip(args, reads)]
+                dying = [names[v] for v in ins if last_use.get(v) == idx]
                 if kind == "start":
                     lines += _stmt_lines(f"{args[0]} = ", f"concat_start({args[0]}, {self._fwd(self.num(nums[0]))})")
                     continue
                 if kind == "bn_relu_conv":
-                    call = f"{_attr(child[0])}, {_attr(extras[1][0])}"
-                    expr = f"bn_relu_conv1x1({args[0]}, {self._fwd(self.num(nums[0]))}, {call})"
+                    modules = ", ".join(_attr(m) for m in (child[0], extras[0][0], extras[1][0]))
+                    expr = f"bn_relu_conv1x1({args[0]}, {modules})"
                 else:
                     expr = self._expr(kind, args, nums, child, lambda lbl: _attr(lbl))
                 for d in dying:
@@ -910,16 +899,14 @@ class _Printer:
             else:
                 lines += self._loop_lines(item, idx, names, live, last_use, fresh)
         outs = tpl[3]
-        rets = [names[o] if r is None else f"concat_read({names[o]}, {self.num(r)})" for o, r in zip(outs, tpl[5])]
-        lines += _stmt_lines("return ", ", ".join(rets) if outs else "x")
+        lines += _stmt_lines("return ", ", ".join(names[o] for o in outs) if outs else "x")
         return lines
 
     def _loop_lines(self, item, idx, names, live, last_use, fresh) -> list[str]:
         _, count, carry, carry_pos, out, stmts = item
         carry_name = names.get(carry) if carry is not None else None
         prologue: list[str] = []
-        if (carry_name is not None and carry_pos is not None and last_use.get(carry, -1) > idx
-                and stmts[carry_pos[0]][1] != "append"):
+        if carry_name is not None and carry_pos is not None and last_use.get(carry, -1) > idx:
             # The loop's input is read after the loop: carry a copy of the name, not the name.
             new = fresh(stmts[carry_pos[0]][6][carry_pos[1]], [])
             live.add(new)
@@ -969,11 +956,10 @@ class _Printer:
         if kind == "concat":
             return f"torch.cat([{', '.join(args)}], 1)"
         if kind == "append":
-            lo = self._fwd(self.aff(nums[0]) if looping else self.num(nums[0]))
+            lo, drop = (None if n is None else self._fwd(self.aff(n) if looping else self.num(n)) for n in nums)
             head = f", head={args[2]}" if len(args) > 2 else ""
-            return f"concat_append({args[0]}, {args[1]}, {lo}{head})"
-        if kind == "head":
-            return f"concat_head({args[0]})"
+            drop = f", drop={drop}" if drop is not None else ""
+            return f"concat_append({args[0]}, {args[1]}, {lo}{head}{drop})"
         if kind == "gate":
             h, x, t = args
             return f"{t} * {h} + (1 - {t}) * {x}"
@@ -995,26 +981,6 @@ class _Printer:
         """A number's code as read in forward: constructor parameters live on self."""
         params = set(self.cd.params)
         return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: f"self.{m.group(0)}" if m.group(0) in params else m.group(0), code)
-
-
-class _Names(dict):
-    """value -> local name in forward, and for each name the values bound to it."""
-
-    def __init__(self):
-        super().__init__()
-        self.holders: dict[str, set[int]] = {}
-
-    def __setitem__(self, value: int, name: str) -> None:
-        super().__setitem__(value, name)
-        self.holders.setdefault(name, set()).add(value)
-
-    def shared(self, v: int, idx: int, last_use: dict[int, int]) -> bool:
-        """Does another value still to be read after statement ``idx`` share ``v``'s name?
-        Values read for the last time are dropped, so each is looked at once more at most."""
-        holders = self.holders[self[v]]
-        done = [w for w in holders if w != v and last_use.get(w, -1) <= idx]
-        holders.difference_update(done)
-        return any(w != v and self[w] == self[v] for w in holders)
 
 
 _RESERVED_ATTRS = {"training", "forward"}

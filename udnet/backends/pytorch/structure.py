@@ -17,7 +17,7 @@ import networkx as nx
 
 from udnet.backends.pytorch.names import Namespace
 from udnet.ir.analysis import join_columns
-from udnet.ir.graph import IR, within
+from udnet.ir.graph import IR
 from udnet.ir.ops import OPS
 
 
@@ -31,13 +31,12 @@ class Child:
 
 @dataclass
 class Stmt:
-    kind: str  # call, add, concat, gate, slice; start, append, head, bn_relu_conv (shared buffers)
+    kind: str  # call, add, concat, gate, slice; start, append, bn_relu_conv (shared buffers)
     ins: list[int]
     outs: list[int]
     child: int | None = None  # index into Instance.children for calls
     nums: tuple = ()  # slice bounds; buffer widths and offsets
     extra: tuple = ()  # further children a fused statement stands for
-    reads: tuple = ()  # per input: the width to read from a shared buffer, or None
 
 
 @dataclass
@@ -65,8 +64,6 @@ class Instance:
     children: list[Child] = field(default_factory=list)
     body: list[Any] = field(default_factory=list)  # Stmt and Loop
     var_names: dict[int, str] = field(default_factory=dict)
-    handle_inputs: tuple = ()  # per input: is it a shared concat buffer
-    handle_outputs: tuple = ()
 
 
 def build_instances(ir: IR) -> Instance:
@@ -74,7 +71,7 @@ def build_instances(ir: IR) -> Instance:
     columns = join_columns(ir)
     buffers = ir.graph.get("buffers", [])
     # Nodes with no statement of their own: the ReLU and conv of a fused reader, and the
-    # slices that drop a link's head (the buffer handle stands for them).
+    # slices that drop a link's head (the next link's append drops it).
     absorbed: set[int] = set()
     for n, d in ir.nodes(data=True):
         if d.get("fuse") is not None:
@@ -82,14 +79,6 @@ def build_instances(ir: IR) -> Instance:
             absorbed.update((relu, ir.consumers(relu)[0]))
         if d.get("tail_of") is not None:
             absorbed.add(n)
-
-    def is_handle(v: int, path: str) -> bool:
-        """Is ``v`` a buffer handle in scope ``path``? Links always are; a base is from
-        where its chain starts the buffer on, but not inside a scope that produces it."""
-        if ir.nodes[v].get("buffer") is not None:
-            return True
-        return any(b.base == v and within(path, b.scope)
-                   and (path == b.scope or not within(ir.nodes[v]["scope"], path)) for b in buffers)
     scopes = ir.graph["scopes"]
     # Every pass below is linear in nodes and edges (times the nesting an edge crosses):
     # a scope never walks the nodes of the scopes nested in it.
@@ -199,18 +188,15 @@ def build_instances(ir: IR) -> Instance:
                 for v in sub.outputs:
                     if ir.nodes[v].get("var"):
                         inst.var_names[v] = ir.nodes[v]["var"]
-        _plan_buffers(ir, inst, buffers, is_handle)
+        _start_buffers(inst, buffers)
         return inst
 
     return make("")
 
 
-def _plan_buffers(ir: IR, inst: Instance, buffers, is_handle) -> None:
-    """Start buffers where their chain begins and read them where a plain tensor is needed."""
-    # The chain's own scope receives its base as a tensor and starts the buffer itself.
-    own_bases = {b.base for b in buffers if b.scope == inst.path}
-    inst.handle_inputs = tuple(is_handle(v, inst.path) and v not in own_bases for v in inst.inputs)
-    inst.handle_outputs = tuple(is_handle(v, inst.path) for v in inst.outputs)
+def _start_buffers(inst: Instance, buffers) -> None:
+    """Start each buffer in its chain's scope, where its base is first a value there.
+    Every value, link or not, crosses module boundaries as a tensor."""
     for b in buffers:
         if b.scope != inst.path:
             continue
@@ -220,16 +206,6 @@ def _plan_buffers(ir: IR, inst: Instance, buffers, is_handle) -> None:
         else:
             at = next(i for i, st in enumerate(inst.body) if b.base in st.outs)
             inst.body.insert(at + 1, start)
-    aware = {"start", "head", "bn_relu_conv"}
-    for st in inst.body:
-        if st.kind in aware or (st.kind == "call" and inst.children[st.child].kind == "scope"):
-            continue
-        # An append takes its chain's handle first; what it appends (or a head) may be a
-        # handle too (even the same one: x ++ x) and is then read as a tensor.
-        reads = tuple(ir.nodes[v]["shape"][0] if is_handle(v, inst.path) and (k or st.kind != "append") else None
-                      for k, v in enumerate(st.ins))
-        if any(r is not None for r in reads):
-            st.reads = reads
 
 
 def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], labels: Namespace) -> None:
@@ -244,21 +220,18 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], la
             nd = ir.nodes[node]
             inst.children.append(Child(nd["name"], "op", op_desc(nd["op"], ir.nodes[ir.inputs(node)[0]]["shape"],
                                                                   nd["attrs"])))
-        width = ir.nodes[ins[0]]["shape"][0]
-        inst.body.append(Stmt("bn_relu_conv", ins, [conv], first, (width,), (first + 1, first + 2)))
+        inst.body.append(Stmt("bn_relu_conv", ins, [conv], first, (), (first + 1, first + 2)))
         return
     if op == "concat" and d.get("buffer") is not None:
-        # [head ++] tail ++ new: the tail is the buffer so far (a dropped head's slice is
-        # read through to the previous link's handle), new goes in at its end.
+        # [head ++] tail ++ new: the tail is the buffer so far; where it is the previous
+        # link less its head, the append takes that link and drops the head itself.
         head, tail, new = ([None] + ins if len(ins) == 2 else ins)
-        stored = ir.nodes[tail]["shape"][0]
+        stored, drop = ir.nodes[tail]["shape"][0], None
         if ir.nodes[tail].get("tail_of") is not None:
             tail = ir.inputs(tail)[0]
-        inst.body.append(Stmt("append", [tail, new] + ([head] if head is not None else []), [n], None, (stored,)))
-        return
-    if op == "slice" and ir.nodes[ins[0]].get("head") and (d["attrs"]["lo"], d["attrs"]["hi"]) == (
-            0, ir.nodes[ins[0]]["head"]):
-        inst.body.append(Stmt("head", ins, [n]))
+            drop = ir.nodes[tail]["head"]
+        ins = [tail, new] + ([head] if head is not None else [])
+        inst.body.append(Stmt("append", ins, [n], None, (stored, drop)))
         return
     if op in OPS:
         in_shape = ir.nodes[ins[0]]["shape"]
@@ -376,7 +349,7 @@ def _try_loop(inst, body, start, p, class_of, uses, stmt_keys) -> Loop | None:
 
     if start + 2 * p > len(body) or not all(isinstance(s, Stmt) for s in body[start : start + 2 * p]):
         return None
-    if any(s.reads or s.extra or s.kind == "start" for s in body[start : start + 2 * p]):
+    if any(s.extra or s.kind == "start" for s in body[start : start + 2 * p]):
         return None
     w0, w1 = window(0), window(1)
     keys = stmt_keys[start : start + p]

@@ -1,0 +1,163 @@
+"""The shared-buffer runtime (udnet/backends/pytorch/shared_buffer.py) on its own: link
+tensors, their version counters, falling back on plain tensors, hooks on a fused
+reader's modules, and the copy an emitted model.py carries. (The fused reader's
+gradients: test_passes.py, test_fused_reader_equals_bn_relu_conv_over_the_concatenation.)"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from udnet.backends.pytorch import runtime, shared_buffer as sb
+from udnet.pipeline import compile_to_torch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+F64 = torch.float64
+
+
+def _chain(x0, ys, channels):
+    """Start a buffer with x0 and append each y: the links, first (x0) to last."""
+    links = [sb.concat_start(x0, channels)]
+    for y in ys:
+        links.append(sb.concat_append(links[-1], y, links[-1].shape[1]))
+    return links
+
+
+def test_links_are_the_concatenations_and_share_one_storage():
+    x0, ys = torch.randn(2, 3, 4, 5), [torch.randn(2, 2, 4, 5) for _ in range(3)]
+    links = _chain(x0, ys, 9)
+    for k, link in enumerate(links):
+        assert type(link) is torch.Tensor and not link._is_view()
+        assert torch.equal(link, torch.cat([x0, *ys[:k]], 1))
+    assert len({link.untyped_storage().data_ptr() for link in links}) == 1
+
+
+def test_saved_and_kept_links_survive_later_writes():
+    """A link saved for backward, or kept by a hook, is not disturbed by later appends:
+    each has its own version counter, and the channels under it are never rewritten."""
+    x0 = torch.randn(2, 3, 4, 4, dtype=F64, requires_grad=True)
+    ys = [torch.randn(2, 2, 4, 4, dtype=F64, requires_grad=True) for _ in range(2)]
+    w = torch.randn(3, 4, 4, dtype=F64)
+    first = sb.concat_start(x0, 7)
+    kept = first.clone()
+    loss = (first * w).sum()  # mul saves first
+    last = sb.concat_append(sb.concat_append(first, ys[0], 3), ys[1], 5)
+    (loss + last.square().sum()).backward()
+    assert torch.equal(first, kept)
+    plain = torch.cat([x0, *ys], 1)
+    want = torch.autograd.grad((plain[:, :3] * w).sum() + plain.square().sum(), [x0, *ys])
+    for got, ref in zip([x0.grad, ys[0].grad, ys[1].grad], want):
+        torch.testing.assert_close(got, ref)
+
+
+def test_append_falls_back_to_a_plain_concatenation():
+    """A plain tensor, a link the buffer has grown past (a second branch), and a link
+    changed in place are concatenated as they are."""
+    x0, y = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
+    plain = sb.concat_append(x0, y, 3)
+    assert torch.equal(plain, torch.cat([x0, y], 1)) and sb._link_of(plain) is None
+    first = sb.concat_start(x0, 7)
+    sb.concat_append(first, y, 3)
+    branch = sb.concat_append(first, -y, 3)  # first no longer ends the buffer
+    assert torch.equal(branch, torch.cat([x0, -y], 1))
+    assert branch.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+    other = sb.concat_start(x0, 7)
+    other.mul_(2)  # the storage changes with it; the link now reads as a plain tensor
+    assert sb._link_of(other) is None
+    assert torch.equal(sb.concat_append(other, y, 3), torch.cat([2 * x0, y], 1))
+
+
+def test_saved_and_copied_links_are_plain_tensors(tmp_path):
+    """torch.save of a link (a hooked output) loads anywhere, weights_only included;
+    the loaded tensor and a deep copy are plain tensors with the link's values."""
+    link = _chain(torch.randn(2, 3, 4, 4), [torch.randn(2, 2, 4, 4)], 5)[-1]
+    torch.save({"out": link}, tmp_path / "out.pt")
+    loaded = torch.load(tmp_path / "out.pt", weights_only=True)["out"]
+    for t in (loaded, copy.deepcopy(link)):
+        assert torch.equal(t, link) and sb._link_of(t) is None
+    assert sb._link_of(link) is not None
+
+
+def test_chains_run_under_inference_mode():
+    """Inference tensors keep no version counter; a chain still runs, in place."""
+    x0, y = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
+    with torch.inference_mode():
+        first = sb.concat_start(x0, 5)
+        last = sb.concat_append(first, y, 3)
+    assert torch.equal(last, torch.cat([x0, y], 1))
+    assert last.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+
+
+def test_head_links_drop_the_previous_head():
+    """DPN's links: [head ++] the stored part, the next link dropping the old head."""
+    d0, y1, y2 = torch.randn(2, 2, 3, 3), torch.randn(2, 1, 3, 3), torch.randn(2, 1, 3, 3)
+    r1, r2 = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    x1 = sb.concat_append(sb.concat_start(d0, 4), y1, 2, head=r1)
+    x2 = sb.concat_append(x1, y2, 3, head=r2, drop=4)
+    assert torch.equal(x1, torch.cat([r1, d0, y1], 1))
+    assert torch.equal(x2, torch.cat([r2, d0, y1, y2], 1))
+    assert sb._link_of(x2).stored == 4
+    assert torch.equal(sb.concat_append(x1.clone(), y2, 3, head=r2, drop=4), x2)
+
+
+def _modules(c_in, c_out, bias):
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(c_in).double()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    conv = torch.nn.Conv2d(c_in, c_out, 1, bias=bias).double()
+    return bn, torch.nn.ReLU(), conv
+
+
+def test_fused_reader_runs_the_modules_when_hooked():
+    """A hook on the BN, the ReLU or the conv sees them run, on the naive tensors."""
+    x0 = torch.randn(2, 4, 3, 3, dtype=F64)
+    link = sb.concat_start(x0, 6)
+    bn, relu, conv = _modules(4, 2, bias=False)
+    seen = []
+    relu.register_forward_hook(lambda m, args, out: seen.append(out))
+    out = sb.bn_relu_conv1x1(link, bn.eval(), relu, conv)
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], torch.relu(bn(x0)))
+    torch.testing.assert_close(out, conv(torch.relu(bn(x0))))
+
+
+def test_traced_forms_are_plain_ops():
+    """Under fx tracing every function is the plain operation."""
+
+    class Chain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn, self.relu, self.conv = _modules(5, 2, bias=False)
+
+        def forward(self, x, y):
+            x = sb.concat_append(sb.concat_start(x, 5), y, 3)
+            return sb.bn_relu_conv1x1(x, self.bn, self.relu, self.conv)
+
+    traced = torch.fx.symbolic_trace(Chain())
+    nodes = traced.graph.nodes
+    assert [n.target for n in nodes if n.op == "call_module"] == ["bn", "relu", "conv"]
+    assert [n.target for n in nodes if n.op in ("call_function", "call_method")] == [torch.cat]
+    x, y = torch.randn(2, 3, 4, 4, dtype=F64), torch.randn(2, 2, 4, 4, dtype=F64)
+    torch.testing.assert_close(traced(x, y), Chain()(x, y))
+
+
+def test_emitted_files_carry_the_module_unchanged():
+    body = runtime.CONCAT_BUFFER.strip()
+    assert body in compile_to_torch(str(SPECS / "densenet.ud"))
+    assert body in Path(sb.__file__).read_text(encoding="utf-8")
+    assert "concat_start" not in compile_to_torch(str(SPECS / "resnet.ud"))
+
+
+def test_module_is_ruff_clean_as_emitted_code_is():
+    for args in (["check", "--isolated", "--no-cache"], ["format", "--isolated", "--no-cache", "--check"]):
+        r = subprocess.run([sys.executable, "-m", "ruff", *args, sb.__file__], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,227 @@
+"""Mutation testing of the runtime helpers that an emitted model.py carries.
+
+The code generator copies the helpers (the FractalNet join and its drop-path in
+``udnet/backends/pytorch/runtime.py``, the shared concat buffer read as text from
+``shared_buffer.py``) into each model.py as source text, so mutmut, which mutates the
+functions of imported modules, never reaches the copies that the emitted modules run.
+This script mutates the code inside those strings, one change at a time, and runs the
+tests that reach it with the mutated text in place of the original:
+
+    .venv/bin/python tools/mutate_runtime.py                # every mutant
+    .venv/bin/python tools/mutate_runtime.py JOIN           # the helpers of one string
+    .venv/bin/python tools/mutate_runtime.py --list         # list the mutants, run nothing
+    .venv/bin/python tools/mutate_runtime.py --lines 83,96  # only the mutants of these lines
+
+Each mutant runs in a forked child (torch and pytest are imported once, here); it is
+killed when a test fails or when it runs past ``--timeout`` times the clean run. The
+survivors are printed with their lines; docs/testing.md says why each is equivalent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The helper strings under test, and the tests that reach each: the emitted modules
+#: that use them, compared with torch and with the reference interpreter.
+TESTS = {
+    "JOIN": [
+        "tests/test_semantics_reference.py::test_join_eval_is_the_mean_of_its_inputs",
+        "tests/test_semantics_reference.py::test_local_drop_path_keeps_each_input_with_probability_one_minus_p",
+        "tests/test_semantics_reference.py::test_global_drop_path_keeps_one_column_per_sample",
+        "tests/test_semantics_reference.py::test_eval_ignores_drop_path",
+        "tests/test_passes.py::test_fractal_column_extracts_the_student_network",
+        "tests/test_torch_backend.py::test_drop_path_train_and_eval_semantics",
+    ],
+    "CONCAT_BUFFER": [
+        "tests/test_passes.py",
+        "tests/test_hardening_runtime.py",
+    ],
+}
+
+# One change per mutant, as mutmut makes them: each operator for its neighbour.
+_SWAP = {
+    ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+    ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In,
+    ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
+    ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult, ast.And: ast.Or, ast.Or: ast.And,
+    ast.BitOr: ast.BitAnd, ast.BitAnd: ast.BitOr,
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str  # the helper string: JOIN, CONCAT_BUFFER
+    file: str  # where its text is written: runtime.py, shared_buffer.py
+    line: int  # in that file
+    before: str
+    after: str
+    text: str  # the whole mutated helper string
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} ({self.name}): {self.before}  ->  {self.after}"
+
+
+def _variants(node: ast.AST):
+    """Each single-operator change of ``node`` itself (not of its children)."""
+    if isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            if type(op) in _SWAP:
+                new = copy.deepcopy(node)
+                new.ops[i] = _SWAP[type(op)]()
+                yield new
+    elif isinstance(node, (ast.BinOp, ast.BoolOp)) and type(node.op) in _SWAP:
+        new = copy.deepcopy(node)
+        new.op = _SWAP[type(node.op)]()
+        yield new
+    elif isinstance(node, ast.AugAssign):
+        if type(node.op) in _SWAP:
+            new = copy.deepcopy(node)
+            new.op = _SWAP[type(node.op)]()
+            yield new
+        yield ast.Assign(targets=[copy.deepcopy(node.target)], value=copy.deepcopy(node.value), lineno=0)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub, ast.Invert)):
+        yield copy.deepcopy(node.operand)
+    elif isinstance(node, ast.Constant) and type(node.value) in (bool, int, float):
+        yield ast.Constant(not node.value if isinstance(node.value, bool) else node.value + 1)
+
+
+def _offsets(text: str) -> list[int]:
+    starts, pos = [], 0
+    for line in text.splitlines(keepends=True):
+        starts.append(pos)
+        pos += len(line)
+    return starts
+
+
+def mutants(name: str, text: str, file: str, first_line: int) -> list[Mutant]:
+    starts = _offsets(text)
+    out = []
+    for node in ast.walk(ast.parse(text)):
+        for new in _variants(node):
+            lo = starts[node.lineno - 1] + node.col_offset
+            hi = starts[node.end_lineno - 1] + node.end_col_offset
+            replacement = ast.unparse(ast.fix_missing_locations(new))
+            if isinstance(new, ast.expr):
+                replacement = f"({replacement})"
+            mutated = text[:lo] + replacement + text[hi:]
+            ast.parse(mutated)  # a mutant is always valid Python
+            before = " ".join(text[lo:hi].split())
+            out.append(Mutant(name, file, first_line + node.lineno - 1, before, replacement, mutated))
+    return sorted(out, key=lambda m: (m.line, m.before, m.after))
+
+
+def helper_strings() -> dict[str, tuple[str, str, int]]:
+    """The helper strings under test: name -> (text, the file it is written in, the line
+    of that file where the text's first line is)."""
+    from udnet.backends.pytorch import runtime
+
+    folder = Path(runtime.__file__).parent
+    sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py"))}
+    found = {}
+    for name in TESTS:
+        text = getattr(runtime, name)
+        body = text.lstrip("\n")
+        for file, source in sources.items():
+            at = source.find(body)
+            if at >= 0:
+                found[name] = (text, file, source.count("\n", 0, at) + 1 - (len(text) - len(body)))
+                break
+        else:
+            raise SystemExit(f"runtime.{name}: its text is in no file of {folder}")
+    return found
+
+
+def run_tests(tests: list[str], replace: tuple[str, str] | None, timeout: float) -> tuple[int | None, float]:
+    """pytest's exit status over ``tests`` in a forked child (None past the timeout), and
+    the seconds it took; ``replace`` = (helper name, mutated text)."""
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            import pytest
+
+            from udnet.backends.pytorch import runtime
+
+            if replace is not None:
+                setattr(runtime, *replace)
+            code = int(pytest.main([*tests, "-x", "-q", "-p", "no:cacheprovider"]))
+        except BaseException:
+            code = 99
+        os._exit(code)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None, time.monotonic() - start
+        time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", help=f"helper strings to mutate (default: {', '.join(TESTS)})")
+    ap.add_argument("--list", action="store_true", help="list the mutants and run nothing")
+    ap.add_argument("--lines", help="only the mutants of these lines of the helpers' files (comma-separated)")
+    ap.add_argument("--timeout", type=float, default=5.0, help="a mutant's time limit, in clean runs")
+    args = ap.parse_args(argv)
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    strings = helper_strings()
+    names = args.names or list(TESTS)
+    unknown = [n for n in names if n not in TESTS]
+    if unknown:
+        ap.error(f"unknown helper strings {unknown}; known: {', '.join(TESTS)}")
+    lines = {int(v) for v in args.lines.split(",")} if args.lines else set()
+    if args.list:
+        for name in names:
+            for m in mutants(name, *strings[name]):
+                if not lines or m.line in lines:
+                    print(m)
+        return 0
+    import torch  # noqa: F401  (imported once, before forking)
+
+    total = {"killed": 0, "timeout": 0, "survived": 0}
+    survivors = []
+    for name in names:
+        clean, seconds = run_tests(TESTS[name], None, float("inf"))
+        if clean != 0:
+            print(f"{name}: the clean run fails (pytest exit status {clean}); fix that first")
+            return 1
+        found = [m for m in mutants(name, *strings[name]) if not lines or m.line in lines]
+        print(f"{name}: {len(found)} mutants; the clean run takes {seconds:.0f} s", flush=True)
+        counts = {"killed": 0, "timeout": 0, "survived": 0}
+        for i, m in enumerate(found, 1):
+            code, _ = run_tests(TESTS[name], (name, m.text), args.timeout * seconds + 10)
+            verdict = "timeout" if code is None else "survived" if code == 0 else "killed"
+            counts[verdict] += 1
+            if verdict == "survived":
+                survivors.append(m)
+            print(f"  [{i}/{len(found)}] {verdict:8} {m}", flush=True)
+        print(f"{name}: {counts}", flush=True)
+        for k, v in counts.items():
+            total[k] += v
+    caught = total["killed"] + total["timeout"]
+    n = caught + total["survived"]
+    print(f"\nscore: {caught}/{n} = {100 * caught / max(n, 1):.1f} % ({total})")
+    for m in survivors:
+        print(f"survived: {m}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
