@@ -110,6 +110,8 @@ def _check_modules(ir: IR, model: torch.nn.Module, trace: ModuleTrace, values: d
         ins_ids, outs_ids = scope_boundary(ir, path, topo)
         ins, outs = calls[0]
         for what, seen, ids in (("inputs", ins, ins_ids), ("outputs", outs, outs_ids)):
+            if what == "outputs" and not ids:
+                continue  # nothing outside reads the scope (its result is its input, or dead): its return is unused
             bad = match_boundary(seen, [values[u] for u in ids], RTOL, ATOL)
             if bad:
                 problems.append(f"scope {path} {what}: {bad}")

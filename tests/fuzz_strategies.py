@@ -10,7 +10,7 @@ it made of them:
   programs, and, per program, those it writes for that very program), so that user names
   land on the names the emitter invents (``self.join``, a slot parameter ``conv1_out``, a
   loop count ``self.n``, ``relu_1``, ...).
-* ``ExtremeArgGen``: one op (every op of ``udnet.ir.ops.OPS`` and the join) with one or
+* ``ExtremeArgGen``: one op (every op of ``udnet.ops.OPS`` and the join) with one or
   more arguments at a numeric extreme of its kind (zero, negative, 1e308, 5e-324, 2**62, ...).
 * ``IdentityGen``: networks whose output is their input (``identity``, an empty body,
   ``join(x)``, empty groups and blocks, dead branches that the passes prune).
@@ -50,7 +50,7 @@ from programs import (
 
 from udnet.elaborate.elaborator import CONNECTIONS, FUNCTIONS, INTROSPECTION, RESERVED_LABELS
 from udnet.errors import Source, UdnetError
-from udnet.ir.ops import OPS, REQUIRED
+from udnet.ops import OPS, REQUIRED
 
 # ---------------------------------------------------------------------------
 # The emitter's vocabulary.
@@ -395,6 +395,8 @@ class ExtremeArgGen:
             return f"[{c.pick(EXTREME_INTS)}, {c.pick(('1', '2', '3') + EXTREME_INTS)}]"
         if kind == "float":
             return c.pick(EXTREME_FLOATS)
+        if kind == "opt_number":  # an integer or a number (or none)
+            return c.pick(EXTREME_FLOATS + EXTREME_INTS + ("none",))
         if kind == "prob":
             return c.pick(EXTREME_PROBS)
         if kind == "bool":
@@ -405,7 +407,8 @@ class ExtremeArgGen:
 
     def sane(self, op: str, name: str) -> str | None:
         """A small valid value for a required argument that is not being pushed."""
-        return {"out": str(self.c.int(1, 4)), "kernel": str(self.c.int(1, 3))}.get(name)
+        return {"out": str(self.c.int(1, 4)), "kernel": str(self.c.int(1, 3)), "p": "0.5",
+                "size": str(self.c.int(1, 3))}.get(name)
 
     def call(self) -> tuple[str, str]:
         """(op call text, the op's name); joins are written as connections."""

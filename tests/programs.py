@@ -155,7 +155,7 @@ class ProgramGen:
         return lines
 
     def stmt(self, depth: int) -> list[str]:
-        kinds = ["op", "op", "residual", "projection", "concat", "gate", "join", "slice", "pool", "assign"]
+        kinds = ["op", "op", "residual", "projection", "concat", "gate", "join", "slice", "pool", "assign", "product"]
         if self.blocks:
             kinds += ["call", "call"]
         if depth < self.MAX_DEPTH:
@@ -177,13 +177,30 @@ class ProgramGen:
                 "elu(alpha = 0.5)",
                 "dropout(0.2)",
                 "identity",
+                "relu6",
+                "silu",
+                'gelu(approximate = "tanh")',
+                "hardswish",
+                "hardsigmoid",
+                "leaky_relu(0.1)",
+                "softmax",
+                "frozen_bn",
+                "groupnorm(1)",
+                "layernorm(eps = 1e-6)",
+                "drop_path(0.2)",
+                "channel_shuffle(1)",
+                f"conv_transpose({self.width()}, 3, pad = 1)",
             ]
         )
         return [self.label() + op]
 
     def s_pool(self, depth):
-        pool = self.c.pick(["maxpool(2)", "avgpool(2, stride = 2)", "maxpool(3, stride = 2, pad = 1)", "upsample(2)"])
-        guard = "height <= 16" if pool.startswith("upsample") else "height >= 2 and width >= 2"
+        pool = self.c.pick(["maxpool(2)", "avgpool(2, stride = 2)", "maxpool(3, stride = 2, pad = 1)", "upsample(2)",
+                            "upsample(1.5)", 'upsample(size = [4, 6], mode = "bilinear", align_corners = true)',
+                            "adaptive_avgpool(2)", "adaptive_maxpool([1, 2])",
+                            f"conv_transpose({self.width()}, 2, stride = 2)"])
+        grows = pool.startswith(("upsample", "conv_transpose"))
+        guard = "height <= 16" if grows else "height >= 2 and width >= 2"
         stmt = self.label() + pool
         if self.ok or self.c.chance(0.5):
             return [f"if {guard} {{ {stmt} }}"]
@@ -191,6 +208,14 @@ class ProgramGen:
 
     def s_residual(self, depth):
         return [f"x = x + (x |> {self.same_chain()})"]
+
+    def s_product(self, depth):
+        """Channel or spatial attention: the tensor times a gate that broadcasts over it."""
+        gate = self.c.pick(["gap(keep = true) |> conv(channels, 1) |> sigmoid", "gap |> linear(channels) |> hardsigmoid",
+                            "conv(1, 1) |> sigmoid", "relu"])
+        if not self.ok and self.c.chance(0.3):
+            gate = self.c.pick(["gap |> linear(max(1, channels // 2))", "conv(2, 1)", "maxpool(2)"])
+        return [f"x = x * (x |> {gate})"]
 
     def s_projection(self, depth):
         y, w, s = self.fresh("y"), self.width(), self.stride()

@@ -59,8 +59,20 @@ def _eval(ir: IR, n: int, d: dict, ins: list[torch.Tensor], params: dict, traini
     if op == "conv":
         return F.conv2d(ins[0], params[f"{path}.weight"], p("bias"), stride=a["stride"], padding=a["pad"],
                         dilation=a["dilation"], groups=a["groups"])
+    if op == "conv_transpose":
+        return F.conv_transpose2d(ins[0], params[f"{path}.weight"], p("bias"), stride=a["stride"], padding=a["pad"],
+                                  output_padding=a["output_pad"], groups=a["groups"], dilation=a["dilation"])
     if op == "linear":
         return F.linear(ins[0], params[f"{path}.weight"], p("bias"))
+    if op == "frozen_bn":  # torchvision's FrozenBatchNorm2d formula
+        shape = (1, -1, 1, 1)
+        scale = p("weight").reshape(shape) * (p("running_var").reshape(shape) + a["eps"]).rsqrt()
+        return ins[0] * scale + (p("bias").reshape(shape) - p("running_mean").reshape(shape) * scale)
+    if op == "groupnorm":
+        return F.group_norm(ins[0], a["groups"], p("weight"), p("bias"), a["eps"])
+    if op == "layernorm":
+        moved = ins[0].movedim(1, -1)
+        return F.layer_norm(moved, moved.shape[-1:], p("weight"), p("bias"), a["eps"]).movedim(-1, 1)
     if op == "bn":
         return F.batch_norm(ins[0], p("running_mean"), p("running_var"), p("weight"), p("bias"),
                             training=training, momentum=a["momentum"], eps=a["eps"])
@@ -72,7 +84,21 @@ def _eval(ir: IR, n: int, d: dict, ins: list[torch.Tensor], params: dict, traini
         return torch.tanh(ins[0])
     if op == "elu":
         return F.elu(ins[0], a["alpha"])
-    if op in ("identity", "dropout"):  # dropout off: the tests compare the deterministic math
+    if op == "relu6":
+        return F.relu6(ins[0])
+    if op == "silu":
+        return ins[0] * torch.sigmoid(ins[0])
+    if op == "gelu":
+        return F.gelu(ins[0], approximate=a["approximate"])
+    if op == "hardswish":
+        return ins[0] * F.relu6(ins[0] + 3) / 6
+    if op == "hardsigmoid":
+        return F.relu6(ins[0] + 3) / 6
+    if op == "leaky_relu":
+        return F.leaky_relu(ins[0], a["slope"])
+    if op == "softmax":
+        return torch.softmax(ins[0], 1)
+    if op in ("identity", "dropout", "drop_path"):  # off: the tests compare the deterministic math
         return ins[0]
     if op == "maxpool":
         stride = a["stride"] if a["stride"] is not None else a["kernel"]
@@ -83,12 +109,20 @@ def _eval(ir: IR, n: int, d: dict, ins: list[torch.Tensor], params: dict, traini
                             count_include_pad=a["count_pad"])
     if op == "gap":
         return ins[0].mean((2, 3), keepdim=a["keep"])
+    if op == "adaptive_avgpool":
+        return F.adaptive_avg_pool2d(ins[0], a["size"])
+    if op == "adaptive_maxpool":
+        return F.adaptive_max_pool2d(ins[0], a["size"])
+    if op == "channel_shuffle":
+        n, c, h, w = ins[0].shape
+        return ins[0].reshape(n, a["groups"], c // a["groups"], h, w).transpose(1, 2).reshape(n, c, h, w)
     if op == "flatten":
         return ins[0].flatten(1)
     if op == "upsample":
+        size = {"size": a["size"]} if a["size"] is not None else {"scale_factor": a["scale"]}
         if a["mode"] == "bilinear":
-            return F.interpolate(ins[0], scale_factor=a["scale"], mode="bilinear", align_corners=False)
-        return F.interpolate(ins[0], scale_factor=a["scale"], mode="nearest")
+            return F.interpolate(ins[0], **size, mode="bilinear", align_corners=a["align_corners"])
+        return F.interpolate(ins[0], **size, mode="nearest")
     if op == "add":
         out = ins[0]
         for t in ins[1:]:
@@ -108,6 +142,9 @@ def _eval(ir: IR, n: int, d: dict, ins: list[torch.Tensor], params: dict, traini
     if op == "gate":
         h, x, t = ins  # ports 0, 1, 2
         return t * h + (1 - t) * x
+    if op == "mul":  # a [C] vector multiplies every position of a [C, H, W] tensor
+        a, b = (t.reshape(t.shape + (1, 1)) if t.dim() == 2 and len(d["shape"]) == 3 else t for t in ins)
+        return a * b
     if op == "join":
         return torch.stack(ins).mean(0)
     if op == "slice":

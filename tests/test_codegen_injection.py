@@ -19,17 +19,14 @@ import types
 import pytest
 import torch
 
-from udnet.backends.pytorch import runtime
-from udnet.backends.pytorch.codegen import Emitter
+from udnet.backends.pytorch.codegen import HELPER_SOURCES, Emitter
 from udnet.errors import Source
 from udnet.pipeline import build_ir
 
 PAYLOAD = "__import__('os').system('echo pwned')"
 
 #: Every name a runtime helper may define at the top level of model.py.
-HELPERS = set(
-    re.findall(r"^(?:def|class) (\w+)", "\n".join(v for k, v in vars(runtime).items() if k.isupper()), re.MULTILINE)
-)
+HELPERS = set(re.findall(r"^(?:def|class) (\w+)", "\n".join(HELPER_SOURCES), re.MULTILINE))
 
 #: Comments are never emitted; this one carries every kind of quote and the payload.
 COMMENT = "# \"\"\" ''' \\ " + PAYLOAD + " \u00e9 \u210c \u202e \U0001f600 \x00\n"

@@ -203,7 +203,7 @@ def test_window_shape_rules_agree_with_torch(op):
     """The IR's spatial shape rule for every small size, kernel, stride, padding, dilation
     (conv) and ceil mode (pools), against the shape torch computes; each combination on
     the height axis with a different one on the width axis, so a swap of the two shows."""
-    from udnet.ir.ops import OPS, ShapeError, infer_op
+    from udnet.ops import OPS, ShapeError, infer_op
 
     axes = [a for a in _axes() if op == "conv" or (a[4] == 1 and 2 * a[3] <= a[1])]
     bad = []

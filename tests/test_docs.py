@@ -46,7 +46,7 @@ from pathlib import Path
 import pytest
 
 from udnet.errors import Source, UdnetError
-from udnet.ir.ops import OPS
+from udnet.ops import OPS
 from udnet.pipeline import build_ir
 
 ROOT = Path(__file__).resolve().parents[1]

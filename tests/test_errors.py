@@ -318,7 +318,10 @@ CASES = [
     ),
     Case("height-of-vector", NET.format("gap\n    conv(height, 1)"), 3, 10, "'height' needs a [C, H, W] tensor"),
     Case("tensor-plus-number", NET.format("x = x + 1"), 2, 13, "'+' combines a tensor with the integer 1"),
-    Case("tensor-times-tensor", NET.format("x = x * x"), 2, 9, "'*' is not defined on tensors", "gate(h, x, t)"),
+    Case("tensor-minus-tensor", NET.format("x = x - x"), 2, 9, "'-' is not defined on tensors",
+         "* (element-wise product)"),
+    Case("product-not-broadcasting", NET.format("x = x * (x |> gap |> linear(2))"), 2, 9,
+         "element-wise product of [3, 8, 8] and [2]: the shapes do not broadcast", "[C, H, W] * [C, 1, 1]"),
     Case("tensor-dropped", NET.format("x |> relu"), 2, 5, "this tensor is computed and then dropped", "assign it"),
     # ---- expansion limits ----
     Case(

@@ -356,6 +356,43 @@ def test_fractal_column_extracts_the_student_network(column):
                                           defines=[f"{k}={v}" for k, v in params.items()])
 
 
+def test_share_concat_estimate_and_report_by_hand():
+    # A two-link chain over 64x64 maps: x0 = 4 channels, x1 = 6, x2 = 8, each read by one
+    # fused BN-ReLU-conv1x1. Naive, per sample: x1 and x2 stored, each with its reader's
+    # BN and ReLU outputs: (6 * 3 + 8 * 3) * 4096 elements = 688,128 B in float32. Shared:
+    # the 8-channel buffer and its gradient: 2 * 8 * 4096 * 4 = 262,144 B.
+    spec = """network D(input = [4, 64, 64]) {
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    x = x ++ (x |> bn |> relu |> conv(2, 1))
+    bn; relu; conv(3, 1)
+}"""
+    ir = build_ir(spec)
+    (report,) = [r for r in optimize(ir) if r.name == "share-concat"]
+    assert report.lines == [
+        "planned 1 shared buffer(s) for 2 concat(s); 3 BN-ReLU-conv1x1 reader(s) fused",
+        "concat activations per sample: 0.7 MiB naive -> 0.2 MiB shared",
+    ]
+    buffers = ir.graph["buffers"]
+    assert [(len(b.links), b.channels) for b in buffers] == [(2, 8)]
+    assert estimate_activation_bytes(ir, buffers) == (688_128, 262_144)
+    assert estimate_activation_bytes(ir, buffers, dtype_bytes=2) == (344_064, 131_072)
+
+
+def test_prune_reports_what_it_folded():
+    # The zero-wide slice leaves the concat (one fold), then dies (one removal); the
+    # identity folds into its input (a second fold).
+    ir = build_ir(PRUNABLE["zero-wide operand and an identity"])
+    (report,) = [r for r in optimize(ir) if r.name == "prune"]
+    assert report.lines == ["removed 1 node(s) that cannot reach the output, folded 2"]
+    assert sorted(d["op"] for _, d in ir.nodes(data=True)) == ["concat", "conv", "conv", "input", "output"]
+
+
+def test_residual_sums_get_no_buffer():
+    ir = build_ir("network R(input = [4, 5, 5]) { x = x + (x |> conv(4, 3, pad = 1)); x = x + (x |> conv(4, 1)); gap }")
+    optimize(ir)
+    assert ir.graph["buffers"] == []
+
+
 def test_every_dead_statement_is_warned_at_its_own_line(tmp_path, capsys):
     spec = tmp_path / "dead.ud"
     spec.write_text("network N(input = [3, 8, 8]) {\n    a = x |> conv(4, 3)\n    b = x |> conv(2, 3) |> relu\n"
@@ -405,6 +442,12 @@ network A(input = [3, 6, 6]) {
     "identity and one-input join": """
 block F(c) { return join(x |> conv(c, 3, pad = 1) |> bn |> relu) }
 network B(input = [3, 6, 6]) { f: F(4); identity; g: F(6); gap; linear(3) }""",
+    "zero-wide operand and an identity": """
+network Z(input = [3, 6, 6]) {
+    x = x ++ x[2:2] ++ (x |> conv(2, 1))
+    identity
+    conv(4, 1)
+}""",
     "dead chain": """
 network C(input = [4, 5, 5]) {
     d = x ++ (x |> bn |> relu |> conv(2, 1))

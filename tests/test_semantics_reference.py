@@ -32,7 +32,7 @@ from udnet.backends.pytorch import emit_module
 from udnet.backends.pytorch.loader import import_source
 from udnet.cli import main
 from udnet.errors import Source, UdnetError
-from udnet.ir.ops import OPS
+from udnet.ops import OPS
 from udnet.pipeline import build_ir, compile_to_torch, optimize
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -257,7 +257,7 @@ def test_other_shape_rules_match_torch(c, h, w, scale, mode, keep):
 #: One tiny network per op. FlopCounterMode counts 2 FLOPs per multiply-add of matrix
 #: products and convolutions (mm, addmm, bmm, baddbmm, convolution) and nothing else; udnet
 #: counts the multiply-accumulates of conv and linear and zero for everything else
-#: (udnet/ir/ops.py, udnet/backends/summary.py: "the papers' convention"). The two
+#: (udnet/ops/conv.py, udnet/backends/summary.py: "the papers' convention"). The two
 #: conventions therefore agree op by op: BN, activations, pooling, gap, upsample, dropout
 #: and the connections (+, ++, gate, join, slices) are counted by neither, and bias
 #: additions (addmm's add, conv's bias) are not multiply-adds in either. So
@@ -280,6 +280,26 @@ OP_NETS = {
     "linear": "gap |> linear(7)",
     "flatten": "flatten |> linear(5, bias = false)",
     "upsample": 'upsample(2, mode = "bilinear")',
+    "upsample size": 'upsample(size = [5, 11], mode = "bilinear", align_corners = true)',
+    "upsample float": "upsample(1.5)",
+    "conv_transpose": "conv_transpose(6, [3, 2], stride = [2, 1], pad = [1, 0], output_pad = [1, 0], bias = true)",
+    "conv_transpose groups": "conv_transpose(8, 4, stride = 2, groups = 4, dilation = 2)",
+    "frozen_bn": "frozen_bn",
+    "groupnorm": "groupnorm(2)",
+    "layernorm": "layernorm",
+    "relu6": "relu6",
+    "silu": "silu",
+    "gelu": 'gelu(approximate = "tanh")',
+    "hardswish": "hardswish",
+    "hardsigmoid": "hardsigmoid",
+    "leaky_relu": "leaky_relu(0.2)",
+    "softmax": "softmax",
+    "drop_path": "drop_path(0.2)",
+    "channel_shuffle": "channel_shuffle(2)",
+    "adaptive_avgpool": "adaptive_avgpool([3, 2])",
+    "adaptive_maxpool": "adaptive_maxpool(4)",
+    "mul": "x = x * (x |> gap(keep = true) |> conv(4, 1) |> sigmoid)",
+    "mul vector": "x = x * (x |> gap |> linear(4) |> sigmoid)",
     "add": "x = x + (x |> conv(4, 1))",
     "concat": "x = x ++ (x |> conv(2, 3, pad = 1))",
     "gate": "x = gate(x |> conv(4, 1), x, x |> conv(4, 1) |> sigmoid)",

@@ -68,8 +68,30 @@ network Zoo(input = [8, 12, 12]) {
     maxpool(2, ceil = true)
     upsample(2, mode = "bilinear")
     up: conv(6, 3, stride = 2, dilation = 2, pad = 2)
+    relu
+    t: conv_transpose(6, 3, stride = 2, pad = 1, output_pad = 1, groups = 2, bias = true)
+    frozen_bn
+    groupnorm(3)
+    layernorm
+    relu6
+    x = x * (x |> gap(keep = true) |> conv(6, 1) |> hardsigmoid)
+    x = x * (x |> gap |> linear(6) |> sigmoid)
+    x = x * (x |> conv(1, 1) |> silu)
+    drop_path(0.2)
+    channel_shuffle(3)
+    gelu
+    hardswish
+    leaky_relu(0.1)
+    upsample(size = [9, 7], mode = "bilinear", align_corners = true)
+    upsample(1.5)
+    softmax
+    y = x |> adaptive_avgpool([2, 3])
+    x = x |> adaptive_maxpool(3) |> upsample(size = [2, 3])
+    x = x + y
+    pooled = x |> gap
     flatten
     head: linear(10, bias = false)
+    x = (x ++ pooled) |> layernorm(affine = false)
 }
 """
 
@@ -132,8 +154,8 @@ def test_every_op_and_connection_kind():
     s, measured = _check_against_module(ZOO, None, {}, batch=3)
     assert s.total.activation_bytes == measured
     kinds = {r.call.split(" ")[0].split("(")[0] for r in s.rows}
-    for k in ("conv", "bn", "tanh", "sigmoid", "elu", "dropout", "avgpool", "maxpool", "upsample",
-              "flatten", "linear", "+", "++", "gate", "join", "[0:4]", "[4:8]"):
+    for k in ("conv", "bn", "relu", "tanh", "sigmoid", "elu", "dropout", "avgpool", "maxpool", "upsample", "gap",
+              "flatten", "linear", "+", "++", "*", "gate", "join", "[0:4]", "[4:8]"):
         assert k in kinds, (k, kinds)
     # Dead code (and the identity, which prune folds) is counted before the passes, not after them.
     before, after = s.stages[0][1], s.stages[1][1]
@@ -440,6 +462,8 @@ def test_connection_rows_at_the_top_level():
     x = join(x |> conv(4, 1), x |> conv(4, 3, pad = 1), drop_local = 0.1, drop_global = 0.2)
 }"""
     rows = summary.rows(build_ir(spec), batch=2, depth=1)
+    # In the order the spec computes them, connections among the ops.
+    assert [r.scope for r in rows] == ["input", "conv_1", "x", "conv_2", "conv_3", "x"]
     assert [r for r in rows if r.kind == "connection"] == [
         summary.Row("x", 1, "connection", "++ of 2 (channel concat)", [5, 4, 4], 0, 0, 640, 1),
         summary.Row("x", 1, "connection", "join of 2 (drop_local=0.1, drop_global=0.2)", [4, 4, 4], 0, 0, 1536, 1),
@@ -462,5 +486,5 @@ def test_summary_passes_run_as_asked():
 
 def test_rows_default_to_one_sample_and_show_asymmetric_windows():
     rows = summary.rows(build_ir("network A(input = [3, 8, 8]) { conv(4, [3, 5], pad = [1, 2]); maxpool(2) }"))
-    assert rows[0].activation_bytes == 3 * 8 * 8 * 4  # one float32 sample
-    assert [r.call for r in rows[1:]] == ["conv(4, [3, 5], pad=[1, 2])", "maxpool(2)"]
+    assert rows[0] == summary.Row("input", 1, "input", "input", [3, 8, 8], 0, 0, 3 * 8 * 8 * 4, 1)  # one float32 sample
+    assert [(r.kind, r.call) for r in rows[1:]] == [("op", "conv(4, [3, 5], pad=[1, 2])"), ("op", "maxpool(2)")]

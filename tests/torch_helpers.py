@@ -21,7 +21,7 @@ def check_shapes(ir: IR, model: torch.nn.Module, batch: int) -> None:
     hooks = []
     for name, mod in model.named_modules():
         def hook(m, args, out, name=name):
-            outs = out if isinstance(out, tuple) else (out,)
+            outs = tuple(out.values()) if isinstance(out, dict) else out if isinstance(out, tuple) else (out,)
             seen[name] = ([tuple(a.shape[1:]) for a in args], [tuple(o.shape[1:]) for o in outs])
 
         hooks.append(mod.register_forward_hook(hook))
@@ -31,7 +31,12 @@ def check_shapes(ir: IR, model: torch.nn.Module, batch: int) -> None:
         y = model(x)
     for h in hooks:
         h.remove()
-    assert y.shape == (batch,) + ir.output_shape
+    if isinstance(y, dict):  # named outputs, in the spec's order
+        assert list(y) == [name for name, _ in ir.outputs()]
+        for name, n in ir.outputs():
+            assert y[name].shape == (batch,) + ir.nodes[n]["shape"], name
+    else:
+        assert y.shape == (batch,) + ir.output_shape
     for n, d in ir.op_nodes():
         if d["name"] is None:
             continue

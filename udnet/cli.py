@@ -100,7 +100,7 @@ def _build(args):
 
 
 def cmd_check(args) -> int:
-    from udnet.ir.ops import fmt
+    from udnet.ops import fmt
 
     from udnet.passes.prune import params_after
 

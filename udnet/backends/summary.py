@@ -10,19 +10,13 @@ Definitions (docs/language.md, "udnet summary", says the same for users)
                  counts zero), the papers' convention.
     activations  the bytes of every tensor one forward pass of the emitted module
                  creates, for the batch and dtype, nothing freed or reused: the network
-                 input, one output per IR node, and the intermediate tensors of the
-                 connections that PyTorch computes in several steps (eval mode):
-
-                 ===========  ======================================================
-                 node         tensors of its output shape
-                 ===========  ======================================================
-                 input        1 (the batch itself)
-                 output       0 (a marker: it is its producer's tensor)
-                 add of n     n - 1 (``a + b + c`` makes two partial sums)
-                 gate         4 (``t * h``, ``1 - t``, ``(1 - t) * x``, the sum)
-                 join of n    n + 1 (``torch.stack`` of the n inputs, then the mean)
-                 anything     1 (ops, concat, slice; views such as slices count too)
-                 ===========  ======================================================
+                 input, and for each IR node the tensors its op or connection counts
+                 (``OpSpec.activation``, ``Connection.activation`` in ``udnet.ops``):
+                 one of its output shape for most; ``a + b + c`` makes two partial
+                 sums, a gate four tensors (``t * h``, ``1 - t``, ``(1 - t) * x``, the
+                 sum), a join of n inputs n + 1 (``torch.stack``, then the mean), a
+                 layernorm over [C, H, W] three (two permutations), drop_path none (in
+                 eval it returns its input), views such as slices one each.
 
                  tests/test_summary.py measures the same thing on the module compiled
                  with ``--no-share-concat``: it interprets the module with torch.fx and
@@ -45,7 +39,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from udnet.ir import ops as opdefs
+from udnet import ops as opdefs
 from udnet.ir.graph import IR
 
 #: Bytes per element of each supported dtype.
@@ -53,29 +47,19 @@ DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: Rows shown by default: scopes and ops nested at most this deep (``--depth N``).
 DEFAULT_DEPTH = 2
 
-_SYMBOL = {"add": "+", "concat": "++", "gate": "gate", "join": "join", "slice": "slice"}
-
-
-def tensors_per_node(ir: IR, n: int) -> int:
-    """How many tensors of its output shape the emitted forward creates for node ``n``."""
-    op = ir.nodes[n]["op"]
+def activation_elements(ir: IR, n: int) -> int:
+    """Elements per sample of the tensors the emitted forward creates for node ``n``:
+    the op's or connection's own count (``udnet.ops``); the input is the batch itself."""
+    d = ir.nodes[n]
+    op = d["op"]
     if op == "output":
         return 0
-    if op == "add":
-        return ir.in_degree(n) - 1
-    if op == "gate":
-        return 4
-    if op == "join":
-        return ir.in_degree(n) + 1
-    return 1
-
-
-def activation_elements(ir: IR, n: int) -> int:
-    """Elements per sample that node ``n`` contributes to the activation figure."""
-    size = 1
-    for d in ir.nodes[n]["shape"]:
-        size *= d
-    return size * tensors_per_node(ir, n)
+    if op == "input":
+        return opdefs.numel(d["shape"])
+    shapes = [ir.nodes[u]["shape"] for u in ir.inputs(n)]
+    if op in opdefs.OPS:
+        return opdefs.OPS[op].activation(shapes[0], d["shape"], d["attrs"])
+    return opdefs.CONNECTIONS[op].activation(shapes, d["shape"])
 
 
 @dataclass
@@ -309,7 +293,7 @@ def _scope_output(ir: IR, scope, nodes: list[int], order: dict[int, int]) -> tup
 
 def _connection_row(ir: IR, n: int, level: int, batch: int, dtype_bytes: int) -> Row:
     d = ir.nodes[n]
-    name = d.get("var") or f"({_SYMBOL[d['op']]})"
+    name = d.get("var") or f"({opdefs.CONNECTIONS[d['op']].symbol})"
     path = f"{d['scope']}.{name}" if d["scope"] else name
     k = ir.in_degree(n)
     op = d["op"]
@@ -319,6 +303,8 @@ def _connection_row(ir: IR, n: int, level: int, batch: int, dtype_bytes: int) ->
         call = f"++ of {k} (channel concat)"
     elif op == "gate":
         call = "gate(h, x, t)"
+    elif op == "mul":
+        call = "* (element-wise product)"
     elif op == "join":
         a = d["attrs"]
         call = f"join of {k}"
@@ -347,7 +333,7 @@ def op_call(op: str, attrs: dict) -> str:
         if a.default is opdefs.REQUIRED:
             parts.append(opdefs.show_value(_unpair(v)))
             continue
-        default = a.default if a.default is None else opdefs._check(op, a, a.default, a.name)
+        default = a.default if a.default is None else opdefs.check_arg(op, a, a.default, a.name)
         if opdefs.show_value(v) != opdefs.show_value(default):  # not !=: it takes -0.0 for 0.0
             parts.append(f"{a.name}={opdefs.show_value(_unpair(v))}")
     return f"{op}({', '.join(parts)})" if parts else op

@@ -32,9 +32,9 @@ from udnet.elaborate.values import (
 from udnet.errors import Span, UdnetError, UsageError
 from udnet.frontend import ast
 from udnet.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES, text_lines
-from udnet.ir import ops as opdefs
+from udnet import ops as opdefs
 from udnet.ir.graph import IR, Scope
-from udnet.ir.ops import OPS, ArgError, ShapeError, fmt
+from udnet.ops import OPS, ArgError, ShapeError, fmt
 
 
 @dataclass(frozen=True)
@@ -762,7 +762,7 @@ class Elaborator:
             raise UdnetError(
                 f"'{e.op}' combines a tensor with {describe(v)}",
                 other.span,
-                "tensors combine with tensors: + (residual sum), ++ (channel concat)",
+                "tensors combine with tensors: + (residual sum), ++ (channel concat), * (element-wise product)",
             )
         if e.op == "+":
             operands, node = self._extend("add", a, b)
@@ -789,10 +789,15 @@ class Elaborator:
                 self.g.add_edge(b.node, node, port=len(operands) - 1, kind="concat", channels=(lo, shape[0]))
                 self.g.nodes[node]["shape"] = shape
             return Tensor(node, shape, "concat")
-        hint = "use gate(h, x, t) for a gated (highway) connection" if e.op == "*" else (
-            "tensors combine with + (residual sum), ++ (channel concat), gate(...) and join(...)"
-        )
-        raise UdnetError(f"'{e.op}' is not defined on tensors", e.span, hint)
+        if e.op == "*":
+            try:
+                shape = opdefs.infer_mul([a.shape, b.shape])
+            except ShapeError as err:
+                raise UdnetError(err.message, e.span, err.hint) from None
+            return Tensor(self._connection("mul", [a.settled(), b.settled()], shape, e.span), shape)
+        raise UdnetError(f"'{e.op}' is not defined on tensors", e.span,
+                         "tensors combine with + (residual sum), ++ (channel concat), * (element-wise product), "
+                         "gate(...) and join(...)")
 
     def _extend(self, op: str, a: Tensor, b: Tensor) -> tuple[list[Tensor], int | None]:
         """Operands for `a op b`; reuses a's node when a is a fresh, unused result of the same op."""
@@ -1024,16 +1029,7 @@ class Elaborator:
 #: ast node type -> Elaborator._eval_<type> (filled on first use).
 _EVAL: dict[type, Any] = {}
 
-_JOIN = opdefs.OpSpec(
-    "join",
-    (
-        opdefs.Arg("drop_local", "prob", 0.0, doc="local drop-path: drop each input with this probability",
-                   why="the probability of dropping each input (keeping at least one)"),
-        opdefs.Arg("drop_global", "prob", 0.0, doc="fraction of each batch trained with global drop-path",
-                   why="the fraction of each batch trained with global drop-path"),
-    ),
-    lambda s, a: s,
-)
+_JOIN = opdefs.CONNECTIONS["join"].signature
 
 
 def _reserved_kind(name: str) -> str | None:

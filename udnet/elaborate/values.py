@@ -13,7 +13,7 @@ from typing import Any
 
 from udnet.errors import Span
 from udnet.frontend import ast
-from udnet.ir.ops import OpSpec, fmt
+from udnet.ops import OpSpec, fmt
 
 
 @dataclass(frozen=True)

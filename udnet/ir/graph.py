@@ -1,7 +1,7 @@
 """The IR: a ``networkx.MultiDiGraph`` of op nodes with static shapes.
 
 Node attributes
-    op       "input", "output", a built-in op (``udnet.ir.ops.OPS``) or a connection
+    op       "input", "output", a built-in op (``udnet.ops.OPS``) or a connection
              op: "add" (residual), "concat", "gate", "join", "slice"
     attrs    the op's complete, checked arguments (slice: lo, hi; join: drop rates)
     shape    output shape without the batch dimension: (C,) or (C, H, W)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import networkx as nx
 
-from udnet.ir import ops as opdefs
+from udnet import ops as opdefs
 from udnet.ir.buffers import check as check_buffers
 from udnet.ir.graph import IR
 
-EDGE_KINDS = {"sequence", "residual", "concat", "gate", "join", "slice"}
-_ARITY = {"input": (0, 0), "output": (1, 1), "gate": (3, 3), "slice": (1, 1)}
+EDGE_KINDS = {"sequence"} | set(opdefs.CONNECTION_KINDS.values())
+_ARITY = {"input": (0, 0), "output": (1, 1), "gate": (3, 3), "slice": (1, 1), "mul": (2, 2)}
 
 
 class VerifyError(AssertionError):
@@ -80,6 +80,8 @@ def _infer(ir: IR, n: int, d: dict, shapes: list, edges: list) -> tuple:
                 raise opdefs.ShapeError(f"concat operand {ir.path(u)} lands at {e['channels']}, not {(lo, lo + s[0])}")
             lo += s[0]
         return opdefs.infer_concat(shapes)
+    if op == "mul":
+        return opdefs.infer_mul(shapes)
     if op in ("gate", "join"):
         return opdefs.infer_same(op, shapes)
     if op == "slice":

@@ -22,6 +22,7 @@ def run(ir: IR, options: Options) -> Report:
     report.warnings = _dead_code_warnings(ir, dead)
     removed = len(dead)
     ir.remove_nodes_from(dead)
+    report.warnings += _single_join_warnings(ir)
     if options.fractal_column is not None:
         _keep_column(ir, options.fractal_column)
     folded = _fold(ir)
@@ -74,6 +75,20 @@ def _dead_code_warnings(ir: IR, dead: list[int]) -> list[Warning_]:
         if not any(_inside(w.span, k.span) for k in kept):
             kept.append(w)
     return kept
+
+
+def _single_join_warnings(ir: IR) -> list[Warning_]:
+    """A join of one tensor is that tensor, so folding it changes nothing, but any
+    drop-path it was given silently does nothing: say so where it was written."""
+    out = []
+    for n, d in ir.nodes(data=True):
+        if d["op"] != "join" or ir.in_degree(n) != 1 or d["span"] is None:
+            continue
+        rates = [k for k in ("drop_local", "drop_global") if d["attrs"].get(k)]
+        what = f"its {' and '.join(rates)} drop{'s' if len(rates) == 1 else ''} nothing" if rates else "it is its input"
+        out.append(Warning_(d["span"], f"this join has a single input, so {what}; it was folded away "
+                                       "(drop_path(p) drops a residual branch per sample)"))
+    return sorted(out, key=lambda w: (w.span.line, w.span.col))
 
 
 def _inside(a, b) -> bool:

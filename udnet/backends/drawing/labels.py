@@ -8,26 +8,14 @@ import graphviz
 
 from udnet.elaborate.values import value_key
 from udnet.ir.graph import IR, Scope
-from udnet.ir.ops import SHOW_DEPTH, show_string
+from udnet.ops import OPS, SHOW_DEPTH, show_string
 
 from .style import CONNECTION_NODE
 
 # Per-op text and fill colour
 
-OP_FILL = {
-    "conv": "#cfe0fb",
-    "linear": "#e3d5f5",
-    "bn": "#fff1bd",
-    "relu": "#ffd9cc",
-    "sigmoid": "#ffd9cc",
-    "tanh": "#ffd9cc",
-    "elu": "#ffd9cc",
-    "maxpool": "#d3efd9",
-    "avgpool": "#d3efd9",
-    "gap": "#d3efd9",
-    "dropout": "#e8e8e8",
-    "upsample": "#d3efd9",
-}
+#: Fill colour of each op's node, from the op table.
+OP_FILL = {name: spec.draw.fill for name, spec in OPS.items()}
 
 
 def show_value(v, depth: int = 0) -> str:
@@ -91,36 +79,10 @@ def leaf(path: str) -> str:
     return path.rsplit(".", 1)[-1]
 
 
-def _pair(v) -> str:
-    if isinstance(v, (tuple, list)):
-        return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
-    return str(v)
-
-
 def _op_text(op: str, a: dict) -> str:
-    if op == "conv":
-        k = a["kernel"]
-        text = f"{k[0]}x{k[1]} conv, {a['out']}"
-        if tuple(a["stride"]) != (1, 1):
-            text += f" /{_pair(a['stride'])}"
-        if a["groups"] > 1:
-            text += f", g={a['groups']}"
-        if tuple(a["dilation"]) != (1, 1):
-            text += f", d={_pair(a['dilation'])}"
-        return text
-    if op in ("maxpool", "avgpool"):
-        k = a["kernel"]
-        text = f"{op} {k[0]}x{k[1]}"
-        if a.get("stride") is not None and tuple(a["stride"]) != tuple(k):
-            text += f" /{_pair(a['stride'])}"
-        return text
-    if op == "linear":
-        return f"linear, {a['out']}"
-    if op == "dropout":
-        return f"dropout {a['p']:g}"
-    if op == "upsample":
-        return f"upsample x{a['scale']}"
-    return op
+    """An op node's label, from the op table: its arguments worth showing, or its name."""
+    label = OPS[op].draw.label
+    return label(a) if label else op
 
 
 def shape_text(shape) -> str:

@@ -161,7 +161,8 @@ class Drawing:
 
     def _inner_kinds(self, nodes: set[int]) -> str:
         ops = {self.ir.nodes[n]["op"] for n in nodes}
-        names = {"add": "residual", "concat": "concat", "gate": "gate", "join": "join", "slice": "split"}
+        names = {"add": "residual", "concat": "concat", "gate": "gate", "join": "join", "slice": "split",
+                 "mul": "product"}
         return ", ".join(names[o] for o in CONNECTIONS if o in ops)
 
     def _runs(self, parent: str, kids: list[str]):

@@ -4,65 +4,33 @@ from __future__ import annotations
 
 import graphviz
 
-CONNECTIONS = ("add", "concat", "gate", "join", "slice")
+from udnet.ops import CONNECTIONS as OP_CONNECTIONS
 
-# Edge kinds as drawn: the IR's kinds, plus "bus" for the segments of a dense buffer.
+#: The connections, in the op table's order.
+CONNECTIONS = tuple(OP_CONNECTIONS)
+
+# Edge kinds as drawn: the IR's kinds (a connection's style and meaning from the op
+# table), plus "bus" for the segments of a dense buffer and the FPN's "topdown" and
+# "lateral" sums.
 EDGE_STYLE: dict[str, dict[str, str]] = {
     "sequence": {"color": "#4d4d4d", "penwidth": "1.1"},
-    "residual": {"color": "#1f63c6", "penwidth": "2", "style": "dashed"},
-    "concat": {"color": "#1e8c45", "penwidth": "1.6"},
     "bus": {"color": "#8fd19e", "penwidth": "7", "arrowhead": "none"},
-    "gate": {"color": "#e07000", "penwidth": "1.8", "style": "dashed"},
-    "join": {"color": "#8e3fb0", "penwidth": "2.2"},
-    "slice": {"color": "#c0392b", "penwidth": "1.8", "style": "dotted"},
     "topdown": {"color": "#b5367a", "penwidth": "2.4"},
     "lateral": {"color": "#2a9d8f", "penwidth": "1.8", "style": "dashed"},
+    **{c.edge: c.edge_style for c in OP_CONNECTIONS.values()},
 }
 LEGEND = {
     "sequence": "sequence",
-    "residual": "residual sum (+)",
-    "concat": "concat (++)",
     "bus": "dense buffer (each layer reads, then appends)",
     "shared": "shared buffer (share-concat): one allocation, each layer reads a prefix, appends in place",
-    "gate": "highway gate: T*H + (1-T)*x",
-    "join": "fractal join (mean of columns)",
-    "slice": "dual path: channel split",
     "topdown": "top-down path: a coarser level upsampled into a sum (FPN)",
     "lateral": "lateral connection: a backbone feature into a top-down sum",
+    **{c.edge: c.legend for c in OP_CONNECTIONS.values()},
 }
 # When several IR edges become one drawn edge, the most telling kind wins.
-PRIORITY = ("gate", "join", "residual", "topdown", "lateral", "slice", "concat", "bus", "sequence")
+PRIORITY = ("gate", "product", "join", "residual", "topdown", "lateral", "slice", "concat", "bus", "sequence")
 
-CONNECTION_NODE = {
-    "add": {
-        "shape": "circle",
-        "label": "+",
-        "width": "0.3",
-        "height": "0.3",
-        "fixedsize": "true",
-        "style": "filled",
-        "fillcolor": "#dce8fb",
-        "color": "#1f63c6",
-        "fontsize": "14",
-    },
-    "concat": {"label": "++", "style": "filled", "fillcolor": "#d4f2dc", "color": "#1e8c45", "height": "0.25"},
-    "gate": {
-        "shape": "diamond",
-        "label": "gate",
-        "style": "filled",
-        "fillcolor": "#ffe3c2",
-        "color": "#e07000",
-        "height": "0.4",
-    },
-    "join": {
-        "shape": "invtrapezium",
-        "label": "join (mean)",
-        "style": "filled",
-        "fillcolor": "#ead8f5",
-        "color": "#8e3fb0",
-    },
-    "slice": {"style": "filled", "fillcolor": "#fbdad6", "color": "#c0392b", "height": "0.25"},
-}
+CONNECTION_NODE = {name: c.node for name, c in OP_CONNECTIONS.items()}
 BLOCK_CLUSTER = {
     "style": "rounded,filled",
     "fillcolor": "#f6f8fc",

@@ -27,6 +27,7 @@ from udnet.backends.pytorch.structure import (
 )
 from udnet.elaborate.values import show
 from udnet.ir.graph import IR
+from udnet.ops import CONNECTIONS, OPS
 
 LINE = 88
 #: Statements are printed relative to a method body, which sits 8 columns in.
@@ -37,9 +38,11 @@ _RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) |
     "set_drop_path_columns", "i", "name",
 }  # fmt: skip
 # ROOT names the network class at the end of the file; every helper the runtime may emit.
-_RESERVED |= {"ROOT"} | set(
-    re.findall(r"^(?:def|class) (\w+)", "\n".join(v for k, v in vars(runtime).items() if k.isupper()), re.M)
-)
+#: Every helper source model.py may hold: the runtime's (connections, shared buffers) and the ops'.
+HELPER_SOURCES = [v for k, v in vars(runtime).items() if k.isupper()] + [
+    h for spec in OPS.values() for h in spec.torch.helpers
+]
+_RESERVED |= {"ROOT"} | set(re.findall(r"^(?:def|class) (\w+)", "\n".join(HELPER_SOURCES), re.M))
 
 
 class Num:
@@ -358,15 +361,10 @@ class Emitter:
 
     def _helpers(self) -> list[str]:
         ops = {d["op"] for _, d in self.ir.nodes(data=True)}
-        parts = []
-        if "conv" in ops or "linear" in ops:
-            parts.append(runtime.INIT_WEIGHT)
-        if "conv" in ops:
-            parts.append(runtime.CONV2D)
-        if "linear" in ops:
-            parts.append(runtime.LINEAR)
-        if "gap" in ops:
-            parts.append(runtime.GLOBAL_AVG_POOL)
+        parts: list[str] = []
+        for name, spec in OPS.items():  # in the table's order, each helper once
+            if name in ops:
+                parts.extend(h for h in spec.torch.helpers if h not in parts)
         if "join" in ops:
             parts.append(runtime.JOIN)
         if self.ir.graph.get("buffers"):
@@ -626,11 +624,6 @@ def _forward_slots(t: Any) -> set[int]:
 
 def _slot_hint(t: Any, slot: int) -> str | None:
     """A readable parameter name from where a slot is used: conv1_out, num_denselayer, ..."""
-    fields = {
-        "conv": ("in", "out", "kernel", "stride", "pad", "dilation", "groups"),
-        "bn": ("rank", "channels", "eps", "momentum"),
-        "linear": ("in", "out"),
-    }
     for item in t[2]:
         if item[0] == "stmt" and any(n is not None and n.slot == slot for n in item[4]):
             return {"start": "out_channels", "append": "offset", "bn_relu_conv": "width"}.get(item[1])
@@ -643,12 +636,15 @@ def _slot_hint(t: Any, slot: int) -> str | None:
         if child is None:
             continue
         label, _, desc = child
-        nums = list(_walk(desc))
-        for k, n in enumerate(nums):
-            if n.slot == slot:
-                names = desc[1].params if desc[0] == "scope" else fields.get(desc[0], ())
-                field_name = names[k] if k < len(names) else f"arg{k}"
-                return f"{label}_{field_name}" if _IDENT.fullmatch(label) else field_name
+        if desc[0] == "scope":
+            names = desc[1].params
+            found = [names[k] if k < len(names) else f"arg{k}" for k, n in enumerate(_walk(desc)) if n.slot == slot]
+        elif desc[0] == "op":  # each number is named after its constructor field
+            found = [hint for hint, *_, value in desc[2] for n in _walk(value) if n.slot == slot]
+        else:
+            found = [f"arg{k}" for k, n in enumerate(_walk(desc)) if n.slot == slot]
+        if found:
+            return f"{label}_{found[0]}" if _IDENT.fullmatch(label) else found[0]
     return None
 
 
@@ -740,58 +736,15 @@ class _Printer:
         if kind == "join":
             _, _, dl, dg, cols = desc
             return "Join", [v(dl), v(dg), "(" + ", ".join(v(c) for c in cols) + ("," if len(cols) == 1 else "") + ")"]
-        if kind == "conv":
-            _, cin, cout, k, s, p, d, g, bias, winit, binit = desc
-            args = [v(cin), v(cout), _pair(k, v)]
-            for key, val, default in (("stride", s, "1"), ("padding", p, "0"), ("dilation", d, "1"),
-                                      ("groups", g, "1")):
-                txt = _pair(val, v)
-                if txt != default:
-                    args.append(f"{key}={txt}")
-            if bias:
-                args.append("bias=True")
-            return "conv2d", args + _init_kwargs(winit, "kaiming_normal", binit, v)
-        if kind == "bn":
-            _, rank, c, eps, mom, affine = desc
-            args = [v(c)]
-            if v(eps) != "1e-05":
-                args.append(f"eps={v(eps)}")
-            if v(mom) != "0.1":
-                args.append(f"momentum={v(mom)}")
-            if not affine:
-                args.append("affine=False")
-            return f"nn.BatchNorm{rank}", args
-        if kind == "linear":
-            _, cin, cout, bias, winit, binit = desc
-            args = [v(cin), v(cout)]
-            if not bias:
-                args.append("bias=False")
-            return "linear", args + _init_kwargs(winit, "default", binit, v)
-        if kind in ("maxpool", "avgpool"):
-            k, s, p, ceil = desc[1:5]
-            args = [_pair(k, v)]
-            if _pair(s, v) != _pair(k, v):
-                args.append(f"stride={_pair(s, v)}")
-            if _pair(p, v) != "0":
-                args.append(f"padding={_pair(p, v)}")
-            if ceil:
-                args.append("ceil_mode=True")
-            if kind == "avgpool" and not desc[5]:
-                args.append("count_include_pad=False")
-            return ("nn.MaxPool2d" if kind == "maxpool" else "nn.AvgPool2d"), args
-        if kind == "dropout":
-            return "nn.Dropout", [v(desc[1])]
-        if kind == "elu":
-            return "nn.ELU", ([] if v(desc[1]) == "1.0" else [v(desc[1])])
-        if kind == "gap":
-            return "GlobalAvgPool", (["keep=True"] if desc[1] else [])
-        if kind == "upsample":
-            return "nn.Upsample", [f"scale_factor={v(desc[1])}", f"mode={_lit(desc[2])}"]
-        if desc == ("relu", "inplace"):
-            return "nn.ReLU", ["inplace=True"]
-        simple = {"relu": "nn.ReLU", "sigmoid": "nn.Sigmoid", "tanh": "nn.Tanh", "identity": "nn.Identity",
-                  "flatten": "nn.Flatten"}
-        return simple[kind], []
+        _, module, fields = desc
+        texts = {hint: _pair(value, v) for hint, _, _, _, value in fields}
+        args: list[str] = []
+        for hint, kw, default, same_as, _ in fields:
+            text = texts[hint]
+            if text == default or (same_as is not None and text == texts[same_as]):
+                continue
+            args.append(text if kw is None else f"{kw}={text}")
+        return module, args
 
     def init_lines(self, tpl) -> list[str]:
         lines: list[str] = []
@@ -951,18 +904,14 @@ class _Printer:
     def _expr(self, kind, args, nums, child, attr, looping=False) -> str:
         if kind == "call":
             return f"{attr(child[0] if child else None)}({', '.join(args)})"
-        if kind == "add":
-            return " + ".join(args)
-        if kind == "concat":
-            return f"torch.cat([{', '.join(args)}], 1)"
+        name, form = kind if isinstance(kind, tuple) else (kind, ())
+        if name in CONNECTIONS and CONNECTIONS[name].forward is not None:
+            return CONNECTIONS[name].forward(args, form)
         if kind == "append":
             lo, drop = (None if n is None else self._fwd(self.aff(n) if looping else self.num(n)) for n in nums)
             head = f", head={args[2]}" if len(args) > 2 else ""
             drop = f", drop={drop}" if drop is not None else ""
             return f"concat_append({args[0]}, {args[1]}, {lo}{head}{drop})"
-        if kind == "gate":
-            h, x, t = args
-            return f"{t} * {h} + (1 - {t}) * {x}"
         if kind == "slice":
             bounds = []
             for b in nums:
@@ -999,14 +948,6 @@ def _plain_attr(label: str) -> bool:
 
 def _attr(label: str) -> str:
     return f"self.{label}" if _plain_attr(label) and label not in _RESERVED else f"getattr(self, {_lit(label)})"
-
-
-def _init_kwargs(weight_init: str, default: str, bias_init, v) -> list[str]:
-    """The initialisation arguments of conv2d()/linear() that differ from their defaults."""
-    out = [] if weight_init == default else [f"weight_init={_lit(weight_init)}"]
-    if v(bias_init) not in ("0.0", "0"):
-        out.append(f"bias_init={v(bias_init)}")
-    return out
 
 
 def _pair(val, v) -> str:

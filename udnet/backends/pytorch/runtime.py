@@ -1,67 +1,8 @@
-"""Helpers copied into an emitted model.py when it uses them (it imports torch only)."""
+"""Helpers of the connections (the fractal join, shared concat buffers), copied into an
+emitted model.py when it uses them (it imports torch only). The ops' own helpers live
+with their definitions in ``udnet/ops``."""
 
 from pathlib import Path
-
-CONV2D = '''
-def conv2d(
-    in_channels,
-    out_channels,
-    kernel_size,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    bias=False,
-    weight_init="kaiming_normal",
-    bias_init=0.0,
-):
-    """nn.Conv2d initialised as the spec says."""
-    conv = nn.Conv2d(
-        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
-    )
-    init_weight(conv.weight, weight_init)
-    if conv.bias is not None:
-        nn.init.constant_(conv.bias, bias_init)
-    return conv
-'''
-
-LINEAR = '''
-def linear(in_features, out_features, bias=True, weight_init="default", bias_init=0.0):
-    """nn.Linear initialised as the spec says."""
-    fc = nn.Linear(in_features, out_features, bias)
-    init_weight(fc.weight, weight_init)
-    if fc.bias is not None:
-        nn.init.constant_(fc.bias, bias_init)
-    return fc
-'''
-
-INIT_WEIGHT = '''
-def init_weight(weight, kind):
-    if kind == "kaiming_normal":
-        nn.init.kaiming_normal_(weight)
-    elif kind == "kaiming_uniform":
-        nn.init.kaiming_uniform_(weight)
-    elif kind == "xavier_normal":
-        nn.init.xavier_normal_(weight)
-    elif kind == "xavier_uniform":
-        nn.init.xavier_uniform_(weight)
-    elif kind == "normal":
-        nn.init.normal_(weight, std=0.01)
-    elif kind == "zeros":
-        nn.init.zeros_(weight)
-'''
-
-GLOBAL_AVG_POOL = '''
-class GlobalAvgPool(nn.Module):
-    """Mean over the spatial dimensions: [N, C, H, W] -> [N, C] (or [N, C, 1, 1])."""
-
-    def __init__(self, keep=False):
-        super().__init__()
-        self.keep = keep
-
-    def forward(self, x):
-        return x.mean((2, 3), keepdim=self.keep)
-'''
 
 JOIN = '''
 class Join(nn.Module):

@@ -18,7 +18,7 @@ import networkx as nx
 from udnet.backends.pytorch.names import Namespace
 from udnet.ir.analysis import join_columns
 from udnet.ir.graph import IR
-from udnet.ir.ops import OPS
+from udnet.ops import CONNECTIONS, OPS
 
 
 @dataclass
@@ -218,8 +218,8 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], la
         first = len(inst.children)
         for node in (n, relu, conv):
             nd = ir.nodes[node]
-            inst.children.append(Child(nd["name"], "op", op_desc(nd["op"], ir.nodes[ir.inputs(node)[0]]["shape"],
-                                                                  nd["attrs"])))
+            in_shape = ir.nodes[ir.inputs(node)[0]]["shape"]
+            inst.children.append(Child(nd["name"], "op", OPS[nd["op"]].torch.describe(in_shape, nd["attrs"])))
         inst.body.append(Stmt("bn_relu_conv", ins, [conv], first, (), (first + 1, first + 2)))
         return
     if op == "concat" and d.get("buffer") is not None:
@@ -234,10 +234,9 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], la
         inst.body.append(Stmt("append", ins, [n], None, (stored, drop)))
         return
     if op in OPS:
-        in_shape = ir.nodes[ins[0]]["shape"]
-        desc = op_desc(op, in_shape, d["attrs"])
-        if op == "relu" and _relu_in_place(ir, n):
-            desc = ("relu", "inplace")
+        spec = OPS[op]
+        inplace = spec.torch.inplace is not None and _in_place(ir, n)
+        desc = spec.torch.describe(ir.nodes[ins[0]]["shape"], d["attrs"], inplace)
         inst.children.append(Child(d["name"], "op", desc))
         inst.body.append(Stmt("call", ins, [n], len(inst.children) - 1))
     elif op == "join":
@@ -251,47 +250,23 @@ def _node_stmt(ir: IR, inst: Instance, n: int, columns: dict[int, list[int]], la
         full = ir.nodes[ins[0]]["shape"][0]
         inst.body.append(Stmt("slice", ins, [n], None, (None if lo == 0 else lo, None if hi == full else hi)))
     else:
-        inst.body.append(Stmt(op, ins, [n]))
+        # A connection printed as an expression; its form (which operands broadcast) is structure.
+        form = CONNECTIONS[op].form([ir.nodes[u]["shape"] for u in ins])
+        inst.body.append(Stmt((op, form) if form else op, ins, [n]))
 
 
-#: Ops whose backward keeps their own output, or whose output may alias their input
-#: (views; dropout in eval): a ReLU after them must not overwrite it.
-_SAVES_OUTPUT = {"relu", "sigmoid", "tanh", "elu", "input", "slice", "identity", "gap", "flatten", "dropout"}
+def _saves_output(op: str) -> bool:
+    """Does the node's backward keep its output, or may its output alias its input?"""
+    if op == "input":
+        return True
+    return (OPS[op] if op in OPS else CONNECTIONS[op]).saves_output
 
 
-def _relu_in_place(ir: IR, n: int) -> bool:
-    """A ReLU may overwrite its input when nothing else reads it and no backward needs it."""
+def _in_place(ir: IR, n: int) -> bool:
+    """An op (a ReLU) may overwrite its input when nothing else reads it and no backward needs it."""
     (src,) = ir.inputs(n)
     d = ir.nodes[src]
-    return len(ir.consumers(src)) == 1 and d["op"] not in _SAVES_OUTPUT and d.get("buffer") is None
-
-
-def _sq(pair: tuple[int, int]) -> int | tuple[int, int]:
-    return pair[0] if pair[0] == pair[1] else pair
-
-
-def op_desc(op: str, shape: tuple, a: dict) -> tuple:
-    """What constructs the op's module; numbers are the parts a shared class may vary."""
-    if op == "conv":
-        return ("conv", shape[0], a["out"], _sq(a["kernel"]), _sq(a["stride"]), _sq(a["pad"]),
-                _sq(a["dilation"]), a["groups"], a["bias"], a["weight_init"], a["bias_init"])
-    if op == "bn":
-        return ("bn", "2d" if len(shape) == 3 else "1d", shape[0], a["eps"], a["momentum"], a["affine"])
-    if op == "linear":
-        return ("linear", shape[0], a["out"], a["bias"], a["weight_init"], a["bias_init"])
-    if op in ("maxpool", "avgpool"):
-        stride = a["stride"] if a["stride"] is not None else a["kernel"]
-        extra = (a["count_pad"],) if op == "avgpool" else ()
-        return (op, _sq(a["kernel"]), _sq(stride), _sq(a["pad"]), a["ceil"]) + extra
-    if op == "dropout":
-        return ("dropout", a["p"])
-    if op == "elu":
-        return ("elu", a["alpha"])
-    if op == "gap":
-        return ("gap", a["keep"])
-    if op == "upsample":
-        return ("upsample", a["scale"], a["mode"])
-    return (op,)
+    return len(ir.consumers(src)) == 1 and not _saves_output(d["op"]) and d.get("buffer") is None
 
 
 # ---- folding repeats into loops ----

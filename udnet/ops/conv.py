@@ -1,0 +1,238 @@
+"""Convolutions and the fully connected layer: the ops with weights that MACs count.
+
+MACs count the multiply-accumulates per sample, the papers' convention: a conv's output
+positions times its weight's size; a transposed conv's input positions times its
+weight's size (each input value scatters through the whole kernel), as FlopCounterMode
+counts them.
+"""
+
+from __future__ import annotations
+
+from udnet.ops.shapes import spatial, window_out
+from udnet.ops.spec import HALF_MAX, Arg, Draw, Field, OpSpec, Shape, ShapeError, Torch, fmt, num_text, square
+
+INIT_WEIGHT = '''
+def init_weight(weight, kind):
+    if kind == "kaiming_normal":
+        nn.init.kaiming_normal_(weight)
+    elif kind == "kaiming_uniform":
+        nn.init.kaiming_uniform_(weight)
+    elif kind == "xavier_normal":
+        nn.init.xavier_normal_(weight)
+    elif kind == "xavier_uniform":
+        nn.init.xavier_uniform_(weight)
+    elif kind == "normal":
+        nn.init.normal_(weight, std=0.01)
+    elif kind == "zeros":
+        nn.init.zeros_(weight)
+'''
+
+CONV2D = '''
+def conv2d(
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    bias=False,
+    weight_init="kaiming_normal",
+    bias_init=0.0,
+):
+    """nn.Conv2d initialised as the spec says."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
+    )
+    init_weight(conv.weight, weight_init)
+    if conv.bias is not None:
+        nn.init.constant_(conv.bias, bias_init)
+    return conv
+'''
+
+LINEAR = '''
+def linear(in_features, out_features, bias=True, weight_init="default", bias_init=0.0):
+    """nn.Linear initialised as the spec says."""
+    fc = nn.Linear(in_features, out_features, bias)
+    init_weight(fc.weight, weight_init)
+    if fc.bias is not None:
+        nn.init.constant_(fc.bias, bias_init)
+    return fc
+'''
+
+_BIAS_WHY = (
+    f"the bias is this constant, and {num_text(HALF_MAX)}, the largest float16, keeps it finite in half precision"
+)
+INITS = ("kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal", "zeros", "default")
+
+
+def _groups(op: str, c: int, out: int, g: int) -> None:
+    if c < 1:
+        raise ShapeError(f"{op} input has no channels")
+    if c % g or out % g:
+        raise ShapeError(
+            f"{op} groups = {g} must divide both the input channels ({c}) and the output channels ({out})"
+        )
+
+
+def _kernel_fields(s: Shape, a: dict) -> tuple[Field, ...]:
+    """The constructor arguments conv2d and nn.ConvTranspose2d begin with."""
+    return (
+        Field("in", s[0]),
+        Field("out", a["out"]),
+        Field("kernel", square(a["kernel"])),
+        Field("stride", square(a["stride"]), "stride", "1"),
+        Field("pad", square(a["pad"]), "padding", "0"),
+    )
+
+
+def _conv_infer(s: Shape, a: dict) -> Shape:
+    _groups("conv", spatial("conv", s)[0], a["out"], a["groups"])
+    oh, ow = window_out("conv", s, a)
+    return (a["out"], oh, ow)
+
+
+def _conv_params(s: Shape, a: dict) -> int:
+    kh, kw = a["kernel"]
+    return a["out"] * (s[0] // a["groups"]) * kh * kw + (a["out"] if a["bias"] else 0)
+
+
+def _conv_label(a: dict) -> str:
+    k = a["kernel"]
+    text = f"{k[0]}x{k[1]} conv, {a['out']}"
+    if tuple(a["stride"]) != (1, 1):
+        text += f" /{pair_text(a['stride'])}"
+    if a["groups"] > 1:
+        text += f", g={a['groups']}"
+    if tuple(a["dilation"]) != (1, 1):
+        text += f", d={pair_text(a['dilation'])}"
+    return text
+
+
+def pair_text(v) -> str:
+    """A pair as a drawing label writes it: 3, or 3x1."""
+    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+
+
+CONV = OpSpec(
+    "conv",
+    (
+        Arg("out", "pos_int", doc="output channels"),
+        Arg("kernel", "pos_pair", doc="kernel size, k or [kh, kw]"),
+        Arg("stride", "pos_pair", 1),
+        Arg("pad", "pair", 0),
+        Arg("dilation", "pos_pair", 1),
+        Arg("groups", "pos_int", 1),
+        Arg("bias", "bool", False),
+        Arg("weight_init", "choice", "kaiming_normal", INITS),
+        Arg("bias_init", "float", 0.0, why=_BIAS_WHY),
+    ),
+    _conv_infer,
+    Torch("conv2d", lambda s, a: _kernel_fields(s, a) + (
+        Field("dilation", square(a["dilation"]), "dilation", "1"),
+        Field("groups", a["groups"], "groups", "1"),
+        Field("bias", a["bias"], "bias", "False"),
+        Field("weight_init", a["weight_init"], "weight_init", '"kaiming_normal"'),
+        Field("bias_init", a["bias_init"], "bias_init", "0.0"),
+    ), (INIT_WEIGHT, CONV2D)),
+    Draw("#cfe0fb", _conv_label),
+    "2-d convolution",
+    params=_conv_params,
+    macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1],
+    rank=(3,),
+)
+
+
+def _transposed_infer(s: Shape, a: dict) -> Shape:
+    _groups("conv_transpose", spatial("conv_transpose", s)[0], a["out"], a["groups"])
+    out = []
+    for size, k, st, p, op, d in zip(s[1:], a["kernel"], a["stride"], a["pad"], a["output_pad"], a["dilation"]):
+        if op >= st and op >= d:
+            raise ShapeError(
+                f"conv_transpose output_pad {op} must be smaller than the stride ({st}) or the dilation ({d})",
+                hint="output_pad picks one of the stride's possible output sizes; it is at most stride - 1",
+            )
+        n = (size - 1) * st - 2 * p + d * (k - 1) + op + 1
+        if n < 1:
+            raise ShapeError(
+                f"conv_transpose with kernel {fmt(a['kernel'])} and padding {fmt(a['pad'])} leaves no output "
+                f"from the input {s[1]}x{s[2]}",
+                hint="the padding removes more than the kernel adds: pad less",
+            )
+        out.append(n)
+    return (a["out"], out[0], out[1])
+
+
+def _transposed_label(a: dict) -> str:
+    k = a["kernel"]
+    text = f"{k[0]}x{k[1]} conv_transpose, {a['out']}"
+    if tuple(a["stride"]) != (1, 1):
+        text += f" x{pair_text(a['stride'])}"
+    if a["groups"] > 1:
+        text += f", g={a['groups']}"
+    return text
+
+
+CONV_TRANSPOSE = OpSpec(
+    "conv_transpose",
+    (
+        Arg("out", "pos_int", doc="output channels"),
+        Arg("kernel", "pos_pair", doc="kernel size, k or [kh, kw]"),
+        Arg("stride", "pos_pair", 1),
+        Arg("pad", "pair", 0, doc="removed from each border of the output"),
+        Arg("output_pad", "pair", 0, doc="added to one side of the output: picks among the sizes a stride allows"),
+        Arg("groups", "pos_int", 1),
+        Arg("dilation", "pos_pair", 1),
+        Arg("bias", "bool", False),
+    ),
+    _transposed_infer,
+    Torch("nn.ConvTranspose2d", lambda s, a: _kernel_fields(s, a) + (
+        Field("output_pad", square(a["output_pad"]), "output_padding", "0"),
+        Field("groups", a["groups"], "groups", "1"),
+        Field("bias", a["bias"], "bias", "True"),
+        Field("dilation", square(a["dilation"]), "dilation", "1"),
+    )),
+    Draw("#cfe0fb", _transposed_label),
+    "transposed 2-d convolution (the gradient of conv): upsamples by its stride",
+    params=lambda s, a: s[0] * (a["out"] // a["groups"]) * a["kernel"][0] * a["kernel"][1] + (
+        a["out"] if a["bias"] else 0),
+    macs=lambda i, o, a: i[1] * i[2] * i[0] * (o[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1],
+    rank=(3,),
+)
+
+
+def _linear_infer(s: Shape, a: dict) -> Shape:
+    if len(s) != 1:
+        raise ShapeError(
+            f"linear needs a [C] tensor, got {fmt(s)}",
+            hint="insert gap (global average pooling) or flatten before linear",
+        )
+    if s[0] < 1:
+        raise ShapeError("linear input has no features")
+    return (a["out"],)
+
+
+LINEAR_OP = OpSpec(
+    "linear",
+    (
+        Arg("out", "pos_int"),
+        Arg("bias", "bool", True),
+        Arg("weight_init", "choice", "default", INITS),
+        Arg("bias_init", "float", 0.0, why=_BIAS_WHY),
+    ),
+    _linear_infer,
+    Torch("linear", lambda s, a: (
+        Field("in", s[0]),
+        Field("out", a["out"]),
+        Field("bias", a["bias"], "bias", "True"),
+        Field("weight_init", a["weight_init"], "weight_init", '"default"'),
+        Field("bias_init", a["bias_init"], "bias_init", "0.0"),
+    ), (INIT_WEIGHT, LINEAR)),
+    Draw("#e3d5f5", lambda a: f"linear, {a['out']}"),
+    "fully connected layer",
+    params=lambda s, a: a["out"] * s[0] + (a["out"] if a["bias"] else 0),
+    macs=lambda i, o, a: i[0] * o[0],
+    rank=(1,),
+)
+
+OPS = (CONV, CONV_TRANSPOSE, LINEAR_OP)
