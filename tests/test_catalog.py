@@ -31,9 +31,11 @@ def test_list_names_every_spec_with_its_networks_and_variants(capsys):
     for name in catalog.names():
         assert f"\n{name} " in "\n" + out
     for network in ("DenseNet(k = 32", "DenseNetBC(depth = 100", "DPN(variant = 92", "FractalNet(C = 3",
-                    "HighwayCIFAR(", "HighwayMLP(", "ResNet(depth = 18", "RiR(widths"):
+                    "HighwayCIFAR(", "HighwayMLP(", "ResNet(depth = 18", "RiR(widths", "MobileNetV2(classes",
+                    "EfficientNetB0(classes", "ResNet50FPN(layers", "UNet(widths"):
         assert network in out
     assert "densenet169  -D blocks=[6,12,32,32]" in out and "-D variant=68" in out
+    assert "bilinear upsampling  -D bilinear=true" in out
 
 
 def test_names_work_from_an_empty_directory(tmp_path):

@@ -30,6 +30,10 @@ CONFIGS = [
     ("resnet.ud", None, []),
     ("resnet.ud", None, ["depth=50"]),
     ("rir.ud", None, []),
+    ("mobilenet.ud", None, []),
+    ("efficientnet.ud", None, []),
+    ("fpn.ud", None, []),
+    ("unet.ud", None, ["bilinear=true"]),
 ]
 
 #: Run in a fresh interpreter: compile every configuration with the command line and

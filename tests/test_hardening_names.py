@@ -127,7 +127,8 @@ def _vocabulary() -> list[str]:
     names: set[str] = set()
     labels: set[str] = set()
     for spec, defines in (("densenet.ud", ["blocks=[2,3]"]), ("dpn.ud", ["variant=68"]),
-                          ("fractal.ud", ["C=2"]), ("highway.ud", []), ("resnet.ud", []), ("rir.ud", [])):
+                          ("fractal.ud", ["C=2"]), ("highway.ud", []), ("resnet.ud", []), ("rir.ud", []),
+                          ("mobilenet.ud", []), ("efficientnet.ud", []), ("fpn.ud", []), ("unet.ud", ["bilinear=true"])):
         ir = build_ir(Source(spec, (ROOT / "specs" / spec).read_text()), None, defines, None)
         optimize(ir)
         labels.update(d["name"] for _, d in ir.nodes(data=True) if d["name"])

@@ -32,6 +32,10 @@ SMALL = [
     ("fractal.ud", None, dict(C=3, widths=[8, 16], drop=[0.0, 0.1], drop_local=0.0, drop_global=0.0)),
     ("highway.ud", None, {}),
     ("rir.ud", None, dict(widths=[8, 16, 32], blocks=[1, 1, 1])),
+    ("mobilenet.ud", None, dict(input=[3, 32, 32], classes=10, drop=0.0)),
+    ("efficientnet.ud", None, dict(input=[3, 32, 32], classes=10, drop=0.0, stochastic_depth=0.0)),
+    ("fpn.ud", None, dict(layers=[1, 1, 1, 1], out=16, input=[3, 64, 64])),
+    ("unet.ud", None, dict(widths=[8, 16, 32], input=[1, 16, 16])),
 ]
 DISABLE = [("prune",), ("share-concat",), ("prune", "share-concat")]
 # At initialisation DPN's training-mode gradients are too ill-conditioned for float32 to
@@ -97,11 +101,13 @@ def assert_equivalent(base, opt, shape, dtype=torch.float32, batch=4, modes=(Tru
 
 #: The (spec, passes run) pairs where the passes have nothing to do: the published specs
 #: hold no dead code, identity or single-input join (prune), and only DenseNet and DPN
-#: have concat chains (share-concat). There the emitted source must be byte-identical;
+#: have concat chains (share-concat; U-Net's concats of two tensors are not chains). There the emitted source must be byte-identical;
 #: everywhere else the modules are compared. Prune's semantics on code it does change
 #: are checked by test_prune_preserves_semantics.
 NOTHING_TO_DO = {(spec, ("prune",)) for spec, _, _ in SMALL} | {
-    (spec, passes) for spec in ("resnet.ud", "fractal.ud", "highway.ud", "rir.ud") for passes in DISABLE}
+    (spec, passes)
+    for spec in ("resnet.ud", "fractal.ud", "highway.ud", "rir.ud", "mobilenet.ud", "efficientnet.ud", "fpn.ud", "unet.ud")
+    for passes in DISABLE}
 
 
 @pytest.mark.parametrize("spec,network,params", SMALL, ids=[f"{s[:-3]}-{n or ''}" for s, n, _ in SMALL])

@@ -54,6 +54,10 @@ REFERENCE_ROWS = [
     row("fractalnet_c4_c10", "fractal.ud", 76_106_634, C=4, classes=10),
     # Highway networks (CIFAR-10, 19 layers)
     row("highway_cifar10_19", "highway.ud", 2_256_838, "HighwayCIFAR"),
+    # MobileNetV2, EfficientNet-B0 and the Mask R-CNN backbone ResNet-50-FPN (torchvision)
+    row("mobilenet_v2", "mobilenet.ud", 3_504_872),
+    row("efficientnet_b0", "efficientnet.ud", 5_288_548),
+    row("resnet50_fpn", "fpn.ud", 26_799_296),
 ]
 
 # Published counts of the same reference implementations that reference-params.md
@@ -66,6 +70,10 @@ EXTRA_ROWS = [
     row("resnet152", "resnet.ud", 60_192_808, depth=152),
     row("dpn107", "dpn.ud", 86_917_800, variant=107),
     row("rir_18_wide_c10", "rir.ud", 9_751_402),
+    # U-Net as Figure 1 of Ronneberger et al. draws it (1 input channel, 2 classes); the
+    # paper gives no count: this is the sum of its layers' weights and biases, which
+    # tests/test_unet.py checks against a U-Net written in plain PyTorch.
+    row("unet", "unet.ud", 31_030_658),
 ]
 
 
@@ -133,7 +141,13 @@ FIXTURE_SPECS = {
     "dpn92": ("dpn.ud", None, ("variant=92",)),
     "dpn98": ("dpn.ud", None, ("variant=98",)),
     "dpn131": ("dpn.ud", None, ("variant=131",)),
+    "mobilenet_v2": ("mobilenet.ud", None, ()),
+    "efficientnet_b0": ("efficientnet.ud", None, ()),
+    "resnet50_fpn": ("fpn.ud", None, ()),
 }
+
+#: Ops whose checkpoint entries are buffers only (no parameters): frozen batch norm.
+BUFFER_OPS = {"frozen_bn"}
 
 
 def load_fixture(name: str) -> tuple[dict[str, list[int]], int]:
@@ -149,7 +163,7 @@ def weight_shape(ir, n, d) -> list[int]:
         return [a["out"], in_shape[0] // a["groups"], *a["kernel"]]
     if d["op"] == "linear":
         return [a["out"], in_shape[0]]
-    if d["op"] == "bn":
+    if d["op"] in ("bn", "frozen_bn"):
         return [in_shape[0]]
     raise AssertionError(f"unexpected parameter-holding op {d['op']}")
 
@@ -162,7 +176,7 @@ def test_module_paths_match_reference_state_dict(name):
 
     ir_paths = {}
     for n, d in ir.op_nodes():
-        if d["params"] > 0:
+        if d["params"] > 0 or d["op"] in BUFFER_OPS:
             path = ir.path(n)
             assert path not in ir_paths, f"two parameter-holding ops at {path}"
             ir_paths[path] = (n, d)
@@ -170,7 +184,7 @@ def test_module_paths_match_reference_state_dict(name):
     for path, (n, d) in ir_paths.items():
         assert path + ".weight" in keys, f"{path}.weight not in {name}'s state_dict"
         assert keys[path + ".weight"] == weight_shape(ir, n, d), f"{path}.weight shape"
-        if d["op"] == "bn":
+        if d["op"] in ("bn", "frozen_bn"):
             assert path + ".bias" in keys and path + ".running_mean" in keys, path
         elif d["attrs"].get("bias"):
             assert path + ".bias" in keys, path

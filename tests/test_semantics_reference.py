@@ -339,6 +339,10 @@ MAC_SPECS = [
     ("fractal.ud", None, dict(C=3, widths=[8, 16], drop=[0.0, 0.1])),
     ("highway.ud", None, {}),
     ("rir.ud", None, dict(widths=[8, 16, 32], blocks=[1, 1, 1])),
+    ("mobilenet.ud", None, dict(input=[3, 32, 32], classes=10)),
+    ("efficientnet.ud", None, dict(input=[3, 32, 32], classes=10)),
+    ("fpn.ud", None, dict(layers=[1, 1, 1, 1], input=[3, 64, 64])),
+    ("unet.ud", None, dict(widths=[8, 16, 32], input=[1, 16, 16])),
 ]
 
 
@@ -354,7 +358,8 @@ def test_spec_macs_match_flop_counter(spec, network, params):
 
 
 #: Published multiply-accumulates at 224x224 (the papers' "FLOPs" for DPN, Table 2 of Chen
-#: et al. 2017; torchvision's model docs for ResNet and DenseNet), in units of 10**9.
+#: et al. 2017; torchvision's model docs for ResNet and DenseNet; MobileNetV2's 300M
+#: multiply-adds, Sandler et al. 2018, for width 1 at 224x224), in units of 10**9.
 PUBLISHED_GMACS = [
     ("dpn.ud", ["variant=92"], 6.5),
     ("dpn.ud", ["variant=98"], 11.7),
@@ -362,6 +367,7 @@ PUBLISHED_GMACS = [
     ("resnet.ud", ["depth=18"], 1.81),
     ("resnet.ud", ["depth=50"], 4.09),
     ("densenet.ud", [], 2.83),
+    ("mobilenet.ud", [], 0.300),
 ]
 
 

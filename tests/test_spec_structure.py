@@ -1,6 +1,7 @@
 """Structural facts of the specs in specs/ beyond parameter counts: the join
 pattern of FractalNet, the gate of highway layers, the two streams of RiR, the
-dual paths of DPN and the shortcuts of ResNet."""
+dual paths of DPN, the shortcuts of ResNet, the inverted residuals of MobileNetV2 and
+EfficientNet, the pyramid of FPN and the skips of U-Net."""
 
 from __future__ import annotations
 
@@ -95,3 +96,47 @@ def test_resnet_projection_shortcuts(depth, projections):
     downs = {ir.nodes[n]["scope"] for n in nodes(ir, "conv") if ".downsample" in ir.path(n)}
     assert len(downs) == projections
     assert ir.output_shape == (1000,)
+
+
+def test_mobilenet_v2_inverted_residuals():
+    ir = ir_of("mobilenet.ud")
+    # Table 2: a residual sum in every repeat after the first of a stage (7 stages, 17 blocks)
+    assert len(nodes(ir, "add")) == 10
+    assert len(nodes(ir, "relu6")) == 35  # stem, 1 + 2 per expanding block, last conv
+    depthwise = [n for n in nodes(ir, "conv") if ir.nodes[n]["attrs"]["groups"] > 1]
+    assert len(depthwise) == 17
+    assert all(ir.nodes[n]["attrs"]["groups"] == ir.nodes[n]["shape"][0] for n in depthwise)
+    assert ir.output_shape == (1000,)
+
+
+def test_efficientnet_b0_stochastic_depth_and_squeeze_excitation():
+    ir = ir_of("efficientnet.ud")
+    # torchvision's rate: 0.2 * (block index from 0) / 16, on the blocks with a residual sum
+    rates = [ir.nodes[n]["attrs"]["p"] for n in nodes(ir, "drop_path")]
+    assert rates == [0.2 * i / 16 for i in (2, 4, 6, 7, 9, 10, 12, 13, 14)]
+    assert len(nodes(ir, "add")) == 9
+    # one squeeze-excitation gate per block: [C, 1, 1] * [C, H, W]
+    products = nodes(ir, "mul")
+    assert len(products) == 16
+    for n in products:
+        shapes = sorted(ir.nodes[u]["shape"] for u in ir.inputs(n))
+        assert shapes[0] == (shapes[1][0], 1, 1)
+
+
+def test_fpn_levels():
+    ir = ir_of("fpn.ud")
+    assert [(name, ir.nodes[n]["shape"]) for name, n in ir.outputs()] == [
+        ("0", (256, 56, 56)), ("1", (256, 28, 28)), ("2", (256, 14, 14)), ("3", (256, 7, 7)), ("pool", (256, 4, 4))]
+    assert len(nodes(ir, "frozen_bn")) == 53 and not nodes(ir, "bn")
+    ups = nodes(ir, "upsample")
+    assert [ir.nodes[n]["attrs"]["size"] for n in ups] == [(14, 14), (28, 28), (56, 56)]
+    assert len(nodes(ir, "add")) == 16 + 3  # the bottlenecks' residual sums, the top-down sums
+
+
+@pytest.mark.parametrize("define,upsampler", [("bilinear=false", "conv_transpose"), ("bilinear=true", "upsample")])
+def test_unet_skips(define, upsampler):
+    ir = ir_of("unet.ud", define, "input=[1,48,80]")
+    concats = nodes(ir, "concat")
+    assert [ir.nodes[n]["shape"] for n in concats] == [(1024, 6, 10), (512, 12, 20), (256, 24, 40), (128, 48, 80)]
+    assert len(nodes(ir, upsampler)) == 4 and len(nodes(ir, "maxpool")) == 4
+    assert ir.output_shape == (2, 48, 80)

@@ -43,6 +43,10 @@ CASES = [
     ("resnet.ud", None, {"depth": 0, "layers": [1, 2, 1, 1], "kind": "bottleneck", "input": [3, 64, 64]}),
     ("resnet.ud", None, {"input": [3, 64, 64]}),
     ("rir.ud", None, {"widths": [8, 16, 16], "blocks": [1, 2, 1]}),
+    ("mobilenet.ud", None, {"input": [3, 32, 32], "classes": 10}),
+    ("efficientnet.ud", None, {"input": [3, 32, 32], "classes": 10}),
+    ("fpn.ud", None, {"layers": [1, 1, 1, 1], "out": 16, "input": [3, 64, 64]}),
+    ("unet.ud", None, {"widths": [8, 16, 32], "bilinear": True, "input": [1, 16, 16]}),
 ]
 IDS = [f"{f}:{n or 'default'}:{i}" for i, (f, n, _) in enumerate(CASES)]
 

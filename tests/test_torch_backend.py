@@ -45,10 +45,16 @@ VARIANTS = {
     "fractal_c4": ("fractal.ud", None, ["C=4"], None),
     "highway": ("highway.ud", None, [], None),
     "rir": ("rir.ud", None, [], None),
+    "mobilenet_v2": ("mobilenet.ud", None, [], "mobilenet_v2"),
+    "efficientnet_b0": ("efficientnet.ud", None, [], "efficientnet_b0"),
+    "resnet50_fpn": ("fpn.ud", None, [], "resnet50_fpn"),
+    "unet": ("unet.ud", None, [], None),
+    "unet_bilinear": ("unet.ud", None, ["bilinear=true", "align_corners=true"], None),
 }
 # ImageNet nets run forward/backward at 64x64 to keep CI fast; all are fully convolutional
-# up to global pooling, so the parameters are the same as at 224x224.
-SMALL = {"densenet": "input=[3,64,64]", "resnet": "input=[3,64,64]", "dpn": "input=[3,64,64]"}
+# up to global pooling (U-Net and FPN entirely), so the parameters are the same as at 224x224.
+SMALL = {name: "input=[3,64,64]" for name in ("densenet", "resnet", "dpn", "mobilenet", "efficientnet", "fpn")}
+SMALL["unet"] = "input=[1,32,32]"
 
 
 def _ir(name, small=False):
@@ -65,11 +71,16 @@ def test_variant_compiles_runs_forward_backward(name):
     assert param_count(model) == ir.param_count() == ir_full.param_count()
     model.train()
     x = torch.randn(2, *ir.nodes[ir.input_node]["shape"])
-    y = model(x)
-    assert y.shape == (2,) + ir.output_shape
-    y.square().mean().backward()
+    y = outputs(model(x))
+    assert {k: tuple(v.shape) for k, v in y.items()} == {k: (2,) + ir.nodes[n]["shape"] for k, n in ir.outputs()}
+    sum(v.square().mean() for v in y.values()).backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def outputs(y) -> dict:
+    """A module's result by output name: the one tensor of a single output is named None."""
+    return dict(y) if isinstance(y, dict) else {None: y}
 
 
 @pytest.mark.parametrize("name", [n for n, v in sorted(VARIANTS.items()) if v[3]])
@@ -81,6 +92,22 @@ def test_state_dict_matches_reference_implementation(name):
     assert mine == {k: s for k, s in ref["state_dict"]}
     state = {k: torch.zeros(s) if s else torch.tensor(0) for k, s in ref["state_dict"]}
     model.load_state_dict(state, strict=True)
+
+
+def test_fpn_returns_the_five_levels_by_torchvision_names():
+    """As torchvision's BackboneWithFPN: an ordered dict '0', '1', '2', '3', 'pool', at
+    strides 4, 8, 16, 32, 64; the frozen batch norms hold buffers only (106,240 elements)."""
+    model = instantiate(_ir("resnet50_fpn")).eval()
+    with torch.no_grad():
+        y = model(torch.randn(1, 3, 224, 224))
+    assert isinstance(y, dict)
+    assert [(k, tuple(v.shape)) for k, v in y.items()] == [
+        ("0", (1, 256, 56, 56)), ("1", (1, 256, 28, 28)), ("2", (1, 256, 14, 14)), ("3", (1, 256, 7, 7)),
+        ("pool", (1, 256, 4, 4))]
+    assert torch.equal(y["pool"], y["3"][:, :, ::2, ::2])  # max pool of a 1x1 window, stride 2
+    frozen = [m for m in model.modules() if type(m).__name__ == "FrozenBatchNorm2d"]
+    assert len(frozen) == 53 and not any(list(m.parameters()) for m in frozen)
+    assert sum(b.numel() for b in model.buffers()) == 106_240
 
 
 def test_densenet264_file_is_not_bigger_than_densenet121():
@@ -116,7 +143,8 @@ def test_header_names_spec_network_and_parameters():
     assert "DenseNet" in doc and "densenet.ud" in doc and "k=12" in doc
 
 
-@pytest.mark.parametrize("spec", ["densenet", "resnet", "dpn", "fractal", "highway", "rir"])
+@pytest.mark.parametrize("spec", ["densenet", "resnet", "dpn", "fractal", "highway", "rir", "mobilenet",
+                                  "efficientnet", "fpn", "unet"])
 def test_emitted_source_is_ruff_clean(spec, tmp_path):
     """ruff is a test dependency (pyproject.toml): run as a module of this interpreter, so
     that it runs (or fails for want of it) without the virtual environment on PATH."""
