@@ -15,7 +15,6 @@ import pytest
 
 from udnet.backends import graphviz as gv
 from udnet.cli import main
-from udnet.ir.graph import IR
 from udnet.pipeline import build_ir
 
 from svg_picture import Picture
@@ -463,7 +462,6 @@ network TwoHeads(input = [3, 32, 32]) {
 """
 
 
-@pytest.mark.skipif(not hasattr(IR, "outputs"), reason="named outputs are not in the language yet")
 def test_named_outputs_are_output_nodes_side_by_side_in_order(tmp_path):
     spec = tmp_path / "heads.ud"
     spec.write_text(TWO_HEADS)
