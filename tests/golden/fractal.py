@@ -1,0 +1,278 @@
+"""FractalNet, compiled by udnet from fractal.ud.
+
+Parameters: C=3, widths=[64, 128, 256, 512, 512], drop=[0.0, 0.1, 0.2, 0.3, 0.4],
+drop_local=0.15, drop_global=0.5, classes=10, input=[3, 32, 32].
+Input: [N, 3, 32, 32] -> output: [N, 10]; 33,724,618 parameters.
+Standalone: this file needs only torch.
+"""
+
+import torch
+from torch import nn
+
+
+def init_weight(weight, kind):
+    if kind == "kaiming_normal":
+        nn.init.kaiming_normal_(weight)
+    elif kind == "kaiming_uniform":
+        nn.init.kaiming_uniform_(weight)
+    elif kind == "xavier_normal":
+        nn.init.xavier_normal_(weight)
+    elif kind == "xavier_uniform":
+        nn.init.xavier_uniform_(weight)
+    elif kind == "normal":
+        nn.init.normal_(weight, std=0.01)
+    elif kind == "zeros":
+        nn.init.zeros_(weight)
+
+
+def conv2d(
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    bias=False,
+    weight_init="kaiming_normal",
+    bias_init=0.0,
+):
+    """nn.Conv2d initialised as the spec says."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
+    )
+    init_weight(conv.weight, weight_init)
+    if conv.bias is not None:
+        nn.init.constant_(conv.bias, bias_init)
+    return conv
+
+
+def linear(in_features, out_features, bias=True, weight_init="default", bias_init=0.0):
+    """nn.Linear initialised as the spec says."""
+    fc = nn.Linear(in_features, out_features, bias)
+    init_weight(fc.weight, weight_init)
+    if fc.bias is not None:
+        nn.init.constant_(fc.bias, bias_init)
+    return fc
+
+
+class Join(nn.Module):
+    """FractalNet join: the mean of its inputs, with drop-path while training.
+
+    Local drop-path drops each input with probability drop_local, keeping at least
+    one. Samples chosen for global drop-path (see set_drop_path_columns) keep only
+    the input of their column.
+    """
+
+    def __init__(self, drop_local=0.0, drop_global=0.0, columns=()):
+        super().__init__()
+        self.drop_local = drop_local
+        self.drop_global = drop_global
+        self.columns = columns
+        self.global_columns = None
+
+    def forward(self, *xs):
+        if not self.training or (self.drop_local == 0 and self.global_columns is None):
+            return torch.stack(xs).mean(0)
+        n = xs[0].shape[0]
+        keep = torch.rand(len(xs), n, device=xs[0].device) >= self.drop_local
+        lucky = torch.randint(len(xs), (n,), device=xs[0].device)
+        none_kept = ~keep.any(0)
+        keep[lucky, torch.arange(n, device=xs[0].device)] |= none_kept
+        if self.global_columns is not None:
+            cols = torch.tensor(self.columns, device=xs[0].device)
+            chosen = cols[:, None] == self.global_columns[None, :]
+            use_global = chosen.any(0)
+            keep = torch.where(use_global[None, :], chosen, keep)
+        w = keep.to(xs[0].dtype)
+        w = w / w.sum(0, keepdim=True)
+        shape = (len(xs), n) + (1,) * (xs[0].dim() - 1)
+        return (torch.stack(xs) * w.view(shape)).sum(0)
+
+
+def set_drop_path_columns(model, batch, drop_global, num_columns, device):
+    """Choose, per sample, a column for global drop-path (-1: local drop-path)."""
+    columns = None
+    if model.training and drop_global > 0:
+        columns = torch.randint(1, num_columns + 1, (batch,), device=device)
+        local = torch.rand(batch, device=device) >= drop_global
+        columns = torch.where(local, torch.full_like(columns, -1), columns)
+    for m in model.modules():
+        if isinstance(m, Join):
+            m.global_columns = columns
+
+
+class Fractal(nn.Module):
+    """Block Fractal, used 7 times."""
+
+    def __init__(self, in_channels):
+        super().__init__()
+        self.conv = conv2d(in_channels, 64, 3, padding=1)
+        self.bn = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = self.bn(x)
+        x = self.relu(x)
+        return x
+
+
+class Fractal2(nn.Module):
+    """Block Fractal."""
+
+    def __init__(self):
+        super().__init__()
+        self.deep1 = Fractal(3)
+        self.deep2 = Fractal(64)
+        self.shallow = Fractal(3)
+        self.join = Join(0.15, 0.5, (3, 2))
+
+    def forward(self, x):
+        y = self.deep1(x)
+        y = self.deep2(y)
+        x = self.shallow(x)
+        y = self.join(y, x)
+        return y
+
+
+class Fractal3(nn.Module):
+    """Block Fractal."""
+
+    def __init__(self):
+        super().__init__()
+        self.deep1 = Fractal(64)
+        self.deep2 = Fractal(64)
+        self.shallow = Fractal(64)
+
+    def forward(self, x):
+        y = self.deep1(x)
+        y = self.deep2(y)
+        x = self.shallow(x)
+        return y, x
+
+
+class Fractal4(nn.Module):
+    """Block Fractal."""
+
+    def __init__(self):
+        super().__init__()
+        self.deep1 = Fractal2()
+        self.deep2 = Fractal3()
+        self.shallow = Fractal(3)
+        self.join = Join(0.15, 0.5, (3, 2, 1))
+
+    def forward(self, x):
+        y = self.deep1(x)
+        y, y2 = self.deep2(y)
+        x = self.shallow(x)
+        y = self.join(y, y2, x)
+        return y
+
+
+class Fractal5(nn.Module):
+    """Block Fractal, used 28 times."""
+
+    def __init__(self, in_channels, c, p):
+        super().__init__()
+        self.conv = conv2d(in_channels, c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(p)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = self.bn(x)
+        x = self.relu(x)
+        x = self.dropout(x)
+        return x
+
+
+class Fractal6(nn.Module):
+    """Block Fractal, used 4 times."""
+
+    def __init__(self, in_channels, c, p):
+        super().__init__()
+        self.deep1 = Fractal5(in_channels=in_channels, c=c, p=p)
+        self.deep2 = Fractal5(in_channels=c, c=c, p=p)
+        self.shallow = Fractal5(in_channels=in_channels, c=c, p=p)
+        self.join = Join(0.15, 0.5, (3, 2))
+
+    def forward(self, x):
+        y = self.deep1(x)
+        y = self.deep2(y)
+        x = self.shallow(x)
+        y = self.join(y, x)
+        return y
+
+
+class Fractal7(nn.Module):
+    """Block Fractal, used 4 times."""
+
+    def __init__(self, c, p):
+        super().__init__()
+        self.deep1 = Fractal5(in_channels=c, c=c, p=p)
+        self.deep2 = Fractal5(in_channels=c, c=c, p=p)
+        self.shallow = Fractal5(in_channels=c, c=c, p=p)
+
+    def forward(self, x):
+        y = self.deep1(x)
+        y = self.deep2(y)
+        x = self.shallow(x)
+        return y, x
+
+
+class Fractal8(nn.Module):
+    """Block Fractal, used 4 times."""
+
+    def __init__(self, in_channels, c, p):
+        super().__init__()
+        self.deep1 = Fractal6(in_channels=in_channels, c=c, p=p)
+        self.deep2 = Fractal7(c=c, p=p)
+        self.shallow = Fractal5(in_channels=in_channels, c=c, p=p)
+        self.join = Join(0.15, 0.5, (3, 2, 1))
+
+    def forward(self, x):
+        y = self.deep1(x)
+        y, y2 = self.deep2(y)
+        x = self.shallow(x)
+        y = self.join(y, y2, x)
+        return y
+
+
+class FractalNet(nn.Module):
+    """The network FractalNet."""
+
+    def __init__(self):
+        super().__init__()
+        self.block1 = Fractal4()
+        self.pool1 = nn.MaxPool2d(2)
+        self.block2 = Fractal8(in_channels=64, c=128, p=0.1)
+        self.pool2 = nn.MaxPool2d(2)
+        self.block3 = Fractal8(in_channels=128, c=256, p=0.2)
+        self.pool3 = nn.MaxPool2d(2)
+        self.block4 = Fractal8(in_channels=256, c=512, p=0.3)
+        self.pool4 = nn.MaxPool2d(2)
+        self.block5 = Fractal8(in_channels=512, c=512, p=0.4)
+        self.pool5 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.classifier = linear(512, 10)
+
+    def forward(self, x):
+        set_drop_path_columns(self, x.shape[0], 0.5, 3, x.device)
+        x = self.block1(x)
+        x = self.pool1(x)
+        x = self.block2(x)
+        x = self.pool2(x)
+        x = self.block3(x)
+        x = self.pool3(x)
+        x = self.block4(x)
+        x = self.pool4(x)
+        x = self.block5(x)
+        x = self.pool5(x)
+        x = self.flatten(x)
+        x = self.classifier(x)
+        return x
+
+
+ROOT = "FractalNet"

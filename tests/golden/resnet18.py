@@ -1,0 +1,188 @@
+"""ResNet, compiled by udnet from resnet.ud.
+
+Parameters: depth=18, layers=[], kind='', classes=1000, input=[3, 224, 224].
+Input: [N, 3, 224, 224] -> output: [N, 1000]; 11,689,512 parameters.
+Standalone: this file needs only torch.
+"""
+
+from torch import nn
+
+
+def init_weight(weight, kind):
+    if kind == "kaiming_normal":
+        nn.init.kaiming_normal_(weight)
+    elif kind == "kaiming_uniform":
+        nn.init.kaiming_uniform_(weight)
+    elif kind == "xavier_normal":
+        nn.init.xavier_normal_(weight)
+    elif kind == "xavier_uniform":
+        nn.init.xavier_uniform_(weight)
+    elif kind == "normal":
+        nn.init.normal_(weight, std=0.01)
+    elif kind == "zeros":
+        nn.init.zeros_(weight)
+
+
+def conv2d(
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    bias=False,
+    weight_init="kaiming_normal",
+    bias_init=0.0,
+):
+    """nn.Conv2d initialised as the spec says."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
+    )
+    init_weight(conv.weight, weight_init)
+    if conv.bias is not None:
+        nn.init.constant_(conv.bias, bias_init)
+    return conv
+
+
+def linear(in_features, out_features, bias=True, weight_init="default", bias_init=0.0):
+    """nn.Linear initialised as the spec says."""
+    fc = nn.Linear(in_features, out_features, bias)
+    init_weight(fc.weight, weight_init)
+    if fc.bias is not None:
+        nn.init.constant_(fc.bias, bias_init)
+    return fc
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial dimensions: [N, C, H, W] -> [N, C] (or [N, C, 1, 1])."""
+
+    def __init__(self, keep=False):
+        super().__init__()
+        self.keep = keep
+
+    def forward(self, x):
+        return x.mean((2, 3), keepdim=self.keep)
+
+
+class BasicBlockStride1(nn.Module):
+    """Block BasicBlock, used 5 times."""
+
+    def __init__(self, planes):
+        super().__init__()
+        self.conv1 = conv2d(planes, planes, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu_1 = nn.ReLU(inplace=True)
+        self.conv2 = conv2d(planes, planes, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu_2 = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        y = self.bn1(y)
+        y = self.relu_1(y)
+        y = self.conv2(y)
+        y = self.bn2(y)
+        y = y + x
+        y = self.relu_2(y)
+        return y
+
+
+class StageStride1(nn.Module):
+    """Block Stage."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_module("0", BasicBlockStride1(64))
+        self.add_module("1", BasicBlockStride1(64))
+
+    def forward(self, x):
+        x = getattr(self, "0")(x)
+        x = getattr(self, "1")(x)
+        return x
+
+
+class Downsample(nn.Module):
+    """Block Downsample, used 3 times."""
+
+    def __init__(self, in_channels, out):
+        super().__init__()
+        self.add_module("0", conv2d(in_channels, out, 1, stride=2))
+        self.add_module("1", nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        x = getattr(self, "0")(x)
+        x = getattr(self, "1")(x)
+        return x
+
+
+class BasicBlockStride2(nn.Module):
+    """Block BasicBlock, used 3 times."""
+
+    def __init__(self, in_channels, planes):
+        super().__init__()
+        self.conv1 = conv2d(in_channels, planes, 3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu_1 = nn.ReLU(inplace=True)
+        self.conv2 = conv2d(planes, planes, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = Downsample(in_channels=in_channels, out=planes)
+        self.relu_2 = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        y = self.bn1(y)
+        y = self.relu_1(y)
+        y = self.conv2(y)
+        y = self.bn2(y)
+        x = self.downsample(x)
+        y = y + x
+        y = self.relu_2(y)
+        return y
+
+
+class StageStride2(nn.Module):
+    """Block Stage, used 3 times."""
+
+    def __init__(self, in_channels, planes):
+        super().__init__()
+        self.add_module("0", BasicBlockStride2(in_channels=in_channels, planes=planes))
+        self.add_module("1", BasicBlockStride1(planes))
+
+    def forward(self, x):
+        x = getattr(self, "0")(x)
+        x = getattr(self, "1")(x)
+        return x
+
+
+class ResNet(nn.Module):
+    """The network ResNet."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = conv2d(3, 64, 7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = StageStride1()
+        self.layer2 = StageStride2(in_channels=64, planes=128)
+        self.layer3 = StageStride2(in_channels=128, planes=256)
+        self.layer4 = StageStride2(in_channels=256, planes=512)
+        self.avgpool = GlobalAvgPool()
+        self.fc = linear(512, 1000)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.maxpool(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+        x = self.avgpool(x)
+        x = self.fc(x)
+        return x
+
+
+ROOT = "ResNet"
