@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-import udnet  # noqa: E402
-import udnet.pipeline  # noqa: E402
-from tests.test_docs import DOCS, blocks  # noqa: E402
-from udnet.backends.summary import summarize  # noqa: E402
-from udnet.errors import Source  # noqa: E402
-from udnet.pipeline import build_ir  # noqa: E402
+import udnet
+import udnet.pipeline
+from tests.test_docs import DOCS, blocks
+from udnet.backends.summary import summarize
+from udnet.errors import Source
+from udnet.pipeline import build_ir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-import torch.fx  # noqa: E402, F811 - the submodule, after the skip
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
 
-import udnet  # noqa: E402
-from differential import check_against_interpreter, network_outputs  # noqa: E402
-from test_docs import DOCS, blocks  # noqa: E402
-from udnet.backends.summary import summarize  # noqa: E402
-from udnet.errors import Source, UdnetError  # noqa: E402
-from udnet.pipeline import build_ir, compile_to_torch, optimize  # noqa: E402
+import udnet
+from differential import check_against_interpreter, network_outputs
+from test_docs import DOCS, blocks
+from udnet.backends.summary import summarize
+from udnet.errors import Source, UdnetError
+from udnet.pipeline import build_ir, compile_to_torch, optimize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
