@@ -16,3 +16,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def graphviz_pure(monkeypatch):
+    """Render with the graphviz-pure dependency even where a system ``dot`` is on PATH: the
+    tests that read table cells (their ids, tooltips and geometry) back from the SVG need a
+    renderer that writes them, and Debian's Graphviz 2.43 does not."""
+    from udnet.backends import graphviz
+
+    assert graphviz.pure_renderer() is not None, "graphviz-pure is a dependency of udnet"
+    monkeypatch.setattr(graphviz, "find_renderer", graphviz.pure_renderer)

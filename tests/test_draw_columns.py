@@ -13,6 +13,8 @@ from udnet.pipeline import Source, build_ir
 
 from svg_picture import Picture
 
+pytestmark = pytest.mark.usefixtures("graphviz_pure")  # reads table cells back
+
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 UNIT = re.compile(r"(c\d+)_unit_(\d+)_(\d+)")
 JOIN = re.compile(r"(c\d+)_join_(\d+)")

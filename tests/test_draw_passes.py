@@ -78,6 +78,7 @@ def test_summary_takes_the_pass_flags(capsys):
     assert "--fractal-column needs the prune pass" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("graphviz_pure")  # reads table cells back
 def test_udnet_draw_returns_svg_or_writes_a_file(tmp_path):
     svg = udnet.draw(str(SPECS / "fractal.ud"), C=4, widths=[64], drop=[0.0])
     assert isinstance(svg, str) and svg._repr_svg_() == svg

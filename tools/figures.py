@@ -45,6 +45,7 @@ def command(name: str) -> list[str]:
 
 def draw(name: str, out: str) -> None:
     """Draw figure ``name`` into ``out`` (any format ``udnet draw`` writes)."""
+    from udnet.backends import graphviz
     from udnet.cli import main
 
     args = list(FIGURES[name])
@@ -55,7 +56,14 @@ def draw(name: str, out: str) -> None:
                 f.write(tutorial_spec())
         else:
             args[0] = os.path.join(ROOT, args[0])
-        if main(["draw", *args, "-o", out]) != 0:
+        # Always graphviz-pure, even where a system dot is installed: the committed figures
+        # must come out the same on every machine (and keep their tooltips).
+        find, graphviz.find_renderer = graphviz.find_renderer, graphviz.pure_renderer
+        try:
+            status = main(["draw", *args, "-o", out])
+        finally:
+            graphviz.find_renderer = find
+        if status != 0:
             raise SystemExit(f"udnet draw failed for {name}")
 
 

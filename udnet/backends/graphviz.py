@@ -41,7 +41,10 @@ from udnet.ir.graph import IR
 from .drawing.dot import build_dot, to_dot
 from .drawing.options import DRAW_TIMEOUT, FORMATS, DrawOptions
 
-__all__ = ["DrawOptions", "Renderer", "build_dot", "draw", "find_renderer", "plan", "render", "to_dot", "to_svg"]
+__all__ = [
+    "DrawOptions", "Renderer", "build_dot", "draw", "find_renderer", "plan", "pure_renderer", "render", "to_dot",
+    "to_svg",
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,13 @@ def find_renderer() -> Renderer | None:
     dot = shutil.which("dot")
     if dot:
         return Renderer("dot", dot, ("svg", "png", "pdf"))
+    return pure_renderer()
+
+
+def pure_renderer() -> Renderer | None:
+    """The ``graphviz-pure`` dependency, whatever else is installed: one renderer whose SVG
+    is the same on every machine (Debian's Graphviz 2.43, for one, writes no ids or tooltips
+    for table cells), for the committed figures and the tests that read drawings back."""
     pure = _graphviz_pure()
     if pure:
         return Renderer("graphviz-pure", pure, ("svg", "png", "pdf"))  # pdf: via svgpdf
