@@ -267,6 +267,22 @@ CASES = [
         "conv(3, 1, stride = 2)",
     ),
     Case(
+        "residual-rounding-mismatch",
+        NET.format("x = x |> conv(3, 2)\n    y = x |> maxpool(2, ceil = true) |> upsample(2)\n    x = x + y"),
+        4,
+        9,
+        "residual sum of [3, 7, 7] and [3, 8, 8]: shapes differ",
+        "the sizes differ by rounding; upsample to the other operand's own size",
+    ),
+    Case(
+        "residual-uneven-spatial-mismatch",
+        NET.format("y = x |> conv(3, 3, stride = 3, pad = 1)\n    x = x + y"),
+        3,
+        9,
+        "residual sum of [3, 8, 8] and [3, 3, 3]: shapes differ",
+        "stride or pool the larger operand, or upsample the smaller",
+    ),
+    Case(
         "gate-operand-mismatch",
         NET.format(
             "h = x |> conv(8, 3, pad = 1)\n    t = x |> conv(8, 3, pad = 1) |> sigmoid\n    return gate(h, x, t)"

@@ -107,8 +107,12 @@ def infer_add(shapes: list[Shape]) -> Shape:
                 stride = first[1] // s[1] if s[1] and first[1] % s[1] == 0 else None
                 if stride:
                     hint = f"project the shortcut with stride: conv({s[0]}, 1, stride = {stride})"
+                elif all(abs(a - b) <= 1 for a, b in zip(s[1:], first[1:])):
+                    # 17 against 18: an odd size was halved and doubled again
+                    hint = ("the sizes differ by rounding; upsample to the other operand's own size, "
+                            "upsample(size = [height(t), width(t)]), or use an input size that divides evenly")
                 else:
-                    hint = "a residual sum needs equal shapes; project the shortcut"
+                    hint = "a residual sum needs equal shapes; stride or pool the larger operand, or upsample the smaller"
             raise ShapeError(f"residual sum of {fmt(first)} and {fmt(s)}: shapes differ", hint, operand=i)
     return first
 
