@@ -85,10 +85,13 @@ def assert_equivalent(base, opt, shape, dtype=torch.float32, batch=4, modes=(Tru
         ya, yb, yr = _run(base, x, train), _run(opt, x, train), _run(ref, x.double(), train)
         noise = 4 * (ya.double() - yr).abs().max() if dtype == torch.float32 else 0
         assert (ya - yb).abs().max() <= max(tol * ya.abs().max(), noise)
+        # A gradient that is only rounding (a bias just before a BN, whose exact gradient is
+        # 0) differs by rounding between any two implementations: up to a few ulps of the
+        # module's largest gradient, whichever way the CPU's kernels happen to sum.
+        rounding = 8 * torch.finfo(dtype).eps * max(r.grad.abs().max() for r in ref.parameters())
         for a, b, r in zip(base.parameters(), opt.parameters(), ref.parameters()):
             noise = 4 * (a.grad.double() - r.grad).abs().max() if dtype == torch.float32 else 0
-            # 1e-14: a gradient that is only rounding (a BN weight's, ~1e-9 where the others are ~1)
-            assert (a.grad - b.grad).abs().max() <= max(tol * a.grad.abs().max(), noise, 1e-14)
+            assert (a.grad - b.grad).abs().max() <= max(tol * a.grad.abs().max(), noise, rounding)
         for a, b, r in zip(base.buffers(), opt.buffers(), ref.buffers()):
             if not a.dtype.is_floating_point:  # num_batches_tracked
                 assert torch.equal(a, b)
@@ -403,9 +406,14 @@ def test_every_dead_statement_is_warned_at_its_own_line(tmp_path, capsys):
     warnings = [line for line in capsys.readouterr().err.splitlines() if ": warning: " in line]
     assert warnings == [
         f"{spec}:2:14: warning: 'a' is computed but never reaches the network output; it was pruned",
-        f"{spec}:3:14: warning: this computation never reaches the network output; it was pruned",
-        f"{spec}:3:28: warning: 'b' is computed but never reaches the network output; it was pruned",
+        f"{spec}:3:14: warning: 'b' is computed but never reaches the network output; it was pruned",
     ]
+    err = capsys.readouterr  # one warning for the chain, its caret under the whole of it
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.py")]) == 0
+    captured = err()
+    lines = (captured.out + captured.err).splitlines()
+    at = lines.index(f"{spec}:3:14: warning: 'b' is computed but never reaches the network output; it was pruned")
+    assert lines[at + 2].endswith("^" + "~" * len("conv(2, 3) |> relu"[1:]))
 
 
 def test_fractal_column_needs_fractal_joins():

@@ -112,7 +112,8 @@ def infer_add(shapes: list[Shape]) -> Shape:
                     hint = ("the sizes differ by rounding; upsample to the other operand's own size, "
                             "upsample(size = [height(t), width(t)]), or use an input size that divides evenly")
                 else:
-                    hint = "a residual sum needs equal shapes; stride or pool the larger operand, or upsample the smaller"
+                    hint = ("a residual sum needs equal shapes; "
+                            "stride or pool the larger operand, or upsample the smaller")
             raise ShapeError(f"residual sum of {fmt(first)} and {fmt(s)}: shapes differ", hint, operand=i)
     return first
 

@@ -8,6 +8,8 @@ dead before any specialisation is reported as a warning at its line:col.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import networkx as nx
 
 from udnet.errors import UsageError
@@ -64,19 +66,27 @@ def _unreachable(ir: IR) -> list[int]:
 
 
 def _dead_code_warnings(ir: IR, dead: list[int]) -> list[Warning_]:
-    """One warning per source span whose nodes all die (an unused binding, a dead branch)."""
-    by_span: dict = {}
-    for n in dead:
-        span = ir.nodes[n]["span"]
-        if span is not None:
-            by_span.setdefault((span.source.name, span.line, span.col), (span, []))[1].append(n)
+    """One warning per dead statement (an unused binding, a dead branch): the dead nodes of
+    one connected piece that were written on one line, under one caret."""
+    groups: dict = {}
+    pieces = nx.weakly_connected_components(ir.subgraph(dead))
+    for piece, nodes in enumerate(pieces):
+        for n in nodes:
+            span = ir.nodes[n]["span"]
+            if span is not None:
+                groups.setdefault((piece, span.source.name, span.line), []).append(n)
     out = []
-    for _, (span, nodes) in sorted(by_span.items(), key=lambda kv: (kv[0][1], kv[0][2])):
-        var = next((ir.nodes[n].get("var") for n in nodes if ir.nodes[n].get("var")), None)
+    for nodes in groups.values():
+        spans = [ir.nodes[n]["span"] for n in nodes]
+        first = min(spans, key=lambda s: (s.line, s.col))
+        last = max(spans, key=lambda s: (s.end_line, s.end_col))
+        span = replace(first, end_line=last.end_line, end_col=last.end_col)
+        var = next((ir.nodes[n].get("var") for n in sorted(nodes, reverse=True) if ir.nodes[n].get("var")), None)
         what = f"'{var}' is computed but never reaches the network output" if var else (
             "this computation never reaches the network output"
         )
         out.append(Warning_(span, f"{what}; it was pruned"))
+    out.sort(key=lambda w: (w.span.line, w.span.col))
     # Report the outermost construct only: drop spans nested in an earlier reported one.
     kept: list[Warning_] = []
     for w in out:
