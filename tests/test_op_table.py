@@ -148,3 +148,15 @@ def test_the_product_is_drawn_with_its_own_node_and_edges():
     dot = to_dot(ir)
     assert 'label="*"' in dot and "#b0306f" in dot  # the node, and its input edges' colour
     assert "element-wise product" in dot  # the legend
+
+
+@pytest.mark.parametrize("name, attrs, label", [
+    ("conv", dict(kernel=(3, 3), out=64, stride=(2, 2), groups=32, dilation=(2, 2)), "3x3 conv, 64 /2, g=32, d=2"),
+    ("conv", dict(kernel=(1, 3), out=8, stride=(1, 1), groups=1, dilation=(1, 1)), "1x3 conv, 8"),
+    ("conv_transpose", dict(kernel=(2, 2), out=16, stride=(2, 2), groups=1, dilation=(1, 1)),
+     "2x2 conv_transpose, 16 x2"),
+    ("conv_transpose", dict(kernel=(3, 3), out=4, stride=(1, 2), groups=2, dilation=(2, 2)),
+     "3x3 conv_transpose, 4 x1x2, g=2, d=2"),
+])
+def test_convolution_labels_show_stride_groups_and_dilation(name, attrs, label):
+    assert OPS[name].draw.label(attrs) == label
