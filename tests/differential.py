@@ -42,6 +42,8 @@ def _deterministic(model: torch.nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
+        if type(m).__name__ == "DropPath":
+            m.p = 0.0
         if type(m).__name__ == "Join":
             m.drop_local, m.drop_global, m.global_columns = 0.0, 0.0, None
     ns = sys.modules.get(type(model).__module__)
