@@ -34,9 +34,9 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from udnet.elaborate.elaborator import Limits
 from udnet.errors import Source, UdnetError, UsageError
 from udnet.ir.verify import verify
+from udnet.limits import Limits
 from udnet.pipeline import build_ir
 
 # ---------------------------------------------------------------------------

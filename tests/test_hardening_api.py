@@ -11,9 +11,9 @@ import pathlib
 import pytest
 
 import udnet
-from udnet.elaborate.elaborator import Limits
 from udnet.errors import Source, UdnetError, UsageError
 from udnet.frontend import parser
+from udnet.limits import Limits
 from udnet.pipeline import build_ir, compile_to_torch, is_spec_text, optimize, spec_source
 
 SPECS = pathlib.Path(__file__).resolve().parents[1] / "specs"

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from udnet.cli import main
-from udnet.elaborate.elaborator import _JOIN, Limits
+from udnet.elaborate.elaborator import _JOIN
 from udnet.errors import Source, UdnetError
+from udnet.limits import Limits
 from udnet.ops import MAX_DIM, OPS, REQUIRED, ArgError
 from udnet.pipeline import build_ir
 

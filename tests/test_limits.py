@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from udnet.cli import COMMANDS, main
-from udnet.elaborate.elaborator import Limits
 from udnet.errors import Source, UdnetError
+from udnet.limits import Limits
 from udnet.pipeline import build_ir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _limits(args):
-    from udnet.elaborate.elaborator import Limits
+    from udnet.limits import Limits
 
     names = ("max_nodes", "max_depth", "max_steps", "max_nesting", "max_source_bytes", "max_elements")
     given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}

@@ -22,20 +22,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Union
 
-from udnet.elaborate.elaborator import Elaborator, Limits
+from udnet.elaborate.elaborator import Elaborator
 from udnet.errors import Source, Span, UdnetError, UsageError, normalize_newlines, show_path
 from udnet.frontend import ast, parse, parse_expr
-from udnet.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES, rebase_spans, source_too_large
+from udnet.frontend.parser import rebase_spans, source_too_large
 from udnet.ir.graph import IR
 from udnet.ir.verify import verify
+from udnet.limits import MAX_NESTING, MAX_SOURCE_BYTES, READ_CAP, Limits
 
 _DEFINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.S)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-#: At most this much is read from a spec path when no limit is given (/dev/zero or a
-#: huge file must not fill memory); parse() then enforces Limits.max_source_bytes.
-READ_CAP = 64 * 2**20
 #: Seconds a spec that is a FIFO with no writer waits for one before it is refused.
 FIFO_WAIT = 1.0
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import difflib
 import gc
-import sys
-from dataclasses import dataclass
 from typing import Any
 
 from udnet.elaborate.scopes import Scopes, ScopeNode
@@ -35,22 +33,11 @@ from udnet.elaborate.values import (
 )
 from udnet.errors import Span, UdnetError, UsageError
 from udnet.frontend import ast
-from udnet.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES, text_lines
+from udnet.frontend.parser import text_lines
 from udnet import ops as opdefs
 from udnet.ir.graph import IR
+from udnet.limits import INT_LIMIT, LEN_LIMIT, MAX_INPUT_SIZE, Budget, Limits, recursion_guard
 from udnet.ops import OPS, ArgError, ShapeError, fmt
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds that stop runaway specs quickly; each is a command-line flag (docs/limits.md)."""
-
-    max_nodes: int = 30_000  # --max-nodes: IR nodes (exponential recursion, huge loops)
-    max_depth: int = 100  # --max-depth: nested block calls and labelled groups (the module tree)
-    max_steps: int = 1_000_000  # --max-steps: statements, loop iterations, list copying
-    max_nesting: int = MAX_NESTING  # --max-nesting: brackets, blocks, sub-expressions, nested lists
-    max_source_bytes: int = MAX_SOURCE_BYTES  # --max-source-bytes: size of a spec
-    max_elements: int = opdefs.MAX_ELEMENTS  # --max-elements: per node, tensor elements and parameters
 
 
 #: Names a spec cannot bind: they read the current tensor.
@@ -58,9 +45,9 @@ INTROSPECTION = ("channels", "height", "width", "shape")
 #: Built-in functions (besides the ops and the connection functions gate/join).
 FUNCTIONS = ("len", "min", "max", "abs", "int", "float", "round", "sum")
 CONNECTIONS = ("gate", "join")
-_INT_LIMIT = 2**62
-#: Longest list or string a spec may build (doubling in a loop must not exhaust memory).
-_LEN_LIMIT = 1_000_000
+
+
+_DEFAULTS = Limits()
 
 
 class _Return(Exception):
@@ -70,8 +57,8 @@ class _Return(Exception):
         self.value = value
 
 
-class Elaborator(Streams, Scopes):
-    def __init__(self, module: ast.Module, limits: Limits = Limits()):
+class Elaborator(Budget, Streams, Scopes):
+    def __init__(self, module: ast.Module, limits: Limits = _DEFAULTS):
         self.module = module
         self.limits = limits
         self.blocks: dict[str, ast.Definition] = {}
@@ -118,28 +105,17 @@ class Elaborator(Streams, Scopes):
 
     def elaborate(self, network: str | None, overrides: dict[str, tuple[ast.Expr, Span]]) -> IR:
         defn = self._pick_network(network)
-        # Deeply nested specs recurse deeply here (parameter defaults and -D values
-        # included); a RecursionError is a user error, never a traceback.
-        old_limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(old_limit, 20_000))
-        # Elaboration allocates many small objects and frees almost none: the cyclic
-        # collector's full passes would make it superlinear (a third of the time at the
-        # node limit). Pause it; what elaboration leaves behind is bounded by the limits.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._elaborate(defn, overrides)
-        except RecursionError:
-            raise UdnetError(
-                "the spec nests too deeply to elaborate: deeply nested expressions inside deeply recursive blocks",
-                defn.name_span,
-                "flatten deeply nested expressions (assign parts to variables), or lower the recursion; "
-                "the limits are --max-nesting and --max-depth",
-            ) from None
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-            sys.setrecursionlimit(old_limit)
+        with recursion_guard(defn.name_span):
+            # Elaboration allocates many small objects and frees almost none: the cyclic
+            # collector's full passes would make it superlinear (a third of the time at the
+            # node limit). Pause it; what elaboration leaves behind is bounded by the limits.
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                return self._elaborate(defn, overrides)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
 
     def _elaborate(self, defn: ast.Definition, overrides: dict[str, tuple[ast.Expr, Span]]) -> IR:
         params = self._network_params(defn, overrides)
@@ -219,7 +195,7 @@ class Elaborator(Streams, Scopes):
             )
         shape = frame.vars["input"]
         ok = isinstance(shape, tuple) and len(shape) in (1, 3)
-        ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 1 << 20 for d in shape)
+        ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_INPUT_SIZE for d in shape)
         if not ok:
             span = overrides["input"][0].span if "input" in overrides else next(
                 p.span for p in defn.params if p.name == "input"
@@ -233,13 +209,7 @@ class Elaborator(Streams, Scopes):
 
     def _node(self, op, attrs, shape, span, inputs, spec) -> int:
         g = self.g
-        if g.number_of_nodes() >= self.limits.max_nodes:
-            raise UdnetError(
-                f"the network exceeds the limit of {self.limits.max_nodes:,} IR nodes (--max-nodes)",
-                span,
-                "this is usually runaway recursion or a huge loop; if the network is really this big, "
-                "raise the limit with --max-nodes",
-            )
+        self._check_node_count(span)
         in_shape = inputs[0][0].shape if inputs else None
         params = spec.params(in_shape, attrs) if spec else 0
         self._check_size(op, shape, params, span)
@@ -252,36 +222,6 @@ class Elaborator(Streams, Scopes):
             g.add_edge(t.node, nid, port=port, kind=kind, channels=channels)
         self._owner[nid] = self.scope if op != "input" else None
         return nid
-
-    def _check_size(self, op: str, shape, params: int, span) -> None:
-        """Absurd sizes stop here (conv(2**60, 3), 80 upsample(2) in a row), not in torch."""
-        for d in shape:
-            if d > opdefs.MAX_DIM:
-                raise UdnetError(
-                    f"{op} would make a tensor {fmt(shape)}: a dimension above the limit of 2**31",
-                    span,
-                    "no tensor dimension may exceed 2**31 (a fixed limit); check the widths, scales and padding",
-                )
-        limit = self.limits.max_elements
-        elements = 1
-        for d in shape:
-            elements *= d
-        if elements > limit:
-            raise UdnetError(
-                f"{op} would make a tensor {fmt(shape)} of {elements:,} elements per sample, "
-                f"more than the limit of {limit:,} (--max-elements)",
-                span,
-                "check the widths and upsampling; if the tensor really is this large, raise the limit "
-                "with --max-elements N",
-            )
-        if params > limit:
-            raise UdnetError(
-                f"{op} would have {params:,} parameters, more than the limit of {limit:,} for one node "
-                "(--max-elements)",
-                span,
-                "check the widths and kernel sizes; if the layer really is this large, raise the limit "
-                "with --max-elements N",
-            )
 
     def _connection(self, op: str, operands: list[Tensor], shape, span, attrs=None, channels=None) -> int:
         kind = opdefs.CONNECTION_KINDS[op]
@@ -315,44 +255,6 @@ class Elaborator(Streams, Scopes):
     def _exec_body(self, body: ast.Body, frame: Frame) -> None:
         for stmt in body.stmts:
             self._exec(stmt, frame)
-
-    def _tick(self, span: Span, cost: int = 1) -> None:
-        self.steps += cost
-        if self.steps > self.limits.max_steps:
-            raise UdnetError(
-                f"elaboration exceeds the limit of {self.limits.max_steps:,} steps "
-                "(statements, loop iterations and list copying; --max-steps)",
-                span,
-                "a loop runs far too often; if that is intended, raise the limit with --max-steps",
-            )
-
-    def _list(self, t: tuple, span: Span) -> tuple:
-        """Account for a new list value: its copying costs steps (a step per 16 items), and
-        its size, nested lists included, and its depth are bounded. Lists share their items,
-        so ``l = [l, l]`` in a loop would otherwise describe 2**n items in n steps."""
-        weight, depth = len(t), 1
-        for item in t:
-            if type(item) is tuple:
-                entry = self._nested.get(id(item))
-                w, d = (entry[1], entry[2]) if entry is not None and entry[0] is item else (len(item), 1)
-                weight += w
-                depth = max(depth, d + 1)
-        self._tick(span, len(t) // 16)
-        if weight > _LEN_LIMIT:
-            raise UdnetError(
-                f"this list holds {weight:,} items, nested lists included, more than the limit of {_LEN_LIMIT:,}",
-                span,
-                "a spec's lists hold widths and layer counts; is a loop doubling one?",
-            )
-        if depth > self.limits.max_nesting:
-            raise UdnetError(
-                f"lists nest more than the limit of {self.limits.max_nesting} levels deep (--max-nesting)",
-                span,
-                "is a loop wrapping a list in a list? if the nesting is intended, raise the limit with --max-nesting N",
-            )
-        if depth > 1:  # flat lists need no entry: their weight is their length
-            self._nested[id(t)] = (t, weight, depth)
-        return t
 
     def _exec(self, s: ast.Stmt, frame: Frame) -> None:
         self._tick(s.span)
@@ -490,16 +392,7 @@ class Elaborator(Streams, Scopes):
         return value.settled()
 
     def _in_scope(self, label, kind, block, args, span, run, t: Tensor | Tensors) -> Any:
-        if self._scope_depth >= self.limits.max_depth:
-            # The module tree (blocks and labelled groups inside each other) is walked
-            # recursively by every backend, and by PyTorch itself: its forward takes three
-            # Python frames a level, so a tree much deeper than 100 cannot even run.
-            raise UdnetError(
-                f"blocks and labelled groups nest deeper than the limit of {self.limits.max_depth} (--max-depth)",
-                label.span if label is not None else span,
-                "the module tree is this deep: recursive blocks nest their groups inside each other; is a "
-                "base case missing? if the tree really is this deep, raise the limit with --max-depth N",
-            )
+        self._check_scope_depth(label, span)
         node = self._child(label, kind, block=block, args=args, span=span, auto=(block or "group").lower())
         node.input = self._first_input(t).node
         node.inputs = [u.node for u in t.items] if isinstance(t, Tensors) else []
@@ -519,13 +412,7 @@ class Elaborator(Streams, Scopes):
 
     def _call_block(self, stage: BlockStage, t: Tensor, label: LabelValue | None, span: Span) -> Tensor:
         defn = stage.defn
-        if self.depth >= self.limits.max_depth:
-            raise UdnetError(
-                f"block calls nest deeper than the limit of {self.limits.max_depth} (--max-depth)",
-                stage.span,
-                f"does {defn.name} have a base case? a recursive block must stop on some parameter value; "
-                "if the nesting is intended, raise the limit with --max-depth",
-            )
+        self._check_call_depth(defn.name, stage.span)
         frame = Frame()
         self._bind_inputs(defn, t, frame, stage.span)
         first = frame.vars["x"]
@@ -699,7 +586,7 @@ class Elaborator(Streams, Scopes):
         for v, sub in ((lo, e.lo), (hi, e.hi)):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise UdnetError(f"a range a..b needs integers, got {describe(v)}", sub.span)
-        if hi - lo >= _INT_LIMIT:
+        if hi - lo >= INT_LIMIT:
             raise UdnetError(f"the range {lo}..{hi} is too large", e.span)
         return range(lo, hi + 1)
 
@@ -1001,9 +888,9 @@ def _arith(op: str, a: Any, b: Any, cost: list[int] | None = None) -> Any:
     if op in ("++", "+") and (
         (isinstance(a, (tuple, range)) and isinstance(b, (tuple, range))) or (isinstance(a, str) and isinstance(b, str))
     ):
-        if len(a) + len(b) > _LEN_LIMIT:
+        if len(a) + len(b) > LEN_LIMIT:
             n = len(a) + len(b)
-            raise _TypeMismatch(f"'{op}' would build a {type_name(a)} of {n:,} items (limit {_LEN_LIMIT:,})")
+            raise _TypeMismatch(f"'{op}' would build a {type_name(a)} of {n:,} items (limit {LEN_LIMIT:,})")
         return a + b if isinstance(a, str) else tuple(a) + tuple(b)
     if not (_num(a) and _num(b)):
         raise _TypeMismatch(f"'{op}' needs numbers, got {describe(a)} and {describe(b)}")
@@ -1029,7 +916,7 @@ def _arith(op: str, a: Any, b: Any, cost: list[int] | None = None) -> Any:
             raise _TypeMismatch(f"{a} ** {b} is not a real number")
     else:
         raise _TypeMismatch(f"'{op}' needs tensors or lists, got {describe(a)} and {describe(b)}")
-    if isinstance(r, int) and abs(r) > _INT_LIMIT:
+    if isinstance(r, int) and abs(r) > INT_LIMIT:
         raise _TypeMismatch(f"integer result of '{op}' is too large (limit 2**62)")
     if isinstance(r, float) and (r != r or r in (float("inf"), float("-inf"))):
         raise _TypeMismatch(f"'{op}' gives a non-finite number")
@@ -1055,7 +942,7 @@ def _function(name: str, args: list) -> Any:
             if not all(_num(v) for v in items):
                 raise _TypeMismatch(f"{name} takes numbers")
             r = {"min": min, "max": max, "sum": sum}[name](items) if items else 0
-        if isinstance(r, int) and abs(r) > _INT_LIMIT:
+        if isinstance(r, int) and abs(r) > INT_LIMIT:
             raise _TypeMismatch(f"the result of {name} is too large (limit 2**62)")
         return r
     if len(args) != 1 or not _num(args[0]):
@@ -1066,7 +953,7 @@ def _function(name: str, args: list) -> Any:
     if name == "float":
         return float(v)
     r = int(v) if name == "int" else int(round(v))
-    if abs(r) > _INT_LIMIT:
+    if abs(r) > INT_LIMIT:
         raise _TypeMismatch(f"{name}({v}) is too large for an integer (limit 2**62)")
     return r
 

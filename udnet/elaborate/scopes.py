@@ -12,6 +12,7 @@ from udnet.elaborate.values import Frame, LabelValue, describe
 from udnet.errors import Span, UdnetError
 from udnet.frontend import ast
 from udnet.ir.graph import Scope
+from udnet.limits import MAX_LABEL
 
 #: nn.Module attributes a label must not shadow in the emitted PyTorch source.
 RESERVED_LABELS = frozenset(
@@ -36,8 +37,6 @@ RESERVED_LABELS = frozenset(
 _LABEL_PART_RE = r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)"
 #: A label is a name, or a dotted path of names (``features.0``): its leading parts are containers.
 _LABEL_RE = re.compile(rf"{_LABEL_PART_RE}(?:\.{_LABEL_PART_RE})*")
-#: Longest label (a fixed limit): labels become attribute names and state_dict keys.
-MAX_LABEL = 200
 
 
 @dataclass(eq=False)

@@ -25,14 +25,7 @@ from lark.visitors import Transformer_NonRecursive
 
 from udnet.errors import Source, Span, UdnetError, normalize_newlines
 from udnet.frontend import ast
-
-#: Larger sources are refused before parsing (a 10 MB spec is a mistake, not a network).
-#: Parsing runs at roughly 10-20 us a byte, so the default keeps the worst case to seconds.
-#: Raised with --max-source-bytes (``Limits.max_source_bytes``). See docs/limits.md.
-MAX_SOURCE_BYTES = 262_144
-#: Deepest nesting of brackets, blocks and sub-expressions (``Limits.max_nesting``,
-#: --max-nesting): the elaborator recurses once or twice per level.
-MAX_NESTING = 256
+from udnet.limits import INT_LIMIT, MAX_NESTING, MAX_SOURCE_BYTES
 
 
 def grammar_text() -> str:
@@ -365,7 +358,7 @@ def _keywords() -> frozenset[str]:
 
 def _int_literal(text: str, span: Span) -> ast.Literal:
     digits = text.replace("_", "").lstrip("0") or "0"
-    if len(digits) > 19 or int(digits) > 2**62:
+    if len(digits) > 19 or int(digits) > INT_LIMIT:
         raise UdnetError("integer literal is too large (limit 2**62)", span)
     return ast.Literal(span, int(digits))
 

@@ -9,6 +9,7 @@ are in ``udnet.ops.connections``.
 
 from __future__ import annotations
 
+from udnet.limits import HALF_MAX, MAX_DIM, MAX_ELEMENTS
 from udnet.ops import activation, conv, norm, pool, regularise, reshape
 from udnet.ops.connections import (
     CONNECTION_KINDS,
@@ -22,9 +23,6 @@ from udnet.ops.connections import (
 )
 from udnet.ops.spec import (
     EPS_MIN,
-    HALF_MAX,
-    MAX_DIM,
-    MAX_ELEMENTS,
     REQUIRED,
     SHOW_DEPTH,
     Arg,

@@ -9,16 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from udnet.limits import HALF_MAX, MAX_DIM
+
 Shape = tuple[int, ...]
 
 REQUIRED = object()
-
-#: No dimension of a tensor may exceed this (a fixed cap: sizes beyond it are always a
-#: mistake, such as conv(2**60, 3) or 80 upsample(2) in a row). See docs/limits.md.
-MAX_DIM = 2**31
-#: Default cap on the elements of one node's output (per sample, batch excluded) and on
-#: one node's parameters: 2**32, 16 GiB in float32. ``Limits.max_elements``, --max-elements.
-MAX_ELEMENTS = 2**32
 
 
 class ShapeError(Exception):
@@ -41,10 +36,6 @@ class ArgError(Exception):
         self.hint = hint
 
 
-#: The largest finite float16. Every number an op argument holds is at most this in
-#: magnitude: a bias constant or elu's alpha (its output's bound) must stay finite when the
-#: model runs in half precision (autocast, .half()), and hence in float32. docs/language.md.
-HALF_MAX = 65504.0
 #: bn's eps is added to a variance in float32 before dividing by its square root; below the
 #: normal float32 range (about 1.2e-38) it rounds to 0 or a subnormal, and 0 / 0 gives NaN.
 EPS_MIN = 1e-37

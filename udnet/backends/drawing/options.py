@@ -5,17 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from udnet.errors import UdnetError
+from udnet.limits import DRAW_TIMEOUT, EDGES_PER_NODE, MAX_DRAW_NODES
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
-
-#: Layout time grows faster than the drawing (graphviz-pure lays out 1,800 nodes in about
-#: a second, 4,600 in about six, 24,000 in more than five minutes), so a drawing to render
-#: may have at most this many nodes (--max-draw-nodes) and EDGES_PER_NODE times as many
-#: edges, checked before the renderer starts. DOT output has no such limit.
-MAX_DRAW_NODES = 5_000
-EDGES_PER_NODE = 4
-#: Seconds the renderer may run before it is stopped (--draw-timeout).
-DRAW_TIMEOUT = 120.0
 
 
 @dataclass

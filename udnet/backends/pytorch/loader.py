@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from udnet.elaborate.elaborator import Limits
+    from udnet.limits import Limits
     from udnet.pipeline import Spec
 
 
@@ -33,7 +33,7 @@ def load(spec: Spec, network: str | None = None, *, limits: Limits | None = None
     ``udnet.load("specs/densenet.ud", k=12, blocks=[16, 16, 16])``; their values are
     ints, floats, bools, strs and lists of them. ``disable`` names a pass or passes to
     switch off (``"share-concat"``); ``fractal_column`` keeps one FractalNet column
-    (1 = the shallowest). ``limits`` is a ``udnet.elaborate.elaborator.Limits``. A wrong
+    (1 = the shallowest). ``limits`` is a ``udnet.limits.Limits``. A wrong
     argument raises ``udnet.errors.UsageError`` naming it; a mistake in the spec, a
     ``UdnetError``.
     """
