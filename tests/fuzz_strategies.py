@@ -48,7 +48,7 @@ from programs import (
     tokenize,
 )
 
-from udnet.elaborate.elaborator import CONNECTIONS, FUNCTIONS, INTROSPECTION
+from udnet.elaborate.builtins import CONNECTIONS, FUNCTIONS, INTROSPECTION
 from udnet.elaborate.scopes import RESERVED_LABELS
 from udnet.errors import Source, UdnetError
 from udnet.ops import OPS, REQUIRED

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from udnet.cli import main
-from udnet.elaborate.elaborator import _JOIN
+from udnet.elaborate.build import _JOIN
 from udnet.errors import Source, UdnetError
 from udnet.limits import Limits
 from udnet.ops import MAX_DIM, OPS, REQUIRED, ArgError
