@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import importlib
 import os
 import signal
 import sys
@@ -43,10 +44,20 @@ TESTS = {
         "tests/test_torch_backend.py::test_drop_path_train_and_eval_semantics",
     ],
     "CONCAT_BUFFER": [
-        "tests/test_passes.py",
+        # The module's own unit tests first (they run each mutant too, see MODULES), less
+        # the two that read the file itself, which a mutant leaves as it is.
+        "tests/test_shared_buffer.py",
+        "--deselect", "tests/test_shared_buffer.py::test_emitted_files_carry_the_module_unchanged",
+        "--deselect", "tests/test_shared_buffer.py::test_module_is_ruff_clean_as_emitted_code_is",
         "tests/test_hardening_runtime.py",
+        "tests/test_tensor_boundaries.py",
+        "tests/test_passes.py",
     ],
 }
+
+#: Helper strings that are the body of a real module: a mutant replaces the module's
+#: functions too (executed over its namespace), so that its unit tests run the mutant.
+MODULES = {"CONCAT_BUFFER": "udnet.backends.pytorch.shared_buffer"}
 
 # One change per mutant, as mutmut makes them: each operator for its neighbour.
 _SWAP = {
@@ -156,7 +167,11 @@ def run_tests(tests: list[str], replace: tuple[str, str] | None, timeout: float)
             from udnet.backends.pytorch import runtime
 
             if replace is not None:
-                setattr(runtime, *replace)
+                name, text = replace
+                setattr(runtime, name, text)
+                if name in MODULES:
+                    module = importlib.import_module(MODULES[name])
+                    exec(compile(text, module.__file__, "exec"), module.__dict__)
             code = int(pytest.main([*tests, "-x", "-q", "-p", "no:cacheprovider"]))
         except BaseException:
             code = 99
