@@ -99,6 +99,20 @@ def _conv_params(s: Shape, a: dict) -> int:
     return a["out"] * (s[0] // a["groups"]) * kh * kw + (a["out"] if a["bias"] else 0)
 
 
+def _conv_macs(i: Shape, o: Shape, a: dict) -> int:
+    """Multiply-adds: each output value sums over its group's input channels and the kernel."""
+    return o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1]
+
+
+def _transposed_params(s: Shape, a: dict) -> int:
+    return s[0] * (a["out"] // a["groups"]) * a["kernel"][0] * a["kernel"][1] + (a["out"] if a["bias"] else 0)
+
+
+def _transposed_macs(i: Shape, o: Shape, a: dict) -> int:
+    """Multiply-adds: each input value is scattered over its group's output channels and the kernel."""
+    return i[1] * i[2] * i[0] * (o[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1]
+
+
 def _window_label(name: str, stride_mark: str, a: dict) -> str:
     """The drawn label of a convolution: "3x3 conv, 64 /2, g=32, d=2". A transposed
     convolution marks its stride "x2", since it enlarges by it."""
@@ -142,7 +156,7 @@ CONV = OpSpec(
     Draw("#cfe0fb", partial(_window_label, "conv", "/")),
     "2-d convolution",
     params=_conv_params,
-    macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1],
+    macs=_conv_macs,
     rank=(3,),
 )
 
@@ -188,9 +202,8 @@ CONV_TRANSPOSE = OpSpec(
     )),
     Draw("#cfe0fb", partial(_window_label, "conv_transpose", "x")),
     "transposed 2-d convolution (the gradient of conv): upsamples by its stride",
-    params=lambda s, a: s[0] * (a["out"] // a["groups"]) * a["kernel"][0] * a["kernel"][1] + (
-        a["out"] if a["bias"] else 0),
-    macs=lambda i, o, a: i[1] * i[2] * i[0] * (o[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1],
+    params=_transposed_params,
+    macs=_transposed_macs,
     rank=(3,),
 )
 
