@@ -2,10 +2,12 @@
 
 The code generator copies the helpers (the FractalNet join and its drop-path in
 ``udnet/backends/pytorch/runtime.py``, the shared concat buffer read as text from
-``shared_buffer.py``) into each model.py as source text, so mutmut, which mutates the
-functions of imported modules, never reaches the copies that the emitted modules run.
-This script mutates the code inside those strings, one change at a time, and runs the
-tests that reach it with the mutated text in place of the original:
+``shared_buffer.py``, an op's own helpers such as ``DROP_PATH`` in ``udnet/ops``) into
+each model.py as source text, so mutmut, which mutates the functions of imported
+modules, never reaches the copies that the emitted modules run. This script mutates the
+code inside those strings, one change at a time, and runs the tests that reach it with
+the mutated text in every emitted model.py (and, for shared_buffer.py, in the module's
+own functions, which its unit tests call):
 
     .venv/bin/python tools/mutate_runtime.py                # every mutant
     .venv/bin/python tools/mutate_runtime.py JOIN           # the helpers of one string
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import importlib
 import os
 import signal
 import sys
@@ -43,10 +46,31 @@ TESTS = {
         "tests/test_torch_backend.py::test_drop_path_train_and_eval_semantics",
     ],
     "CONCAT_BUFFER": [
-        "tests/test_passes.py",
+        # The module's own unit tests first (they run each mutant too, see MODULES), less
+        # the two that read the file itself, which a mutant leaves as it is.
+        "tests/test_shared_buffer.py",
+        "--deselect", "tests/test_shared_buffer.py::test_emitted_files_carry_the_module_unchanged",
+        "--deselect", "tests/test_shared_buffer.py::test_module_is_ruff_clean_as_emitted_code_is",
         "tests/test_hardening_runtime.py",
+        "tests/test_tensor_boundaries.py",
+        "tests/test_passes.py",
+    ],
+    "DROP_PATH": [
+        "tests/test_op_training.py",
+        "tests/test_op_table.py",
     ],
 }
+
+#: The module that holds each helper string.
+HOMES = {
+    "JOIN": "udnet.backends.pytorch.runtime",
+    "CONCAT_BUFFER": "udnet.backends.pytorch.runtime",
+    "DROP_PATH": "udnet.ops.regularise",
+}
+
+#: Helper strings that are the body of a real module: a mutant replaces the module's
+#: functions too (executed over its namespace), so that its unit tests run the mutant.
+MODULES = {"CONCAT_BUFFER": "udnet.backends.pytorch.shared_buffer"}
 
 # One change per mutant, as mutmut makes them: each operator for its neighbour.
 _SWAP = {
@@ -123,13 +147,12 @@ def mutants(name: str, text: str, file: str, first_line: int) -> list[Mutant]:
 def helper_strings() -> dict[str, tuple[str, str, int]]:
     """The helper strings under test: name -> (text, the file it is written in, the line
     of that file where the text's first line is)."""
-    from udnet.backends.pytorch import runtime
-
-    folder = Path(runtime.__file__).parent
-    sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py"))}
     found = {}
     for name in TESTS:
-        text = getattr(runtime, name)
+        module = importlib.import_module(HOMES[name])
+        folder = Path(module.__file__).parent
+        sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py"))}
+        text = getattr(module, name)
         body = text.lstrip("\n")
         for file, source in sources.items():
             at = source.find(body)
@@ -137,8 +160,23 @@ def helper_strings() -> dict[str, tuple[str, str, int]]:
                 found[name] = (text, file, source.count("\n", 0, at) + 1 - (len(text) - len(body)))
                 break
         else:
-            raise SystemExit(f"runtime.{name}: its text is in no file of {folder}")
+            raise SystemExit(f"{HOMES[name]}.{name}: its text is in no file of {folder}")
     return found
+
+
+def _put_in_place(name: str, text: str) -> None:
+    """Make every emitted model.py carry ``text`` for the helper ``name``, and the module
+    that holds it (and, for a real module's body, that module's functions) say it too."""
+    from udnet.backends.pytorch.codegen import Emitter
+
+    home = importlib.import_module(HOMES[name])
+    original = getattr(home, name)
+    setattr(home, name, text)
+    helpers = Emitter._helpers
+    Emitter._helpers = lambda self: [text if h == original else h for h in helpers(self)]
+    if name in MODULES:
+        module = importlib.import_module(MODULES[name])
+        exec(compile(text, module.__file__, "exec"), module.__dict__)
 
 
 def run_tests(tests: list[str], replace: tuple[str, str] | None, timeout: float) -> tuple[int | None, float]:
@@ -153,10 +191,8 @@ def run_tests(tests: list[str], replace: tuple[str, str] | None, timeout: float)
             os.dup2(devnull, 2)
             import pytest
 
-            from udnet.backends.pytorch import runtime
-
             if replace is not None:
-                setattr(runtime, *replace)
+                _put_in_place(*replace)
             code = int(pytest.main([*tests, "-x", "-q", "-p", "no:cacheprovider"]))
         except BaseException:
             code = 99

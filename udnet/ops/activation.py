@@ -9,7 +9,7 @@ _FILL = "#ffd9cc"
 
 
 def _activation(name: str, module: str, doc: str, saves_output: bool, args=(), fields=lambda s, a: (),
-                label=None, inplace: Field | None = None) -> OpSpec:
+                label=None, inplace: Field | None = None) -> OpSpec:  # pragma: no mutate block (runs at import)
     """``saves_output``: its backward reads its output (sigmoid, tanh, elu, softmax, relu
     itself) rather than its input, so a ReLU after it must not run in place."""
     return OpSpec(name, args, same, Torch(module, fields, inplace=inplace), Draw(_FILL, label), doc,

@@ -8,6 +8,8 @@ counts them.
 
 from __future__ import annotations
 
+from functools import partial
+
 from udnet.ops.shapes import spatial, window_out
 from udnet.ops.spec import HALF_MAX, Arg, Draw, Field, OpSpec, Shape, ShapeError, Torch, fmt, num_text, square
 
@@ -97,22 +99,32 @@ def _conv_params(s: Shape, a: dict) -> int:
     return a["out"] * (s[0] // a["groups"]) * kh * kw + (a["out"] if a["bias"] else 0)
 
 
-def _window_label(name: str, stride_mark: str):
+def _conv_macs(i: Shape, o: Shape, a: dict) -> int:
+    """Multiply-adds: each output value sums over its group's input channels and the kernel."""
+    return o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1]
+
+
+def _transposed_params(s: Shape, a: dict) -> int:
+    return s[0] * (a["out"] // a["groups"]) * a["kernel"][0] * a["kernel"][1] + (a["out"] if a["bias"] else 0)
+
+
+def _transposed_macs(i: Shape, o: Shape, a: dict) -> int:
+    """Multiply-adds: each input value is scattered over its group's output channels and the kernel."""
+    return i[1] * i[2] * i[0] * (o[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1]
+
+
+def _window_label(name: str, stride_mark: str, a: dict) -> str:
     """The drawn label of a convolution: "3x3 conv, 64 /2, g=32, d=2". A transposed
     convolution marks its stride "x2", since it enlarges by it."""
-
-    def label(a: dict) -> str:
-        k = a["kernel"]
-        text = f"{k[0]}x{k[1]} {name}, {a['out']}"
-        if tuple(a["stride"]) != (1, 1):
-            text += f" {stride_mark}{pair_text(a['stride'])}"
-        if a["groups"] > 1:
-            text += f", g={a['groups']}"
-        if tuple(a["dilation"]) != (1, 1):
-            text += f", d={pair_text(a['dilation'])}"
-        return text
-
-    return label
+    k = a["kernel"]
+    text = f"{k[0]}x{k[1]} {name}, {a['out']}"
+    if tuple(a["stride"]) != (1, 1):
+        text += f" {stride_mark}{pair_text(a['stride'])}"
+    if a["groups"] > 1:
+        text += f", g={a['groups']}"
+    if tuple(a["dilation"]) != (1, 1):
+        text += f", d={pair_text(a['dilation'])}"
+    return text
 
 
 def pair_text(v) -> str:
@@ -141,10 +153,10 @@ CONV = OpSpec(
         Field("weight_init", a["weight_init"], "weight_init", '"kaiming_normal"'),
         Field("bias_init", a["bias_init"], "bias_init", "0.0"),
     ), (INIT_WEIGHT, CONV2D)),
-    Draw("#cfe0fb", _window_label("conv", "/")),
+    Draw("#cfe0fb", partial(_window_label, "conv", "/")),
     "2-d convolution",
     params=_conv_params,
-    macs=lambda i, o, a: o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1],
+    macs=_conv_macs,
     rank=(3,),
 )
 
@@ -188,11 +200,10 @@ CONV_TRANSPOSE = OpSpec(
         Field("bias", a["bias"], "bias", "True"),
         Field("dilation", square(a["dilation"]), "dilation", "1"),
     )),
-    Draw("#cfe0fb", _window_label("conv_transpose", "x")),
+    Draw("#cfe0fb", partial(_window_label, "conv_transpose", "x")),
     "transposed 2-d convolution (the gradient of conv): upsamples by its stride",
-    params=lambda s, a: s[0] * (a["out"] // a["groups"]) * a["kernel"][0] * a["kernel"][1] + (
-        a["out"] if a["bias"] else 0),
-    macs=lambda i, o, a: i[1] * i[2] * i[0] * (o[0] // a["groups"]) * a["kernel"][0] * a["kernel"][1],
+    params=_transposed_params,
+    macs=_transposed_macs,
     rank=(3,),
 )
 

@@ -6,6 +6,8 @@ buffers, so it has no parameters.
 
 from __future__ import annotations
 
+from functools import partial
+
 from udnet.ops.spec import EPS_MIN, Arg, Draw, Field, OpSpec, Shape, ShapeError, Torch, numel
 
 FROZEN_BATCH_NORM = '''
@@ -49,17 +51,14 @@ _EPS_WHY = (
 )
 
 
-def _eps(default: float = 1e-5) -> Arg:
+def _eps(default: float = 1e-5) -> Arg:  # pragma: no mutate block (runs at import)
     return Arg("eps", "float", default, lo=EPS_MIN, why=_EPS_WHY)
 
 
-def _channels(op: str):
-    def infer(s: Shape, a: dict) -> Shape:
-        if s[0] < 1:
-            raise ShapeError(f"{op} input has no channels")
-        return s
-
-    return infer
+def _channels(op: str, s: Shape, a: dict) -> Shape:
+    if s[0] < 1:
+        raise ShapeError(f"{op} input has no channels")
+    return s
 
 
 def _eps_field(a: dict) -> Field:
@@ -76,7 +75,7 @@ BN = OpSpec(
         )),
         Arg("affine", "bool", True),
     ),
-    _channels("bn"),
+    partial(_channels, "bn"),
     Torch(lambda s, a: "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d", lambda s, a: (
         Field("channels", s[0]),
         _eps_field(a),
@@ -91,7 +90,7 @@ BN = OpSpec(
 FROZEN_BN = OpSpec(
     "frozen_bn",
     (_eps(),),
-    _channels("frozen_bn"),
+    partial(_channels, "frozen_bn"),
     Torch("FrozenBatchNorm2d", lambda s, a: (Field("channels", s[0]), _eps_field(a)), (FROZEN_BATCH_NORM,)),
     Draw("#fff1bd", lambda a: "frozen bn"),
     "batch normalisation with fixed statistics and affine (buffers, loaded from a checkpoint)",
@@ -124,7 +123,7 @@ GROUPNORM = OpSpec(
 LAYERNORM = OpSpec(
     "layernorm",
     (_eps(), Arg("affine", "bool", True)),
-    _channels("layernorm"),
+    partial(_channels, "layernorm"),
     Torch(lambda s, a: "LayerNorm2d" if len(s) == 3 else "nn.LayerNorm", lambda s, a: (
         Field("channels", s[0]),
         _eps_field(a),

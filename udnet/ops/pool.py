@@ -5,6 +5,7 @@ parameters; pooling counts no MACs (the papers' convention counts conv and linea
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from udnet.ops.conv import pair_text
 from udnet.ops.shapes import spatial, window_out
@@ -25,23 +26,17 @@ class GlobalAvgPool(nn.Module):
 _FILL = "#d3efd9"
 
 
-def _pool_infer(op: str):
-    def infer(s: Shape, a: dict) -> Shape:
-        oh, ow = window_out(op, s, a, dil=(1, 1))
-        return (s[0], oh, ow)
-
-    return infer
+def _pool_infer(op: str, s: Shape, a: dict) -> Shape:
+    oh, ow = window_out(op, s, a, dil=(1, 1))
+    return (s[0], oh, ow)
 
 
-def _pool_label(op: str):
-    def label(a: dict) -> str:
-        k = a["kernel"]
-        text = f"{op} {k[0]}x{k[1]}"
-        if a.get("stride") is not None and tuple(a["stride"]) != tuple(k):
-            text += f" /{pair_text(a['stride'])}"
-        return text
-
-    return label
+def _pool_label(op: str, a: dict) -> str:
+    k = a["kernel"]
+    text = f"{op} {k[0]}x{k[1]}"
+    if a.get("stride") is not None and tuple(a["stride"]) != tuple(k):
+        text += f" /{pair_text(a['stride'])}"
+    return text
 
 
 def _pool_fields(s: Shape, a: dict) -> tuple[Field, ...]:
@@ -54,48 +49,56 @@ def _pool_fields(s: Shape, a: dict) -> tuple[Field, ...]:
     )
 
 
-def _window_args() -> tuple[Arg, ...]:
-    return (
-        Arg("kernel", "pos_pair"),
-        Arg("stride", "opt_pair", None, doc="defaults to the kernel size"),
-        Arg("pad", "pair", 0),
-        Arg("ceil", "bool", False),
-    )
+_WINDOW_ARGS = (
+    Arg("kernel", "pos_pair"),
+    Arg("stride", "opt_pair", None, doc="defaults to the kernel size"),
+    Arg("pad", "pair", 0),
+    Arg("ceil", "bool", False),
+)
 
 
 MAXPOOL = OpSpec(
     "maxpool",
-    _window_args(),
-    _pool_infer("maxpool"),
+    _WINDOW_ARGS,
+    partial(_pool_infer, "maxpool"),
     Torch("nn.MaxPool2d", _pool_fields),
-    Draw(_FILL, _pool_label("maxpool")),
+    Draw(_FILL, partial(_pool_label, "maxpool")),
     "max pooling",
     rank=(3,),
 )
 
 AVGPOOL = OpSpec(
     "avgpool",
-    _window_args() + (Arg("count_pad", "bool", True, doc="count zero padding in the average"),),
-    _pool_infer("avgpool"),
+    _WINDOW_ARGS + (Arg("count_pad", "bool", True, doc="count zero padding in the average"),),
+    partial(_pool_infer, "avgpool"),
     Torch("nn.AvgPool2d", lambda s, a: _pool_fields(s, a) + (
         Field("count_pad", a["count_pad"], "count_include_pad", "True"),)),
-    Draw(_FILL, _pool_label("avgpool")),
+    Draw(_FILL, partial(_pool_label, "avgpool")),
     "average pooling",
     rank=(3,),
 )
 
 
-def _adaptive(name: str, module: str, what: str) -> OpSpec:
-    def infer(s: Shape, a: dict) -> Shape:
-        spatial(name, s)
-        return (s[0],) + tuple(a["size"])
+def _adaptive_infer(name: str, s: Shape, a: dict) -> Shape:
+    spatial(name, s)
+    return (s[0],) + tuple(a["size"])
 
+
+def _adaptive_label(name: str, a: dict) -> str:
+    return f"{name.replace('_', ' ')} {a['size'][0]}x{a['size'][1]}"
+
+
+def _adaptive_fields(s: Shape, a: dict) -> tuple[Field, ...]:
+    return (Field("size", square(a["size"])),)
+
+
+def _adaptive(name: str, module: str, what: str) -> OpSpec:  # pragma: no mutate block (runs at import)
     return OpSpec(
         name,
         (Arg("size", "pos_pair", doc="output size, s or [h, w]"),),
-        infer,
-        Torch(module, lambda s, a: (Field("size", square(a["size"])),)),
-        Draw(_FILL, lambda a: f"{name.replace('_', ' ')} {a['size'][0]}x{a['size'][1]}"),
+        partial(_adaptive_infer, name),
+        Torch(module, _adaptive_fields),
+        Draw(_FILL, partial(_adaptive_label, name)),
         f"{what} pooling to a fixed output size, whatever the input size",
         rank=(3,),
     )
