@@ -64,7 +64,7 @@ class Join(nn.Module):
     the input of their column.
     """
 
-    def __init__(self, drop_local=0.0, drop_global=0.0, columns=()):
+    def __init__(self, drop_local, drop_global, columns):
         super().__init__()
         self.drop_local = drop_local
         self.drop_global = drop_global
@@ -74,26 +74,27 @@ class Join(nn.Module):
     def forward(self, *xs):
         if not self.training or (self.drop_local == 0 and self.global_columns is None):
             return torch.stack(xs).mean(0)
-        n = xs[0].shape[0]
-        keep = torch.rand(len(xs), n, device=xs[0].device) >= self.drop_local
-        lucky = torch.randint(len(xs), (n,), device=xs[0].device)
+        x = torch.stack(xs)
+        m, n, device = x.shape[0], x.shape[1], x.device
+        keep = torch.rand(m, n, device=device) >= self.drop_local
+        lucky = torch.randint(m, (n,), device=device)
         none_kept = ~keep.any(0)
-        keep[lucky, torch.arange(n, device=xs[0].device)] |= none_kept
+        keep[lucky, torch.arange(n, device=device)] |= none_kept
         if self.global_columns is not None:
-            cols = torch.tensor(self.columns, device=xs[0].device)
+            cols = torch.tensor(self.columns, device=device)
             chosen = cols[:, None] == self.global_columns[None, :]
             use_global = chosen.any(0)
             keep = torch.where(use_global[None, :], chosen, keep)
-        w = keep.to(xs[0].dtype)
-        w = w / w.sum(0, keepdim=True)
-        shape = (len(xs), n) + (1,) * (xs[0].dim() - 1)
-        return (torch.stack(xs) * w.view(shape)).sum(0)
+        w = keep.to(x.dtype)
+        w = w / w.sum(0)
+        return (x * w.view(m, n, *(1,) * (x.dim() - 2))).sum(0)
 
 
 def set_drop_path_columns(model, batch, drop_global, num_columns, device):
-    """Choose, per sample, a column for global drop-path (-1: local drop-path)."""
+    """Choose, per sample, a column for global drop-path (-1: local drop-path). The
+    emitted forward calls it only where a join has drop_global > 0."""
     columns = None
-    if model.training and drop_global > 0:
+    if model.training:
         columns = torch.randint(1, num_columns + 1, (batch,), device=device)
         local = torch.rand(batch, device=device) >= drop_global
         columns = torch.where(local, torch.full_like(columns, -1), columns)
