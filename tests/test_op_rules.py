@@ -13,7 +13,7 @@ import pytest
 from test_op_table import FORMS, SAMPLES
 from udnet.errors import UdnetError
 from udnet.ops import OPS
-from udnet.ops.spec import SHOW_DEPTH, show_string, show_value
+from udnet.ops.spec import SHOW_DEPTH, ShapeError, show_string, show_value
 from udnet.pipeline import build_ir
 
 
@@ -150,3 +150,141 @@ def _nested(levels):
 def test_lists_nested_past_the_show_depth_are_elided():
     assert show_value(_nested(SHOW_DEPTH)) == "[" * (SHOW_DEPTH + 1) + "]" * (SHOW_DEPTH + 1)
     assert show_value(_nested(SHOW_DEPTH + 1)) == "[" * SHOW_DEPTH + "[...]" + "]" * SHOW_DEPTH
+
+
+
+# Each error an op raises, whole as a user reads it: the message, the quoted line, the caret
+# under the argument or call at fault, the hint and the note.
+ERRORS = {
+    'upsample both': ([3, 4, 4], 'upsample(2, size = 8)', (
+        '<string>:1:44: error: upsample takes a scale or a size, not both\n'
+        '    1 | network N(input = [3, 4, 4]) { upsample(2, size = 8) }\n'
+        '      |                                            ^~~~~~~~\n'
+        'hint: upsample(2) doubles height and width; upsample(size = [h, w]) resizes to h x w'
+    )),
+    'upsample align': ([3, 4, 4], 'upsample(2, align_corners = true)', (
+        '<string>:1:44: error: upsample align_corners applies to bilinear upsampling only\n'
+        '    1 | network N(input = [3, 4, 4]) { upsample(2, align_corners = true) }\n'
+        '      |                                            ^~~~~~~~~~~~~~~~~~~~\n'
+        'hint: write mode = "bilinear", or leave align_corners out'
+    )),
+    'upsample none': ([3, 4, 4], 'upsample(0.1)', (
+        '<string>:1:32: error: upsample by 0.1 leaves no output from the input 4x4\n'
+        '    1 | network N(input = [3, 4, 4]) { upsample(0.1) }\n'
+        '      |                                ^~~~~~~~~~~~~\n'
+        'hint: the scale multiplies height and width; it must leave at least 1x1\n'
+        'udnet: note: the input of this upsample is [3, 4, 4]'
+    )),
+    'groupnorm groups': ([6, 4, 4], 'groupnorm(4)', (
+        '<string>:1:32: error: groupnorm groups = 4 must divide the input channels (6)\n'
+        '    1 | network N(input = [6, 4, 4]) { groupnorm(4) }\n'
+        '      |                                ^~~~~~~~~~~~\n'
+        'hint: choose a number of groups that divides the channels, such as 32 for 256\n'
+        'udnet: note: the input of this groupnorm is [6, 4, 4]'
+    )),
+    'shuffle groups': ([6, 4, 4], 'channel_shuffle(4)', (
+        '<string>:1:32: error: channel_shuffle groups = 4 must divide the input channels (6)\n'
+        '    1 | network N(input = [6, 4, 4]) { channel_shuffle(4) }\n'
+        '      |                                ^~~~~~~~~~~~~~~~~~\n'
+        'udnet: note: the input of this channel_shuffle is [6, 4, 4]'
+    )),
+    'sum shapes': ([4, 4, 4], 'x = x + (x |> conv(8, 1))', (
+        '<string>:1:36: error: residual sum of [4, 4, 4] and [8, 4, 4]: shapes differ\n'
+        '    1 | network N(input = [4, 4, 4]) { x = x + (x |> conv(8, 1)) }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: insert a 1x1 projection on the shortcut: conv(8, 1)'
+    )),
+    'concat spatial': ([4, 4, 4], 'x = x ++ (x |> maxpool(2))', (
+        '<string>:1:36: error: channel concat of [4, 4, 4] and [4, 2, 2]: spatial sizes differ\n'
+        '    1 | network N(input = [4, 4, 4]) { x = x ++ (x |> maxpool(2)) }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: concatenate tensors of equal height and width; pool or stride the larger one'
+    )),
+    'mul broadcast': ([4, 4, 4], 'x = x * (x |> conv(2, 1))', (
+        '<string>:1:36: error: element-wise product of [4, 4, 4] and [2, 4, 4]: the shapes do not broadcast\n'
+        '    1 | network N(input = [4, 4, 4]) { x = x * (x |> conv(2, 1)) }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: each of C, H, W must be equal or 1 in one operand: [C, H, W] * [C, 1, 1] (channel attention), [C, H, W] * [1, H, W] (spatial attention), [C, H, W] * [C]'
+    )),
+    'gate shapes': ([4, 4, 4], 'x = gate(x, x |> conv(8, 1), x |> conv(4, 1) |> sigmoid)', (
+        '<string>:1:44: error: gate operands differ: h is [4, 4, 4] but x is [8, 4, 4]\n'
+        '    1 | network N(input = [4, 4, 4]) { x = gate(x, x |> conv(8, 1), x |> conv(4, 1) |> sigmoid) }\n'
+        '      |                                            ^~~~~~~~~~~~~~~\n'
+        'hint: h, x and t must have one shape; project x if the width changes'
+    )),
+    'linear spatial': ([4, 4, 4], 'linear(3)', (
+        '<string>:1:32: error: linear needs a [C] tensor, got [4, 4, 4]\n'
+        '    1 | network N(input = [4, 4, 4]) { linear(3) }\n'
+        '      |                                ^~~~~~~~~\n'
+        'hint: insert gap (global average pooling) or flatten first\n'
+        'udnet: note: the input of this linear is [4, 4, 4]'
+    )),
+    'conv groups': ([4, 4, 4], 'conv(6, 1, groups = 4)', (
+        '<string>:1:32: error: conv groups = 4 must divide both the input channels (4) and the output channels (6)\n'
+        '    1 | network N(input = [4, 4, 4]) { conv(6, 1, groups = 4) }\n'
+        '      |                                ^~~~~~~~~~~~~~~~~~~~~~\n'
+        'udnet: note: the input of this conv is [4, 4, 4]'
+    )),
+    'conv fit': ([4, 2, 2], 'conv(6, 5)', (
+        '<string>:1:32: error: conv with kernel 5x5 and padding 0x0 does not fit the input 2x2\n'
+        '    1 | network N(input = [4, 2, 2]) { conv(6, 5) }\n'
+        '      |                                ^~~~~~~~~~\n'
+        'hint: the input is too small here: remove a downsampling step or pad more\n'
+        'udnet: note: the input of this conv is [4, 2, 2]'
+    )),
+    'int arg': ([4, 4, 4], 'conv(6.0, 1)', (
+        "<string>:1:37: error: conv argument 'out' must be an integer, got 6.0\n"
+        '    1 | network N(input = [4, 4, 4]) { conv(6.0, 1) }\n'
+        '      |                                     ^~~\n'
+        'hint: 6.0 is a number, not an integer: write 6'
+    )),
+    'pos arg': ([4, 4, 4], 'conv(0, 1)', (
+        "<string>:1:37: error: conv argument 'out' must be a positive integer, got 0\n"
+        '    1 | network N(input = [4, 4, 4]) { conv(0, 1) }\n'
+        '      |                                     ^\n'
+        'hint: the valid range is 1 to 2**31'
+    )),
+    'big arg': ([4, 4, 4], 'conv(2**40, 1)', (
+        "<string>:1:37: error: conv argument 'out' must be at most 2**31, got 1099511627776\n"
+        '    1 | network N(input = [4, 4, 4]) { conv(2**40, 1) }\n'
+        '      |                                     ^~~~~\n'
+        'hint: the valid range is 1 to 2**31: sizes, windows and counts above 2**31 (a fixed limit) are always a mistake'
+    )),
+    'prob arg': ([4, 4, 4], 'dropout(1.0)', (
+        "<string>:1:40: error: dropout argument 'p' must be a probability in [0, 1), got 1.0\n"
+        '    1 | network N(input = [4, 4, 4]) { dropout(1.0) }\n'
+        '      |                                        ^~~\n'
+        'hint: the valid range is [0, 1): p is the probability of dropping an element; 1 would drop everything and divide by 1 - p = 0'
+    )),
+    'choice arg': ([4, 4, 4], 'gelu(approximate = "fast")', (
+        '<string>:1:37: error: gelu argument \'approximate\' must be one of "none", "tanh", got the string "fast"\n'
+        '    1 | network N(input = [4, 4, 4]) { gelu(approximate = "fast") }\n'
+        '      |                                     ^~~~~~~~~~~~~~~~~~~~'
+    )),
+    'pair arg': ([4, 4, 4], 'maxpool([2, 2, 2])', (
+        "<string>:1:40: error: maxpool argument 'kernel' must be an integer or a list of two integers, got a list of 3\n"
+        '    1 | network N(input = [4, 4, 4]) { maxpool([2, 2, 2]) }\n'
+        '      |                                        ^~~~~~~~~'
+    )),
+    'bool arg': ([4, 4, 4], 'gap(keep = 1)', (
+        "<string>:1:36: error: gap argument 'keep' must be true or false, got 1\n"
+        '    1 | network N(input = [4, 4, 4]) { gap(keep = 1) }\n'
+        '      |                                    ^~~~~~~~'
+    )),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_each_op_error_reads_whole(name):
+    shape, call, text = ERRORS[name]
+    with pytest.raises(UdnetError) as e:
+        build_ir(_network(shape, call))
+    assert str(e.value) == text
+
+
+@pytest.mark.parametrize("op", ["bn", "frozen_bn", "layernorm"])
+def test_normalisation_of_no_channels_is_refused(op):
+    # Unreachable from a spec today (no zero-width tensor is made); the rule stands guard.
+    with pytest.raises(ShapeError, match=f"^{op} input has no channels$"):
+        OPS[op].infer((0, 4, 4), {"eps": 1e-5, "affine": True})
+    assert OPS[op].infer((1, 4, 4), {"eps": 1e-5, "affine": True}) == (1, 4, 4)

@@ -74,6 +74,17 @@ def test_append_falls_back_to_a_plain_concatenation():
     assert torch.equal(sb.concat_append(other, y, 3), torch.cat([2 * x0, y], 1))
 
 
+def test_append_past_the_planned_channels_falls_back():
+    """A link whose next part would overrun its storage is concatenated, not written past
+    the storage's end; filling it exactly stays in place."""
+    x0, y = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
+    first = sb.concat_start(x0, 5)
+    full = sb.concat_append(first, y, 3)  # 3 + 2 = 5 channels: fits
+    assert full.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+    over = sb.concat_append(full, y, 5)  # 5 + 2 > 5
+    assert torch.equal(over, torch.cat([x0, y, y], 1)) and sb._link_of(over) is None
+
+
 def test_saved_and_copied_links_are_plain_tensors(tmp_path):
     """torch.save of a link (a hooked output) loads anywhere, weights_only included;
     the loaded tensor and a deep copy are plain tensors with the link's values."""

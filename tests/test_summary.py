@@ -488,3 +488,38 @@ def test_rows_default_to_one_sample_and_show_asymmetric_windows():
     rows = summary.rows(build_ir("network A(input = [3, 8, 8]) { conv(4, [3, 5], pad = [1, 2]); maxpool(2) }"))
     assert rows[0] == summary.Row("input", 1, "input", "input", [3, 8, 8], 0, 0, 3 * 8 * 8 * 4, 1)  # one float32 sample
     assert [(r.kind, r.call) for r in rows[1:]] == [("op", "conv(4, [3, 5], pad=[1, 2])"), ("op", "maxpool(2)")]
+
+
+TWO_OUTPUTS = """
+network Two(input = [4, 8, 8]) {
+    stem: conv(4, 3, pad = 1)
+    x = x * (x |> gap(keep = true) |> sigmoid)
+    convs.0: conv(4, 3, pad = 1)
+    convs.1: relu
+    return {fine: x, coarse: x |> maxpool(2)}
+}
+"""
+
+
+def test_table_of_named_outputs_a_product_and_a_module_list_checked_by_hand():
+    # conv 4 -> 4, 3x3: 4 * 4 * 9 = 144 parameters, 4 * 8 * 8 outputs of 36 MACs = 9.22 K;
+    # the product is a connection row of its own; a module list runs nothing itself.
+    s = summary.summarize(build_ir(TWO_OUTPUTS), spec="two.ud")
+    assert s.outputs == {"fine": [4, 8, 8], "coarse": [4, 4, 4]}
+    assert summary.format_text(s, width=100).split("\n\nbefore and after")[0] == """\
+two.ud: network Two(input=[4, 8, 8])
+input [4, 8, 8] -> outputs fine [4, 8, 8], coarse [4, 4, 4]; activations for batch 1 in float32, MACs per sample
+
+scope    block / op                output     params    MACs  activations
+-------------------------------------------------------------------------
+input    input                     [4, 8, 8]       0       0      1.0 KiB
+stem     conv(4, 3, pad=1)         [4, 8, 8]     144  9.22 K      1.0 KiB
+gap      gap(keep=true)            [4, 1, 1]       0       0         16 B
+sigmoid  sigmoid                   [4, 1, 1]       0       0         16 B
+x        * (element-wise product)  [4, 8, 8]       0       0      1.0 KiB
+convs    (module list)             [4, 8, 8]     144  9.22 K      2.0 KiB
+convs.0  conv(4, 3, pad=1)         [4, 8, 8]     144  9.22 K      1.0 KiB
+convs.1  relu                      [4, 8, 8]       0       0      1.0 KiB
+maxpool  maxpool(2)                [4, 4, 4]       0       0        256 B
+-------------------------------------------------------------------------
+total    10 nodes                  2 outputs     288  18.4 K      5.3 KiB"""
