@@ -282,9 +282,59 @@ def test_each_op_error_reads_whole(name):
     assert str(e.value) == text
 
 
-@pytest.mark.parametrize("op", ["bn", "frozen_bn", "layernorm"])
-def test_normalisation_of_no_channels_is_refused(op):
+@pytest.mark.parametrize("op,message", [
+    ("bn", "bn input has no channels"),
+    ("frozen_bn", "frozen_bn input has no channels"),
+    ("layernorm", "layernorm input has no channels"),
+    ("conv", "conv input has no channels"),
+    ("conv_transpose", "conv_transpose input has no channels"),
+    ("linear", "linear input has no features"),
+])
+def test_an_input_without_channels_is_refused(op, message):
     # Unreachable from a spec today (no zero-width tensor is made); the rule stands guard.
-    with pytest.raises(ShapeError, match=f"^{op} input has no channels$"):
-        OPS[op].infer((0, 4, 4), {"eps": 1e-5, "affine": True})
-    assert OPS[op].infer((1, 4, 4), {"eps": 1e-5, "affine": True}) == (1, 4, 4)
+    shape, call = SAMPLES[op]
+    (node,) = _op_nodes(shape, call)
+    with pytest.raises(ShapeError, match=f"^{message}$"):
+        OPS[op].infer((0, *shape[1:]), node["attrs"])
+    assert OPS[op].infer(tuple(shape), node["attrs"]) == tuple(node["shape"])
+
+
+# The name each constructor argument gets as a parameter of a shared emitted class, where
+# instances of a block differ in it (dpn92's DualPathBlock(in_channels, out, kernel, stride, ...)).
+FIELD_NAMES = {
+    'conv': ('in', 'out', 'kernel', 'stride', 'pad', 'dilation', 'groups', 'bias', 'weight_init', 'bias_init'),
+    'linear': ('in', 'out', 'bias', 'weight_init', 'bias_init'),
+    'bn': ('channels', 'eps', 'momentum', 'affine'),
+    'elu': ('alpha',),
+    'maxpool': ('kernel', 'stride', 'pad', 'ceil'),
+    'avgpool': ('kernel', 'stride', 'pad', 'ceil', 'count_pad'),
+    'gap': ('keep',),
+    'upsample': ('scale', 'mode', 'align_corners'),
+    'dropout': ('p',),
+    'conv_transpose': ('in', 'out', 'kernel', 'stride', 'pad', 'output_pad', 'groups', 'bias', 'dilation'),
+    'frozen_bn': ('channels', 'eps'),
+    'groupnorm': ('groups', 'channels', 'eps', 'affine'),
+    'layernorm': ('channels', 'eps', 'affine'),
+    'gelu': ('approximate',),
+    'leaky_relu': ('slope',),
+    'softmax': ('dim',),
+    'drop_path': ('p',),
+    'channel_shuffle': ('groups',),
+    'adaptive_avgpool': ('size',),
+    'adaptive_maxpool': ('size',),
+    'layernorm vector': ('channels', 'eps', 'affine'),
+    'groupnorm vector': ('groups', 'channels', 'eps', 'affine'),
+    'upsample size': ('size', 'mode', 'align_corners'),
+    'upsample float': ('scale', 'mode', 'align_corners'),
+    'upsample nearest size': ('size', 'mode', 'align_corners'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_NAMES))
+def test_constructor_arguments_are_named_after_the_spec(name):
+    shape, call = {**SAMPLES, **FORMS}[name]
+    ir = build_ir(_network(shape, call))
+    ((node, data),) = [(n, d) for n, d in ir.nodes(data=True) if d["op"] in OPS]
+    (pred,) = ir.predecessors(node)
+    fields = OPS[data["op"]].torch.fields(tuple(ir.nodes[pred]["shape"]), data["attrs"])
+    assert tuple(f.hint for f in fields) == FIELD_NAMES[name]

@@ -141,6 +141,44 @@ def test_fused_reader_runs_the_modules_when_hooked():
     torch.testing.assert_close(out, conv(torch.relu(bn(x0))))
 
 
+@pytest.mark.parametrize("register", [
+    torch.nn.modules.module.register_module_forward_hook,
+    torch.nn.modules.module.register_module_forward_pre_hook,
+    torch.nn.modules.module.register_module_full_backward_hook,
+    torch.nn.modules.module.register_module_full_backward_pre_hook,
+], ids=["forward", "forward_pre", "backward", "backward_pre"])
+def test_fused_reader_runs_the_modules_under_a_global_hook(register):
+    """A global hook (one that watches every module) wants to see each module run too."""
+    x0 = torch.randn(2, 4, 3, 3, dtype=F64, requires_grad=True)
+    bn, relu, conv = _modules(4, 2, bias=False)
+    seen = []
+
+    def hook(module, *args):
+        seen.append(module)
+
+    handle = register(hook)
+    try:
+        out = sb.bn_relu_conv1x1(sb.concat_start(x0, 6), bn.eval(), relu, conv)
+        out.sum().backward()
+    finally:
+        handle.remove()
+    assert {bn, relu, conv} <= set(seen)
+    torch.testing.assert_close(out, conv(torch.relu(bn(x0))))
+
+
+def test_compiling_and_jit_tracing_take_the_plain_forms(monkeypatch):
+    """Under torch.compile or torch.jit.trace the functions are the plain operations (the
+    storage's writes and set_ do not trace)."""
+    x0, y = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4)
+    assert not sb._tracing() and sb._link_of(sb.concat_start(x0, 5)) is not None
+    for name, module in (("is_compiling", torch.compiler), ("is_tracing", torch.jit)):
+        with monkeypatch.context() as m:
+            m.setattr(module, name, lambda: True)
+            assert sb._tracing()
+            first = sb.concat_start(x0, 5)
+            assert first is x0 and sb._link_of(sb.concat_append(first, y, 3)) is None
+
+
 def test_traced_forms_are_plain_ops():
     """Under fx tracing every function is the plain operation."""
 

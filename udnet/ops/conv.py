@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from udnet.ops.shapes import spatial, window_out
+from udnet.ops.shapes import window_out
 from udnet.ops.spec import HALF_MAX, Arg, Draw, Field, OpSpec, Shape, ShapeError, Torch, fmt, num_text, square
 
 INIT_WEIGHT = '''
@@ -89,7 +89,7 @@ def _kernel_fields(s: Shape, a: dict) -> tuple[Field, ...]:
 
 
 def _conv_infer(s: Shape, a: dict) -> Shape:
-    _groups("conv", spatial("conv", s)[0], a["out"], a["groups"])
+    _groups("conv", s[0], a["out"], a["groups"])
     oh, ow = window_out("conv", s, a)
     return (a["out"], oh, ow)
 
@@ -162,7 +162,7 @@ CONV = OpSpec(
 
 
 def _transposed_infer(s: Shape, a: dict) -> Shape:
-    _groups("conv_transpose", spatial("conv_transpose", s)[0], a["out"], a["groups"])
+    _groups("conv_transpose", s[0], a["out"], a["groups"])
     out = []
     for size, k, st, p, op, d in zip(s[1:], a["kernel"], a["stride"], a["pad"], a["output_pad"], a["dilation"]):
         if op >= st and op >= d:
@@ -209,11 +209,6 @@ CONV_TRANSPOSE = OpSpec(
 
 
 def _linear_infer(s: Shape, a: dict) -> Shape:
-    if len(s) != 1:
-        raise ShapeError(
-            f"linear needs a [C] tensor, got {fmt(s)}",
-            hint="insert gap (global average pooling) or flatten before linear",
-        )
     if s[0] < 1:
         raise ShapeError("linear input has no features")
     return (a["out"],)

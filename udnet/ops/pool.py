@@ -8,7 +8,7 @@ import math
 from functools import partial
 
 from udnet.ops.conv import pair_text
-from udnet.ops.shapes import spatial, window_out
+from udnet.ops.shapes import window_out
 from udnet.ops.spec import Arg, ArgError, Draw, Field, OpSpec, Shape, ShapeError, Torch, square
 
 GLOBAL_AVG_POOL = '''
@@ -79,8 +79,7 @@ AVGPOOL = OpSpec(
 )
 
 
-def _adaptive_infer(name: str, s: Shape, a: dict) -> Shape:
-    spatial(name, s)
+def _adaptive_infer(s: Shape, a: dict) -> Shape:
     return (s[0],) + tuple(a["size"])
 
 
@@ -96,7 +95,7 @@ def _adaptive(name: str, module: str, what: str) -> OpSpec:  # pragma: no mutate
     return OpSpec(
         name,
         (Arg("size", "pos_pair", doc="output size, s or [h, w]"),),
-        partial(_adaptive_infer, name),
+        _adaptive_infer,
         Torch(module, _adaptive_fields),
         Draw(_FILL, partial(_adaptive_label, name)),
         f"{what} pooling to a fixed output size, whatever the input size",
@@ -129,7 +128,6 @@ def _upsample_check(a: dict) -> dict:
 
 
 def _upsample_infer(s: Shape, a: dict) -> Shape:
-    spatial("upsample", s)
     if a["size"] is not None:
         return (s[0],) + tuple(a["size"])
     h, w = (math.floor(d * a["scale"]) for d in s[1:])  # as PyTorch rounds: down

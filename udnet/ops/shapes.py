@@ -1,17 +1,8 @@
-"""Shape rules shared by several op families: spatial checks and the sliding-window arithmetic."""
+"""Shape rules shared by several op families: the sliding-window arithmetic."""
 
 from __future__ import annotations
 
-from udnet.ops.spec import Shape, ShapeError, fmt
-
-
-def spatial(op: str, s: Shape) -> Shape:
-    if len(s) != 3:
-        raise ShapeError(
-            f"{op} needs a [C, H, W] tensor, got {fmt(s)}",
-            hint="spatial ops cannot follow gap, flatten or linear",
-        )
-    return s
+from udnet.ops.spec import Shape, ShapeError
 
 
 def window(size: int, k: int, stride: int, pad: int, dil: int, ceil: bool = False) -> int:
@@ -29,7 +20,7 @@ def window(size: int, k: int, stride: int, pad: int, dil: int, ceil: bool = Fals
 
 
 def window_out(op: str, s: Shape, a: dict, dil=None) -> tuple[int, int]:
-    _, h, w = spatial(op, s)
+    _, h, w = s  # [C, H, W]: infer_op checks the rank before any rule runs
     kh, kw = a["kernel"]
     sh, sw = a["stride"] if a.get("stride") is not None else a["kernel"]
     ph, pw = a["pad"]
