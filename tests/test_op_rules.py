@@ -274,14 +274,6 @@ ERRORS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(ERRORS))
-def test_each_op_error_reads_whole(name):
-    shape, call, text = ERRORS[name]
-    with pytest.raises(UdnetError) as e:
-        build_ir(_network(shape, call))
-    assert str(e.value) == text
-
-
 @pytest.mark.parametrize("op,message", [
     ("bn", "bn input has no channels"),
     ("frozen_bn", "frozen_bn input has no channels"),
@@ -338,3 +330,64 @@ def test_constructor_arguments_are_named_after_the_spec(name):
     (pred,) = ir.predecessors(node)
     fields = OPS[data["op"]].torch.fields(tuple(ir.nodes[pred]["shape"]), data["attrs"])
     assert tuple(f.hint for f in fields) == FIELD_NAMES[name]
+
+
+# Residual sums that do not fit: the hint names the fix the shapes suggest.
+SUM_ERRORS = {
+    'sum of three': ([4, 9, 9], 'x = x + x + (x |> conv(8, 1))', (
+        '<string>:1:36: error: residual sum of [4, 9, 9] and [8, 9, 9]: shapes differ\n'
+        '    1 | network N(input = [4, 9, 9]) { x = x + x + (x |> conv(8, 1)) }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: insert a 1x1 projection on the shortcut: conv(8, 1)'
+    )),
+    'sum wider first': ([4, 9, 9], 'x = (x |> conv(8, 1)) + x', (
+        '<string>:1:36: error: residual sum of [8, 9, 9] and [4, 9, 9]: shapes differ\n'
+        '    1 | network N(input = [4, 9, 9]) { x = (x |> conv(8, 1)) + x }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: insert a 1x1 projection on the shortcut: conv(8, 1)'
+    )),
+    'sum strided': ([4, 9, 9], 'x = x + (x |> conv(4, 3, stride = 3, pad = 1))', (
+        '<string>:1:36: error: residual sum of [4, 9, 9] and [4, 3, 3]: shapes differ\n'
+        '    1 | network N(input = [4, 9, 9]) { x = x + (x |> conv(4, 3, stride = 3, pad = 1)) }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: project the shortcut with stride: conv(4, 1, stride = 3)'
+    )),
+    'sum strided unevenly': ([4, 9, 6], 'x = x + (x |> conv(4, 3, stride = [3, 2], pad = 1))', (
+        '<string>:1:36: error: residual sum of [4, 9, 6] and [4, 3, 3]: shapes differ\n'
+        '    1 | network N(input = [4, 9, 6]) { x = x + (x |> conv(4, 3, stride = [3, 2], pad = 1)) }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: project the shortcut with stride: conv(4, 1, stride = [3, 2])'
+    )),
+    'sum strided first': ([4, 8, 8], 'x = (x |> conv(8, 3, stride = 2, pad = 1)) + x', (
+        '<string>:1:36: error: residual sum of [8, 4, 4] and [4, 8, 8]: shapes differ\n'
+        '    1 | network N(input = [4, 8, 8]) { x = (x |> conv(8, 3, stride = 2, pad = 1)) + x }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: project the shortcut with stride: conv(8, 1, stride = 2)'
+    )),
+    'sum uneven': ([4, 9, 9], 'x = x + (x |> conv(4, 3, stride = 2, pad = 1))', (
+        '<string>:1:36: error: residual sum of [4, 9, 9] and [4, 5, 5]: shapes differ\n'
+        '    1 | network N(input = [4, 9, 9]) { x = x + (x |> conv(4, 3, stride = 2, pad = 1)) }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n'
+        'hint: a residual sum needs equal shapes; stride or pool the larger operand, or upsample the smaller'
+    )),
+    'sum rounding': ([4, 9, 9], 'x = x + (x |> maxpool(2) |> upsample(2))', (
+        '<string>:1:36: error: residual sum of [4, 9, 9] and [4, 8, 8]: shapes differ\n'
+        '    1 | network N(input = [4, 9, 9]) { x = x + (x |> maxpool(2) |> upsample(2)) }\n'
+        '      |                                    ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\n'
+        "hint: the sizes differ by rounding; upsample to the other operand's own size, upsample(size = [height(t), width(t)]), or use an input size that divides evenly"
+    )),
+    'sum vectors': ([4], 'x = x + (x |> linear(3))', (
+        '<string>:1:30: error: residual sum of [4] and [3]: shapes differ\n'
+        '    1 | network N(input = [4]) { x = x + (x |> linear(3)) }\n'
+        '      |                              ^~~~~~~~~~~~~~~~~~~~\n'
+        'hint: insert a projection on the shortcut: linear(4)'
+    )),
+}
+
+
+@pytest.mark.parametrize("name", sorted({**ERRORS, **SUM_ERRORS}))
+def test_each_op_error_reads_whole(name):
+    shape, call, text = {**ERRORS, **SUM_ERRORS}[name]
+    with pytest.raises(UdnetError) as e:
+        build_ir(_network(shape, call))
+    assert str(e.value) == text

@@ -103,10 +103,16 @@ def infer_add(shapes: list[Shape]) -> Shape:
             hint = None
             if len(s) == len(first) == 3 and s[0] != first[0] and s[1:] == first[1:]:
                 hint = f"insert a 1x1 projection on the shortcut: conv({max(s[0], first[0])}, 1)"
+            elif len(s) == len(first) == 1:
+                hint = f"insert a projection on the shortcut: linear({max(s[0], first[0])})"
             elif len(s) == len(first) == 3 and s[1:] != first[1:]:
-                stride = first[1] // s[1] if s[1] and first[1] % s[1] == 0 else None
-                if stride:
-                    hint = f"project the shortcut with stride: conv({s[0]}, 1, stride = {stride})"
+                # the shortcut is the operand with the larger map; its projection strides
+                # each dimension by the ratio, in the other operand's channels
+                big, small = (first, s) if first[1] * first[2] >= s[1] * s[2] else (s, first)
+                strides = [b // t if t and b % t == 0 else 0 for b, t in zip(big[1:], small[1:])]
+                if all(strides):
+                    stride = strides[0] if strides[0] == strides[1] else f"[{strides[0]}, {strides[1]}]"
+                    hint = f"project the shortcut with stride: conv({small[0]}, 1, stride = {stride})"
                 elif all(abs(a - b) <= 1 for a, b in zip(s[1:], first[1:])):
                     # 17 against 18: an odd size was halved and doubled again
                     hint = ("the sizes differ by rounding; upsample to the other operand's own size, "
