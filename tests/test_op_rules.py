@@ -93,6 +93,7 @@ def test_labels_show_only_what_differs_from_the_default(shape, call, label):
     ([4, 5, 5], "adaptive_avgpool(2) |> flatten |> adaptive_maxpool(1)",
      "adaptive_maxpool needs a [C, H, W] tensor, got [16]", "spatial ops cannot follow gap, flatten or linear"),
     ([4, 5, 5], "maxpool(2, pad = 2)", "maxpool padding 2 is more than half the kernel 2", None),
+    ([4, 5, 5], "avgpool([3, 2], pad = [1, 2])", "avgpool padding 2 is more than half the kernel 2", None),
     ([4, 2, 2], "avgpool(3)", "avgpool with kernel 3x3 and padding 0x0 does not fit the input 2x2",
      "the input is too small here: remove a downsampling step or pad more"),
 ])
@@ -113,6 +114,16 @@ def test_transposed_output_pad_below_the_stride_or_the_dilation_is_allowed():
     assert tuple(b["shape"]) == (4, 10, 10)  # (5 - 1) + 2 * 2 + 1 + 1
     with pytest.raises(UdnetError, match="output_pad 1 must be smaller"):
         build_ir(_network([4, 5, 5], "conv_transpose(4, 3, output_pad = 1)"))
+
+
+@pytest.mark.parametrize("call,shape", [
+    ("maxpool(2, pad = 1)", (4, 3, 3)),  # padding of exactly half the window: as PyTorch allows
+    ("avgpool([3, 2], pad = [1, 1])", (4, 2, 3)),  # the stride is the kernel: as torch gives
+    ("conv(4, 1, pad = 2)", (4, 9, 9)),  # a convolution pads as much as it likes
+])
+def test_padding_up_to_half_the_window(call, shape):
+    (node,) = _op_nodes([4, 5, 5], call)
+    assert tuple(node["shape"]) == shape
 
 
 def test_transposed_output_of_exactly_one_pixel_is_allowed():

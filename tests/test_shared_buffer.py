@@ -166,6 +166,21 @@ def test_fused_reader_runs_the_modules_under_a_global_hook(register):
     torch.testing.assert_close(out, conv(torch.relu(bn(x0))))
 
 
+@pytest.mark.parametrize("momentum,size", [(None, 3), (0.1, 1)], ids=["cumulative", "two-values"])
+def test_fused_reader_running_statistics_match_batchnorm(momentum, size):
+    """BatchNorm's running statistics as it keeps them: a cumulative average where the
+    momentum is None, and the unbiased variance of as few as two values per channel."""
+    bn, relu, conv = _modules(4, 2, bias=False)
+    bn.momentum = momentum
+    ref = copy.deepcopy(bn)
+    for _ in range(3):
+        x0 = torch.randn(2, 4, size, size, dtype=F64)
+        sb.bn_relu_conv1x1(sb.concat_start(x0, 6), bn.train(), relu, conv)
+        ref.train()(x0)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(bn, name), getattr(ref, name), msg=name)
+
+
 def test_compiling_and_jit_tracing_take_the_plain_forms(monkeypatch):
     """Under torch.compile or torch.jit.trace the functions are the plain operations (the
     storage's writes and set_ do not trace)."""

@@ -98,7 +98,7 @@ CONNECTION_KINDS = {name: c.edge for name, c in CONNECTIONS.items()}
 
 def infer_add(shapes: list[Shape]) -> Shape:
     first = shapes[0]
-    for i, s in enumerate(shapes[1:], 1):
+    for s in shapes[1:]:
         if s != first:
             hint = None
             if len(s) == len(first) == 3 and s[0] != first[0] and s[1:] == first[1:]:
@@ -120,18 +120,17 @@ def infer_add(shapes: list[Shape]) -> Shape:
                 else:
                     hint = ("a residual sum needs equal shapes; "
                             "stride or pool the larger operand, or upsample the smaller")
-            raise ShapeError(f"residual sum of {fmt(first)} and {fmt(s)}: shapes differ", hint, operand=i)
+            raise ShapeError(f"residual sum of {fmt(first)} and {fmt(s)}: shapes differ", hint)
     return first
 
 
 def infer_concat(shapes: list[Shape]) -> Shape:
     first = shapes[0]
-    for i, s in enumerate(shapes[1:], 1):
+    for s in shapes[1:]:
         if len(s) != len(first) or s[1:] != first[1:]:
             raise ShapeError(
                 f"channel concat of {fmt(first)} and {fmt(s)}: spatial sizes differ",
                 "concatenate tensors of equal height and width; pool or stride the larger one",
-                operand=i,
             )
     return (sum(s[0] for s in shapes),) + first[1:]
 
@@ -148,7 +147,6 @@ def infer_mul(shapes: list[Shape]) -> Shape:
                 f"element-wise product of {fmt(a)} and {fmt(b)}: the shapes do not broadcast",
                 "each of C, H, W must be equal or 1 in one operand: [C, H, W] * [C, 1, 1] (channel attention), "
                 "[C, H, W] * [1, H, W] (spatial attention), [C, H, W] * [C]",
-                operand=1,
             )
         out.append(max(x, y))
     return tuple(out)

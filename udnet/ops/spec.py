@@ -17,7 +17,8 @@ REQUIRED = object()
 
 
 class ShapeError(Exception):
-    """A shape rule failed; the elaborator attaches the span and notes."""
+    """A shape rule failed; the elaborator attaches the span and notes. ``operand``: the
+    index of the argument at fault, where the caller has a span for each (gate)."""
 
     def __init__(self, message: str, hint: str | None = None, operand: int | None = None):
         super().__init__(message)
