@@ -402,3 +402,58 @@ def test_each_op_error_reads_whole(name):
     with pytest.raises(UdnetError) as e:
         build_ir(_network(shape, call))
     assert str(e.value) == text
+
+
+# Argument errors: what the message says of the value given, and the valid range.
+ARG_ERRORS = [
+    ('conv(true, 1)',
+     "conv argument 'out' must be an integer, got true",
+     None),
+    ('conv("abc", 1)',
+     'conv argument \'out\' must be an integer, got the string "abc"',
+     None),
+    ('conv([1, 2], 1)',
+     "conv argument 'out' must be an integer, got a list of 2",
+     None),
+    ('conv("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1)',
+     'conv argument \'out\' must be an integer, got the string "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa..." (61 characters)',
+     None),
+    ('conv("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1)',
+     'conv argument \'out\' must be an integer, got the string "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"',
+     None),
+    ('conv(4, 1, pad = -1)',
+     "conv argument 'pad' must be non-negative, got -1",
+     'the valid range is 0 to 2**31'),
+    ('elu(alpha = -1.0)',
+     "elu argument 'alpha' must be a number in [0, 65504], got -1.0",
+     'the valid range is [0, 65504]: elu saturates at -alpha for negative inputs (0 gives relu), and 65504, the largest float16, keeps that finite in half precision'),
+    ('leaky_relu(slope = true)',
+     "leaky_relu argument 'slope' must be a number, got true",
+     None),
+    ('conv(4, 1, bias_init = 1e300)',
+     "conv argument 'bias_init' must be a number in [-65504, 65504], got 1e+300",
+     'the valid range is [-65504, 65504]: the bias is this constant, and 65504, the largest float16, keeps it finite in half precision'),
+    ('conv(4, 1, stride = 0)',
+     "conv argument 'stride' must be positive, got 0",
+     'the valid range is 1 to 2**31'),
+    ('conv(4.5, 1)',
+     "conv argument 'out' must be an integer, got 4.5",
+     '4.5 is a number, not an integer: convert it with int(...)'),
+    ('conv(1e20, 1)',
+     "conv argument 'out' must be an integer, got 1e+20",
+     '1e+20 is a number, not an integer: convert it with int(...)'),
+    ('conv(1e15, 1)',
+     "conv argument 'out' must be an integer, got 1000000000000000.0",
+     '1000000000000000.0 is a number, not an integer: write 1000000000000000'),
+]
+
+
+@pytest.mark.parametrize("call,message,hint", ARG_ERRORS)
+def test_argument_errors_describe_the_value_given(call, message, hint):
+    with pytest.raises(UdnetError) as e:
+        build_ir(_network([4, 4, 4], call))
+    assert (e.value.message, e.value.hint) == (message, hint)
+
+
+def test_non_ascii_printable_characters_print_as_they_are():
+    assert show_string("é\n") == '"é\\n"'
