@@ -83,8 +83,8 @@ def test_labels_show_only_what_differs_from_the_default(shape, call, label):
     ([4, 5, 5], "conv_transpose(4, 3, stride = 2, output_pad = 2)",
      "conv_transpose output_pad 2 must be smaller than the stride (2) or the dilation (1)",
      "output_pad picks one of the stride's possible output sizes; it is at most stride - 1"),
-    ([4, 1, 1], "conv_transpose(4, 1, pad = 1)",
-     "conv_transpose with kernel [1, 1] and padding [1, 1] leaves no output from the input 1x1",
+    ([4, 1, 2], "conv_transpose(4, 1, pad = 1)",
+     "conv_transpose with kernel [1, 1] and padding [1, 1] leaves no output from the input 1x2",
      "the padding removes more than the kernel adds: pad less"),
     ([4], "conv_transpose(4, 1)", "conv_transpose needs a [C, H, W] tensor, got [4]",
      "spatial ops cannot follow gap, flatten or linear"),
@@ -124,6 +124,12 @@ def test_transposed_output_pad_below_the_stride_or_the_dilation_is_allowed():
 def test_padding_up_to_half_the_window(call, shape):
     (node,) = _op_nodes([4, 5, 5], call)
     assert tuple(node["shape"]) == shape
+
+
+@pytest.mark.parametrize("bias,params", [("false", 4 * 6 * 9), ("true", 4 * 6 * 9 + 6)])
+def test_transposed_conv_counts_its_bias_only_when_it_has_one(bias, params):
+    (node,) = _op_nodes([4, 5, 5], f"conv_transpose(6, 3, bias = {bias})")
+    assert node["params"] == params
 
 
 def test_transposed_output_of_exactly_one_pixel_is_allowed():
