@@ -463,3 +463,10 @@ def test_argument_errors_describe_the_value_given(call, message, hint):
 
 def test_non_ascii_printable_characters_print_as_they_are():
     assert show_string("é\n") == '"é\\n"'
+
+
+@pytest.mark.parametrize("op", ["bn", "frozen_bn", "layernorm"])
+def test_normalisation_of_a_single_channel_is_allowed(op):
+    shape, call = SAMPLES[op]
+    (node,) = _op_nodes(shape, call)
+    assert OPS[op].infer((1, *shape[1:]), node["attrs"]) == (1, *shape[1:])
