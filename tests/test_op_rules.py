@@ -470,3 +470,9 @@ def test_normalisation_of_a_single_channel_is_allowed(op):
     shape, call = SAMPLES[op]
     (node,) = _op_nodes(shape, call)
     assert OPS[op].infer((1, *shape[1:]), node["attrs"]) == (1, *shape[1:])
+
+
+def test_upsample_without_a_scale_or_size_doubles():
+    (node,) = _op_nodes([3, 4, 5], 'upsample(mode = "bilinear")')
+    assert tuple(node["shape"]) == (3, 8, 10)
+    assert node["attrs"]["scale"] == 2 and OPS["upsample"].draw.label(node["attrs"]) == "upsample x2"
