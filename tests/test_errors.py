@@ -764,3 +764,17 @@ def test_a_long_line_is_quoted_as_a_window_around_the_caret(tmp_path, capsys, be
         assert shown == "..." + line[-160:]
     else:
         assert shown == "..." + line[col - 1 - 80 : col - 1 + 80] + "..."
+
+
+def test_sources_read_with_any_newline_convention():
+    from udnet.errors import normalize_newlines
+
+    assert normalize_newlines("a\r\nb\rc\nd") == "a\nb\nc\nd"
+    assert normalize_newlines("plain\n") == "plain\n"
+
+
+def test_paths_print_with_unprintable_characters_escaped():
+    from udnet.errors import show_path
+
+    assert show_path("dir/spec\x1b[2J\u202e.ud") == "dir/spec\\x1b[2J\\u202e.ud"
+    assert show_path("plain dir/é.ud") == "plain dir/é.ud"

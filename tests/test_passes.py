@@ -15,6 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import udnet
 from udnet.cli import main
 from udnet.ir.verify import VerifyError, verify
+from udnet.passes.manager import run_passes
 from udnet.passes.share_concat import estimate_activation_bytes
 from udnet.pipeline import build_ir, compile_to_torch, optimize
 from differential import check_eval
@@ -646,3 +647,26 @@ def test_verify_checks_share_concat_annotations(kind):
         verify(ir, "test")
     with pytest.raises(VerifyError, match="IR invalid after test: .*(buffer|link|head|fused)"):
         verify(_corrupt(kind), "test")
+
+
+def test_unknown_passes_are_refused_by_name():
+    ir = build_ir("network N(input = [3, 4, 4]) { conv(4, 1) }")
+    with pytest.raises(ValueError, match=r"^unknown passes: \['nope', 'zz'\]$"):
+        run_passes(ir, {"zz", "nope", "prune"})
+
+
+def test_a_pass_that_breaks_the_ir_is_named_by_verify(monkeypatch):
+    from udnet.passes import prune
+
+    real = prune.run
+
+    def breaking(ir, options):
+        report = real(ir, options)
+        conv = next(n for n, d in ir.nodes(data=True) if d["op"] == "conv")
+        ir.nodes[conv]["shape"] = (5, 4, 4)
+        return report
+
+    monkeypatch.setattr(prune, "run", breaking)
+    ir = build_ir("network N(input = [3, 4, 4]) { conv(4, 1) }")
+    with pytest.raises(VerifyError, match=r"^IR invalid after pass prune: node conv has shape \(5, 4, 4\)"):
+        run_passes(ir)
