@@ -27,6 +27,9 @@ _FILL = "#d3efd9"
 
 
 def _pool_infer(op: str, s: Shape, a: dict) -> Shape:
+    for p, k in zip(a["pad"], a["kernel"]):
+        if 2 * p > k:  # PyTorch's pooling pads at most half its window
+            raise ShapeError(f"{op} padding {p} is more than half the kernel {k}")
     oh, ow = window_out(op, s, a, dil=(1, 1))
     return (s[0], oh, ow)
 

@@ -25,9 +25,6 @@ def window_out(op: str, s: Shape, a: dict, dil=None) -> tuple[int, int]:
     sh, sw = a["stride"] if a.get("stride") is not None else a["kernel"]
     ph, pw = a["pad"]
     dh, dw = dil or a["dilation"]  # pooling passes dil: it has no dilation argument
-    for p, k in ((ph, kh), (pw, kw)):
-        if 2 * p > k and op != "conv":  # PyTorch's pooling pads at most half its window
-            raise ShapeError(f"{op} padding {p} is more than half the kernel {k}")
     ceil = a.get("ceil", False)
     oh, ow = window(h, kh, sh, ph, dh, ceil), window(w, kw, sw, pw, dw, ceil)
     if oh < 1 or ow < 1:
