@@ -13,7 +13,18 @@ import pytest
 from test_op_table import FORMS, SAMPLES
 from udnet.errors import UdnetError
 from udnet.ops import OPS
-from udnet.ops.spec import SHOW_DEPTH, ShapeError, show_string, show_value
+from udnet.ops.spec import (
+    REQUIRED,
+    SHOW_DEPTH,
+    Arg,
+    ArgError,
+    ShapeError,
+    check_arg,
+    infer_op,
+    num_text,
+    show_string,
+    show_value,
+)
 from udnet.pipeline import build_ir
 
 
@@ -279,7 +290,7 @@ ERRORS = {
         '      |                                     ^~~~~~~~~~~~~~~~~~~~'
     )),
     'pair arg': ([4, 4, 4], 'maxpool([2, 2, 2])', (
-        "<string>:1:40: error: maxpool argument 'kernel' must be an integer or a list of two integers, got a list of 3\n"
+        "<string>:1:40: error: maxpool argument 'kernel' must be an integer or a list of two integers, got [2, 2, 2]\n"
         '    1 | network N(input = [4, 4, 4]) { maxpool([2, 2, 2]) }\n'
         '      |                                        ^~~~~~~~~'
     )),
@@ -419,8 +430,66 @@ ARG_ERRORS = [
      'conv argument \'out\' must be an integer, got the string "abc"',
      None),
     ('conv([1, 2], 1)',
-     "conv argument 'out' must be an integer, got a list of 2",
+     "conv argument 'out' must be an integer, got [1, 2]",
      None),
+    ('conv(false, 1)',
+     "conv argument 'out' must be an integer, got false",
+     None),
+    ('conv("a\\tb", 1)',
+     'conv argument \'out\' must be an integer, got the string "a\\tb"',
+     None),
+    ('conv([' + ', '.join(['1000'] * 12) + '], 1)',
+     "conv argument 'out' must be an integer, got a list of 12",
+     None),
+    ('conv(4, 1, pad = [1, -2])',
+     "conv argument 'pad' must be non-negative, got [1, -2]",
+     'the valid range is 0 to 2**31'),
+    ('conv(4, [2.5, 3])',
+     "conv argument 'kernel' must be an integer or a list of two integers, got [2.5, 3]",
+     '2.5 is a number, not an integer: convert it with int(...)'),
+    ('conv(4, [true, 3])',
+     "conv argument 'kernel' must be an integer or a list of two integers, got [true, 3]",
+     None),
+    ('conv(4, [3, 2**40])',
+     "conv argument 'kernel' must be at most 2**31, got [3, 1099511627776]",
+     'the valid range is 1 to 2**31: sizes, windows and counts above 2**31 (a fixed limit) are always a mistake'),
+    ('conv(4, 1, groups = -2**40)',
+     "conv argument 'groups' must be a positive integer, got -1099511627776",
+     'the valid range is 1 to 2**31'),
+    ('bn(momentum = 1.5)',
+     "bn argument 'momentum' must be a number in [0, 1], got 1.5",
+     "the valid range is [0, 1]: the running statistics move this fraction of the way to each batch's "
+     "(0 freezes them, 1 keeps only the last batch)"),
+    ('bn(eps = 0.0)',
+     "bn argument 'eps' must be a number in [1e-37, 65504], got 0.0",
+     'the valid range is [1e-37, 65504]: eps is added to the variance before dividing by its square root, so it '
+     'must stay positive in float32 (whose normal numbers start near 1.2e-38)'),
+    ('upsample(scale = -1)',
+     "upsample argument 'scale' must be a number in [0, 65504], got -1",
+     'the valid range is [0, 65504]: every number an op holds is at most 65504 in magnitude, the largest '
+     'float16, so that the model stays finite in half precision'),
+    ('dropout(-0.1)',
+     "dropout argument 'p' must be a probability in [0, 1), got -0.1",
+     'the valid range is [0, 1): p is the probability of dropping an element; 1 would drop everything and '
+     'divide by 1 - p = 0'),
+    ('dropout(true)',
+     "dropout argument 'p' must be a number, got true",
+     None),
+    ('conv(4, 1, 1, 1, 1, 1, 1, 1, 1, 1)',
+     'conv takes at most 9 argument(s), got 10',
+     'signature: conv(out, kernel, stride = 1, pad = 0, dilation = 1, groups = 1, bias = false, '
+     'weight_init = "kaiming_normal", bias_init = 0.0)'),
+    ('conv(4, 1, zz = 1)',
+     "conv has no argument 'zz'",
+     'signature: conv(out, kernel, stride = 1, pad = 0, dilation = 1, groups = 1, bias = false, '
+     'weight_init = "kaiming_normal", bias_init = 0.0)'),
+    ('conv(4, 1, out = 3)',
+     "conv got argument 'out' twice",
+     None),
+    ('conv(kernel = 1)',
+     "conv needs argument 'out'",
+     'signature: conv(out, kernel, stride = 1, pad = 0, dilation = 1, groups = 1, bias = false, '
+     'weight_init = "kaiming_normal", bias_init = 0.0)'),
     ('conv("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1)',
      'conv argument \'out\' must be an integer, got the string "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa..." (61 characters)',
      None),
@@ -476,3 +545,93 @@ def test_upsample_without_a_scale_or_size_doubles():
     (node,) = _op_nodes([3, 4, 5], 'upsample(mode = "bilinear")')
     assert tuple(node["shape"]) == (3, 8, 10)
     assert node["attrs"]["scale"] == 2 and OPS["upsample"].draw.label(node["attrs"]) == "upsample x2"
+
+
+# The op table's machinery on its own (udnet/ops/spec.py): what every op's checks and
+# emission go through, pinned directly rather than through one op or another.
+
+
+def test_op_exceptions_carry_their_message():
+    assert str(ArgError("bad", 0)) == "bad" and str(ShapeError("wrong")) == "wrong"
+
+
+def test_the_torch_description_names_module_and_fields():
+    relu = OPS["relu"].torch
+    assert relu.describe((4, 5, 5), {}) == ("op", "nn.ReLU", ())
+    assert relu.describe((4, 5, 5), {}, inplace=True) == ("op", "nn.ReLU", (("inplace", "inplace", "False", None, True),))
+    assert OPS["sigmoid"].torch.describe((4, 5, 5), {}, inplace=True) == ("op", "nn.Sigmoid", ())
+    bn = OPS["bn"].bind([], {})
+    assert OPS["bn"].torch.describe((4,), bn)[1] == "nn.BatchNorm1d"
+    assert OPS["bn"].torch.describe((4, 5, 5), bn)[1] == "nn.BatchNorm2d"
+
+
+@pytest.mark.parametrize("x,text", [(2.0, "2"), (-65504.0, "-65504"), (0.5, "0.5"), (1e-37, "1e-37"), (1e20, "1e+20")])
+def test_bounds_print_as_integers_where_they_are_whole(x, text):
+    assert num_text(x) == text
+
+
+@pytest.mark.parametrize("arg,valid", [
+    (Arg("n", "int"), "-2**31 to 2**31"),
+    (Arg("n", "pos_int"), "1 to 2**31"),
+    (Arg("n", "nonneg_int"), "0 to 2**31"),
+    (Arg("n", "pair"), "0 to 2**31"),
+    (Arg("n", "pos_pair"), "1 to 2**31"),
+    (Arg("n", "opt_pair"), "1 to 2**31"),
+    (Arg("x", "float"), "[-65504, 65504]"),
+    (Arg("x", "float", lo=0.5, hi=2.0), "[0.5, 2]"),
+    (Arg("x", "float", hi=3.0, hi_open=True), "[-65504, 3)"),
+    (Arg("x", "opt_number", lo=0.0), "[0, 65504]"),
+    (Arg("p", "prob", lo=0.5, hi=0.75), "[0, 1)"),  # a probability's range is fixed
+])
+def test_each_kind_states_its_valid_values(arg, valid):
+    assert arg.valid() == valid
+
+
+@pytest.mark.parametrize("kind,value,result", [
+    ("opt_number", 3, 3), ("opt_number", 2.5, 2.5), ("opt_number", None, None), ("float", 3, 3.0),
+    ("prob", 0, 0.0), ("opt_pair", None, None), ("pair", 2, (2, 2)), ("pos_pair", [1, 3], (1, 3)),
+    ("int", -2**31, -2**31), ("bool", False, False), ("nonneg_int", 0, 0),
+])
+def test_checked_arguments_are_normalised(kind, value, result):
+    got = check_arg("op", Arg("a", kind), value, 0)
+    assert got == result and type(got) is type(result)
+
+
+@pytest.mark.parametrize("kind,value,message", [
+    ("int", None, "op argument 'a' must be an integer, got none"),
+    ("int", object(), "op argument 'a' must be an integer, got object"),
+    ("int", 2**31 + 1, "op argument 'a' must be at most 2**31, got 2147483649"),
+    ("int", -2**31 - 1, "op argument 'a' must be at most 2**31, got -2147483649"),
+    ("pair", [1], "op argument 'a' must be an integer or a list of two integers, got [1]"),
+    ("pair", (2**31 + 1, 0), "op argument 'a' must be at most 2**31, got [2147483649, 0]"),
+    ("float", float("nan"), "op argument 'a' must be a finite number, got nan"),
+    ("float", float("-inf"), "op argument 'a' must be a finite number, got -inf"),
+    ("float", 70000, "op argument 'a' must be a number in [-65504, 65504], got 70000"),
+    ("float", "1", 'op argument \'a\' must be a number, got the string "1"'),
+])
+def test_argument_checks_at_their_limits(kind, value, message):
+    with pytest.raises(ArgError) as e:
+        check_arg("op", Arg("a", kind), value, 3)
+    assert e.value.message == message and e.value.arg == 3
+
+
+def test_integer_limits_are_inclusive():
+    assert check_arg("op", Arg("a", "pos_pair"), [2**31, 1], 0) == (2**31, 1)
+    assert check_arg("op", Arg("a", "float", lo=0.0, hi=1.0), 1.0, 0) == 1.0
+    with pytest.raises(ArgError):
+        check_arg("op", Arg("a", "float", lo=0.0, hi=1.0, hi_open=True), 1.0, 0)
+
+
+def test_shape_rules_refuse_the_wrong_rank_with_a_fix():
+    with pytest.raises(ShapeError) as e:
+        infer_op(OPS["conv"], (4,), OPS["conv"].bind([4, 1], {}))
+    assert (e.value.message, e.value.hint) == (
+        "conv needs a [C, H, W] tensor, got [4]", "spatial ops cannot follow gap, flatten or linear")
+    with pytest.raises(ShapeError) as e:
+        infer_op(OPS["linear"], (4, 2, 2), OPS["linear"].bind([3], {}))
+    assert (e.value.message, e.value.hint) == (
+        "linear needs a [C] tensor, got [4, 2, 2]", "insert gap (global average pooling) or flatten first")
+    both = next(s for s in OPS.values() if s.rank == (1, 3))
+    with pytest.raises(ShapeError) as e:
+        infer_op(both, (4, 2), both.bind([], {}) if not any(a.default is REQUIRED for a in both.args) else {})
+    assert e.value.message == f"{both.name} needs a [C] or [C, H, W] tensor, got [4, 2]" and e.value.hint is None

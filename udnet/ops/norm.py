@@ -76,7 +76,7 @@ BN = OpSpec(
         Arg("affine", "bool", True),
     ),
     partial(_channels, "bn"),
-    Torch(lambda s, a: "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d", lambda s, a: (
+    Torch(lambda s: "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d", lambda s, a: (
         Field("channels", s[0]),
         _eps_field(a),
         Field("momentum", a["momentum"], "momentum", "0.1"),
@@ -124,7 +124,7 @@ LAYERNORM = OpSpec(
     "layernorm",
     (_eps(), Arg("affine", "bool", True)),
     partial(_channels, "layernorm"),
-    Torch(lambda s, a: "LayerNorm2d" if len(s) == 3 else "nn.LayerNorm", lambda s, a: (
+    Torch(lambda s: "LayerNorm2d" if len(s) == 3 else "nn.LayerNorm", lambda s, a: (
         Field("channels", s[0]),
         _eps_field(a),
         Field("affine", a["affine"], "elementwise_affine", "True"),

@@ -108,14 +108,14 @@ class Torch:
     input, used where nothing else reads the input (``Field("inplace", True, "inplace",
     "False")`` for ReLU)."""
 
-    module: str | Callable[[Shape, dict], str]
+    module: str | Callable[[Shape], str]  # callable: the class depends on the input's rank
     fields: Callable[[Shape, dict], tuple[Field, ...]] = lambda s, a: ()
     helpers: tuple[str, ...] = ()
     inplace: Field | None = None
 
     def describe(self, shape: Shape, attrs: dict, inplace: bool = False) -> tuple:
         """What constructs the op's module: ("op", module, fields as tuples)."""
-        module = self.module(shape, attrs) if callable(self.module) else self.module
+        module = self.module(shape) if callable(self.module) else self.module
         fields = self.fields(shape, attrs) + ((self.inplace,) if inplace and self.inplace else ())
         return ("op", module, tuple((f.hint, f.keyword, f.default, f.same_as, f.value) for f in fields))
 
@@ -263,7 +263,7 @@ def show_string(s: str) -> str:
     out = []
     for c in s:
         e = _STRING_ESCAPES.get(c)
-        if e is None and not c.isprintable() and c != " ":
+        if e is None and not c.isprintable():
             e = c.encode("unicode_escape").decode("ascii")
         out.append(c if e is None else e)
     return '"' + "".join(out) + '"'
@@ -345,14 +345,14 @@ def _is_int(v: Any) -> bool:
 
 
 def _describe(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
+    """A value given to an op, for an error message: short lists are shown whole."""
+    if isinstance(v, (list, tuple)):
+        text = show_value(v)
+        return text if len(text) <= 60 else f"a list of {len(v):,}"
     if isinstance(v, str):
         if len(v) > 60:  # strings can be a million characters long
-            return f'the string "{v[:40]}..." ({len(v):,} characters)'
-        return f'the string "{v}"'
-    if isinstance(v, (list, tuple)):
-        return f"a list of {len(v)}"
-    return getattr(v, "describe", lambda: type(v).__name__)()
+            return f"the string {show_string(v[:40] + '...')} ({len(v):,} characters)"
+        return f"the string {show_string(v)}"
+    if v is None or isinstance(v, (bool, int, float)):
+        return show_value(v)
+    return type(v).__name__
