@@ -297,9 +297,11 @@ def test_ctrl_c_while_modules_import_exits_130_without_traceback(spec):
 # Runs the entry once the interpreter is up, its entry module is imported and the test
 # says go. An interrupt that comes before any udnet code runs (Python's start-up, runpy
 # finding the module) is not udnet's to handle: it exits 99. One that escapes from udnet
-# code prints its traceback.
+# code prints its traceback. Once the entry has returned, SIGINT is blocked: Python's
+# finalisation restores the default handler, and an interrupt landing there would kill the
+# process (-2) after udnet's work is over, a race of the harness, not of udnet.
 HARNESS = """
-import os, sys, traceback
+import os, signal, sys, traceback
 import {module}
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 try:
@@ -309,6 +311,8 @@ except KeyboardInterrupt as e:
     if any(os.sep + "udnet" + os.sep in f.filename for f in traceback.extract_tb(e.__traceback__)):
         raise
     sys.exit(99)
+finally:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGINT}})
 """
 
 

@@ -565,7 +565,10 @@ def test_the_torch_description_names_module_and_fields():
     assert OPS["bn"].torch.describe((4, 5, 5), bn)[1] == "nn.BatchNorm2d"
 
 
-@pytest.mark.parametrize("x,text", [(2.0, "2"), (-65504.0, "-65504"), (0.5, "0.5"), (1e-37, "1e-37"), (1e20, "1e+20")])
+@pytest.mark.parametrize("x,text", [
+    (2.0, "2"), (-65504.0, "-65504"), (0.5, "0.5"), (1e-37, "1e-37"), (1e20, "1e+20"), (1e16, "1e+16"),
+    (9999999999999998.0, "9999999999999998"), (-1e16, "-1e+16"),
+])
 def test_bounds_print_as_integers_where_they_are_whole(x, text):
     assert num_text(x) == text
 
@@ -608,6 +611,8 @@ def test_checked_arguments_are_normalised(kind, value, result):
     ("float", float("-inf"), "op argument 'a' must be a finite number, got -inf"),
     ("float", 70000, "op argument 'a' must be a number in [-65504, 65504], got 70000"),
     ("float", "1", 'op argument \'a\' must be a number, got the string "1"'),
+    ("int", [1000] * 10, "op argument 'a' must be an integer, got [" + ", ".join(["1000"] * 10) + "]"),  # 60 characters
+    ("int", [10000] + [1000] * 9, "op argument 'a' must be an integer, got a list of 10"),  # 61
 ])
 def test_argument_checks_at_their_limits(kind, value, message):
     with pytest.raises(ArgError) as e:

@@ -15,7 +15,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import udnet
 from udnet.cli import main
 from udnet.ir.verify import VerifyError, verify
-from udnet.passes.manager import run_passes
+from udnet.errors import Source
+from udnet.passes.manager import Options, run_passes
+from udnet.passes.prune import run as prune_pass
 from udnet.passes.share_concat import estimate_activation_bytes
 from udnet.pipeline import build_ir, compile_to_torch, optimize
 from differential import check_eval
@@ -670,3 +672,94 @@ def test_a_pass_that_breaks_the_ir_is_named_by_verify(monkeypatch):
     ir = build_ir("network N(input = [3, 4, 4]) { conv(4, 1) }")
     with pytest.raises(VerifyError, match=r"^IR invalid after pass prune: node conv has shape \(5, 4, 4\)"):
         run_passes(ir)
+
+
+# The prune pass on its own: its report, its warnings word for word, and what a fractal
+# column keeps, on programs small enough to count by hand.
+TWO_JOINS = """network F(input = [4, 3, 3]) {
+    x = join(x |> conv(4, 1) |> conv(4, 1), x |> conv(4, 1))
+    x = join(x |> conv(4, 3, pad = 1), x |> conv(4, 1))
+}
+"""
+
+
+@pytest.mark.parametrize("column,params", [(1, 16 + 16), (2, 16 + 16 + 144)])
+def test_a_fractal_column_keeps_its_own_path(column, params):
+    # Column 2 is the deeper input of each join: two 1x1 convs, then the 3x3 one (16 + 16 +
+    # 144 weights); column 1 the shallower: one 1x1 conv at each join.
+    ir = build_ir(TWO_JOINS)
+    report = prune_pass(ir, Options(fractal_column=column))
+    assert report.lines == ["removed 3 node(s) that cannot reach the output, folded 2" if column == 1 else
+                            "removed 2 node(s) that cannot reach the output, folded 2",
+                            f"specialised to FractalNet column {column}"]
+    assert ir.param_count() == params and not [n for n, d in ir.nodes(data=True) if d["op"] == "join"]
+    verify(ir)
+
+
+@pytest.mark.parametrize("column", [0, 3, -1])
+def test_fractal_columns_are_numbered_from_one_to_the_deepest(column):
+    with pytest.raises(udnet.errors.UsageError) as e:
+        prune_pass(build_ir(TWO_JOINS), Options(fractal_column=column))
+    assert e.value.message == f"--fractal-column {column}: columns are numbered 1 (shallowest) to 2"
+
+
+@pytest.mark.parametrize("rates,what", [
+    ("", "it is its input"),
+    (", drop_local = 0.2", "its drop_local drops nothing"),
+    (", drop_global = 0.1", "its drop_global drops nothing"),
+    (", drop_local = 0.2, drop_global = 0.1", "its drop_local and drop_global drop nothing"),
+])
+def test_a_join_of_one_input_is_warned_with_the_drops_it_loses(rates, what):
+    call = f"join(x |> conv(4, 1){rates})"
+    # Not read by another join, which would merge it (joins are flat) before any pass runs.
+    ir = build_ir(Source("j.ud", f"network N(input = [4, 3, 3]) {{\n    x = {call}\n    x = x |> relu\n}}\n"))
+    report = prune_pass(ir, Options())
+    (warning,) = report.warnings
+    assert (warning.span.line, warning.span.col, warning.span.end_col) == (2, 9, 9 + len(call))
+    assert warning.message == (f"this join has a single input, so {what}; it was folded away "
+                               "(drop_path(p) drops a residual branch per sample)")
+    assert report.lines == ["removed 0 node(s) that cannot reach the output, folded 1"]
+
+
+def test_dead_code_is_warned_once_per_statement_with_its_name():
+    spec = Source("d.ud", """network N(input = [4, 3, 3]) {
+    a = (x |> conv(4, 1)) + (x |> conv(4, 3, pad = 1))
+    b = a |> relu
+    x = x |> conv(2, 1)
+}
+""")
+    ir = build_ir(spec)
+    report = prune_pass(ir, Options())
+    assert report.lines == ["removed 4 node(s) that cannot reach the output, folded 0"]
+    # a's sum and both convs under one caret, named after the variable they were bound to;
+    # b's line adds only its relu (a was reported on its own line)
+    assert [(w.span.line, w.span.col, w.span.end_line, w.span.end_col, w.message) for w in report.warnings] == [
+        (2, 9, 2, 55, "'a' is computed but never reaches the network output; it was pruned"),
+        (3, 14, 3, 18, "'b' is computed but never reaches the network output; it was pruned"),
+    ]
+    assert ir.param_count() == 8 and sorted(d["op"] for _, d in ir.nodes(data=True)) == ["conv", "input", "output"]
+
+
+def test_folding_repoints_the_scopes_and_drops_the_empty_ones():
+    ir = build_ir("""block B(c) {
+    y = x |> conv(c, 1)
+    return y |> identity
+}
+block E() {
+    return x |> identity
+}
+network N(input = [4, 3, 3]) {
+    x = x |> B(4) |> E() |> B(4)
+    x = x |> gap
+}
+""")
+    before = {path: (s.input, s.output) for path, s in ir.graph["scopes"].items()}
+    convs = sorted(n for n, d in ir.nodes(data=True) if d["op"] == "conv")
+    prune_pass(ir, Options())
+    scopes = ir.graph["scopes"]
+    # E held nothing but an identity: gone. Each B's output is now its conv, the second B's
+    # input the first B's conv; its identity and E's folded.
+    assert sorted(before) == ["b_1", "b_2", "e"] and sorted(scopes) == ["b_1", "b_2"]
+    assert [s.block for s in scopes.values()] == ["B", "B"]
+    assert [(s.input, s.output) for s in scopes.values()] == [(ir.input_node, convs[0]), (convs[0], convs[1])]
+    verify(ir)
