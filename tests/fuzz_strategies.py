@@ -388,7 +388,7 @@ class ExtremeArgGen:
 
     def value(self, kind: str, choices: tuple[str, ...]) -> str:
         c = self.c
-        if kind in ("int", "pos_int", "nonneg_int"):
+        if kind in ("int", "pos_int"):
             return c.pick(EXTREME_INTS)
         if kind in ("pair", "pos_pair", "opt_pair"):
             if c.chance(0.5):

@@ -96,7 +96,7 @@ def _all_args():
 
 
 NUMBER_ARGS = [(s, p, a) for s, p, a in _all_args() if a.kind in ("float", "prob", "opt_number")]
-INTEGER_ARGS = [(s, p, a) for s, p, a in _all_args() if a.kind in ("int", "pos_int", "nonneg_int")
+INTEGER_ARGS = [(s, p, a) for s, p, a in _all_args() if a.kind in ("int", "pos_int")
                 or a.kind.endswith("pair")]
 
 

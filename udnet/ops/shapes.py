@@ -5,7 +5,7 @@ from __future__ import annotations
 from udnet.ops.spec import Shape, ShapeError
 
 
-def window(size: int, k: int, stride: int, pad: int, dil: int, ceil: bool = False) -> int:
+def window(size: int, k: int, stride: int, pad: int, dil: int, ceil: bool) -> int:
     span = dil * (k - 1) + 1
     num = size + 2 * pad - span
     # As PyTorch computes it, rounding down (or up, in ceil mode) towards -infinity: in

@@ -44,14 +44,14 @@ EPS_MIN = 1e-37
 
 @dataclass(frozen=True)
 class Arg:
-    """One argument of an op. Integers (``int``, ``pos_int``, ``nonneg_int``, pairs) are
+    """One argument of an op. Integers (``int``, ``pos_int``, pairs) are
     integers only (``3.0`` is not one) and at most ``MAX_DIM``; numbers (``float``,
     ``prob``, and ``opt_number``, which may be none and keeps an integer an integer) are
     finite and within ``[lo, hi]`` (``hi`` excluded when ``hi_open``), by default
     ``[-HALF_MAX, HALF_MAX]``; ``why`` explains the range in the error's hint."""
 
     name: str
-    kind: str  # int, pos_int, nonneg_int, pair, pos_pair, opt_pair, float, opt_number, prob, bool, choice
+    kind: str  # int, pos_int, pair, pos_pair, opt_pair, float, opt_number, prob, bool, choice
     default: Any = REQUIRED
     choices: tuple[str, ...] = ()
     doc: str = ""
@@ -72,7 +72,7 @@ class Arg:
         if self.kind in ("float", "prob", "opt_number"):
             lo, hi, hi_open = self.bounds()
             return f"[{num_text(lo)}, {num_text(hi)}{')' if hi_open else ']'}"
-        if self.kind in ("pair", "nonneg_int"):
+        if self.kind == "pair":
             return "0 to 2**31"
         return "1 to 2**31" if self.kind in ("pos_int", "pos_pair", "opt_pair") else "-2**31 to 2**31"
 
@@ -166,10 +166,8 @@ class Signature:
         for a in self.args:
             if a.name not in attrs:
                 if a.default is REQUIRED:
-                    raise ArgError(
-                        f"{self.name} needs argument '{a.name}'", None, hint=f"signature: {self.signature()}"
-                    )
-                attrs[a.name] = a.default if a.default is None else check_arg(self.name, a, a.default, a.name)
+                    raise ArgError(f"{self.name} needs argument '{a.name}'", hint=f"signature: {self.signature()}")
+                attrs[a.name] = check_arg(self.name, a, a.default, a.name)  # normalised as given ones are
                 continue
             attrs[a.name] = check_arg(self.name, a, attrs[a.name], where[a.name])
         return self.finish(attrs)
@@ -287,13 +285,11 @@ def check_arg(op: str, a: Arg, v: Any, where: int | str) -> Any:
                    "(a fixed limit) are always a mistake")
 
     is_int = isinstance(v, int) and not isinstance(v, bool)
-    if a.kind in ("int", "pos_int", "nonneg_int"):
+    if a.kind in ("int", "pos_int"):
         if not is_int:
             raise not_int("an integer", v)
         if a.kind == "pos_int" and v < 1:
             raise bad("a positive integer", f"the valid range is {a.valid()}")
-        if a.kind == "nonneg_int" and v < 0:
-            raise bad("a non-negative integer", f"the valid range is {a.valid()}")
         if abs(v) > MAX_DIM:
             raise too_big()
         return v
