@@ -25,7 +25,7 @@ from udnet.ops.spec import (
     show_string,
     show_value,
 )
-from udnet.pipeline import build_ir
+from udnet.pipeline import build_ir, compile_to_torch
 
 
 def _network(shape, call):
@@ -520,6 +520,20 @@ ARG_ERRORS = [
     ('conv(1e15, 1)',
      "conv argument 'out' must be an integer, got 1000000000000000.0",
      '1000000000000000.0 is a number, not an integer: write 1000000000000000'),
+    # from 1e16 on, a float no longer holds every integer: no digits are suggested
+    ('conv(1e16, 1)',
+     "conv argument 'out' must be an integer, got 1e+16",
+     '1e+16 is a number, not an integer: convert it with int(...)'),
+    ('conv(4, [1.5, 2])',
+     "conv argument 'kernel' must be an integer or a list of two integers, got [1.5, 2]",
+     '1.5 is a number, not an integer: convert it with int(...)'),
+    ('conv(4, 2.0)',
+     "conv argument 'kernel' must be an integer or a list of two integers, got 2.0",
+     '2.0 is a number, not an integer: write 2'),
+    # three items are no pair, whatever they hold
+    ('conv(4, [1.5, 2.0, 3.0])',
+     "conv argument 'kernel' must be an integer or a list of two integers, got [1.5, 2.0, 3.0]",
+     None),
 ]
 
 
@@ -576,7 +590,6 @@ def test_bounds_print_as_integers_where_they_are_whole(x, text):
 @pytest.mark.parametrize("arg,valid", [
     (Arg("n", "int"), "-2**31 to 2**31"),
     (Arg("n", "pos_int"), "1 to 2**31"),
-    (Arg("n", "nonneg_int"), "0 to 2**31"),
     (Arg("n", "pair"), "0 to 2**31"),
     (Arg("n", "pos_pair"), "1 to 2**31"),
     (Arg("n", "opt_pair"), "1 to 2**31"),
@@ -593,7 +606,7 @@ def test_each_kind_states_its_valid_values(arg, valid):
 @pytest.mark.parametrize("kind,value,result", [
     ("opt_number", 3, 3), ("opt_number", 2.5, 2.5), ("opt_number", None, None), ("float", 3, 3.0),
     ("prob", 0, 0.0), ("opt_pair", None, None), ("pair", 2, (2, 2)), ("pos_pair", [1, 3], (1, 3)),
-    ("int", -2**31, -2**31), ("bool", False, False), ("nonneg_int", 0, 0),
+    ("int", -2**31, -2**31), ("bool", False, False)
 ])
 def test_checked_arguments_are_normalised(kind, value, result):
     got = check_arg("op", Arg("a", kind), value, 0)
@@ -623,6 +636,7 @@ def test_argument_checks_at_their_limits(kind, value, message):
 def test_integer_limits_are_inclusive():
     assert check_arg("op", Arg("a", "pos_pair"), [2**31, 1], 0) == (2**31, 1)
     assert check_arg("op", Arg("a", "float", lo=0.0, hi=1.0), 1.0, 0) == 1.0
+    assert check_arg("op", Arg("a", "float", lo=0.0, hi=1.0), 0.0, 0) == 0.0
     with pytest.raises(ArgError):
         check_arg("op", Arg("a", "float", lo=0.0, hi=1.0, hi_open=True), 1.0, 0)
 
@@ -640,3 +654,45 @@ def test_shape_rules_refuse_the_wrong_rank_with_a_fix():
     with pytest.raises(ShapeError) as e:
         infer_op(both, (4, 2), both.bind([], {}) if not any(a.default is REQUIRED for a in both.args) else {})
     assert e.value.message == f"{both.name} needs a [C] or [C, H, W] tensor, got [4, 2]" and e.value.hint is None
+
+
+# The constructor line each op emits, written out by hand as a PyTorch user would: a keyword
+# where the argument is not positional, and an argument left out where PyTorch's default (or,
+# for a pool's stride, the kernel) already says it.
+@pytest.mark.parametrize("shape,call,line", [
+    ([4, 8, 8], "maxpool(2)", "nn.MaxPool2d(2)"),
+    ([4, 8, 8], "maxpool(3, stride = 2, pad = 1)", "nn.MaxPool2d(3, stride=2, padding=1)"),
+    ([4, 8, 8], "maxpool(3, stride = 2, ceil = true)", "nn.MaxPool2d(3, stride=2, ceil_mode=True)"),
+    ([4, 8, 8], "avgpool([2, 3], stride = 1)", "nn.AvgPool2d((2, 3), stride=1)"),
+    ([4, 8, 8], "bn", "nn.BatchNorm2d(4)"),
+    ([4, 8, 8], "bn(eps = 0.001)", "nn.BatchNorm2d(4, eps=0.001)"),
+    ([4, 8, 8], "upsample(size = [6, 8])", 'nn.Upsample(size=(6, 8), mode="nearest")'),
+    ([4, 8, 8], "upsample(size = 6)", 'nn.Upsample(size=6, mode="nearest")'),
+    ([4, 8, 8], 'upsample(2, mode = "bilinear", align_corners = true)',
+     'nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)'),
+])
+def test_each_op_emits_the_constructor_a_person_would_write(shape, call, line):
+    source = compile_to_torch(_network(shape, f"op: {call}"))
+    assert f"self.op = {line}\n" in source
+
+
+def test_upsample_that_empties_one_dimension_names_both():
+    # 0.3 leaves 3 x 4 at 0 x 1: the height alone is empty, and the message names the input as it is
+    with pytest.raises(UdnetError) as e:
+        build_ir(_network([3, 3, 4], "upsample(0.3)"))
+    assert e.value.message == "upsample by 0.3 leaves no output from the input 3x4"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_that_is_not_finite_is_told_the_valid_range(value):
+    with pytest.raises(ArgError) as e:
+        check_arg("op", Arg("a", "float"), value, 3)
+    assert e.value.hint == ("the valid range is [-65504, 65504]: every number an op holds is at most 65504 in "
+                            "magnitude, the largest float16, so that the model stays finite in half precision")
+
+
+def test_an_argument_given_twice_is_pointed_at_where_it_is_named():
+    with pytest.raises(UdnetError) as e:
+        build_ir(_network([4, 4, 4], "conv(4, 1, out = 3)"))
+    span = e.value.span
+    assert (span.col, span.end_col) == (43, 50)  # out = 3, not the whole call

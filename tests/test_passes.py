@@ -693,6 +693,7 @@ def test_a_fractal_column_keeps_its_own_path(column, params):
                             "removed 2 node(s) that cannot reach the output, folded 2",
                             f"specialised to FractalNet column {column}"]
     assert ir.param_count() == params and not [n for n, d in ir.nodes(data=True) if d["op"] == "join"]
+    assert report.warnings == []  # joins of two columns are no mistake
     verify(ir)
 
 
@@ -763,3 +764,81 @@ network N(input = [4, 3, 3]) {
     assert [s.block for s in scopes.values()] == ["B", "B"]
     assert [(s.input, s.output) for s in scopes.values()] == [(ir.input_node, convs[0]), (convs[0], convs[1])]
     verify(ir)
+
+
+@pytest.mark.parametrize("expr,report,ops", [
+    # a concat of two live operands stays as it is: nothing is folded
+    ("x ++ x", "removed 0 node(s) that cannot reach the output, folded 0", ["concat", "input", "output"]),
+    # one of two operands zero-wide: it leaves the concat (a fold), the concat is its other
+    # operand (a second fold), and the slice dies
+    ("x[0:0] ++ x", "removed 1 node(s) that cannot reach the output, folded 2", ["input", "output"]),
+    # every operand zero-wide: the first is kept, so the concat still has its (empty) shape
+    ("x[0:0] ++ x[4:4]", "removed 1 node(s) that cannot reach the output, folded 2", ["input", "output", "slice"]),
+])
+def test_zero_wide_concat_operands_are_folded_and_counted(expr, report, ops):
+    ir = build_ir(f"network N(input = [4, 3, 3]) {{ x = {expr} }}")
+    assert prune_pass(ir, Options()).lines == [report]
+    assert sorted(d["op"] for _, d in ir.nodes(data=True)) == ops
+    verify(ir)
+
+
+def test_folding_repoints_a_blocks_several_inputs_and_named_outputs():
+    ir = build_ir("""block Up(c)(x, skip) {
+    return (skip ++ x) |> conv(c, 1)
+}
+block Two(c) {
+    y = x |> conv(c, 1)
+    return {p: y |> identity, q: y |> relu}
+}
+network N(input = [4, 3, 3]) {
+    a = x |> identity
+    b = x |> conv(2, 1)
+    u = (b, a) |> up: Up(4)
+    o = u |> two: Two(4)
+    return {p: o.p, q: o.q}
+}
+""")
+    ops = {d["op"]: n for n, d in ir.nodes(data=True) if d["op"] in ("relu", "input")}
+    conv_b, conv_up, conv_two = sorted(n for n, d in ir.nodes(data=True) if d["op"] == "conv")
+    prune_pass(ir, Options())
+    up, two = ir.graph["scopes"]["up"], ir.graph["scopes"]["two"]
+    # a's identity folded into the network input, which up now reads second; two's p is its conv
+    assert (up.input, up.inputs) == (conv_b, [conv_b, ops["input"]])
+    assert (two.input, two.outputs) == (conv_up, [("p", conv_two), ("q", ops["relu"])])
+    verify(ir)
+
+
+def _dead_warnings(text):
+    report = prune_pass(build_ir(Source("d.ud", text)), Options())
+    return [(w.span.line, w.span.col, w.span.end_line, w.span.end_col, w.message) for w in report.warnings]
+
+
+def test_a_dead_statement_over_two_lines_is_underlined_to_its_end():
+    # relu starts the dead piece on line 2; the conv it feeds ends on line 3
+    assert _dead_warnings("""network N(input = [4, 3, 3]) {
+    a = x |> relu |> conv(4,
+                          1)
+    x = x |> conv(2, 1)
+}
+""") == [(2, 14, 3, 29, "'a' is computed but never reaches the network output; it was pruned")]
+
+
+def test_dead_code_bound_to_no_variable_is_called_a_computation():
+    # Two's output q (a relu, bound to no variable) is never read
+    assert _dead_warnings("""block Two(c) {
+    y = x |> conv(c, 1)
+    return {p: y |> identity, q: y |> relu}
+}
+network N(input = [4, 3, 3]) {
+    o = x |> two: Two(4)
+    x = o.p
+}
+""") == [(3, 39, 3, 43, "this computation never reaches the network output; it was pruned")]
+
+
+def test_a_line_of_two_dead_bindings_is_named_after_the_last():
+    assert _dead_warnings("""network N(input = [4, 3, 3]) {
+    a = x |> conv(4, 1); b = a |> relu
+    x = x |> conv(2, 1)
+}
+""") == [(2, 14, 2, 39, "'b' is computed but never reaches the network output; it was pruned")]

@@ -134,9 +134,7 @@ def _keep_column(ir: IR, column: int) -> None:
 def _fold(ir: IR) -> int:
     """Fold identities, single-input joins/adds/concats and zero-width concat operands."""
     folded = 0
-    for n in list(ir.topo()):
-        if n not in ir:
-            continue
+    for n in list(ir.topo()):  # only n itself is ever removed, so every later n is still there
         d = ir.nodes[n]
         if d["op"] == "concat":
             edges = ir.in_edges_by_port(n)
