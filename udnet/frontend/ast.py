@@ -207,6 +207,7 @@ class Definition(Node):
     params: list[Param]
     body: Body
     inputs: list[Param] = field(default_factory=list)  # block Up(c)(x, skip): its tensor inputs
+    doc: str = ""  # the comment right above it, its lines without their "#"
 
 
 @dataclass(eq=False)

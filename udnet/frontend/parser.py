@@ -373,6 +373,7 @@ class _Builder(Transformer_NonRecursive):
         super().__init__()
         self.source = source
         self.max_nesting = max_nesting
+        self._lines: list[str] | None = None  # the source's lines, split once when a doc is read
 
     # -- helpers --
     def _span(self, meta) -> Span:
@@ -435,7 +436,21 @@ class _Builder(Transformer_NonRecursive):
         return ast.Module(self._span(meta) if not meta.empty else Span(self.source, 1, 1, 1, 1), list(defs))
 
     def _definition(self, kind, meta, name, params, body, inputs=None):
-        return ast.Definition(self._span(meta), kind, str(name), self._tok(name), params, body, inputs or [])
+        return ast.Definition(self._span(meta), kind, str(name), self._tok(name), params, body, inputs or [],
+                              self._doc_above(meta.line))
+
+    def _doc_above(self, line: int) -> str:
+        """The comment lines right above line ``line`` (up to a blank or code line), each
+        without its ``#`` and the one space after it: a definition's doc, as in Python."""
+        if self._lines is None:
+            self._lines = self.source.text.split("\n")
+        doc: list[str] = []
+        for text in reversed(self._lines[: line - 1]):
+            text = text.strip()
+            if not text.startswith("#"):
+                break
+            doc.append(text[2:] if text.startswith("# ") else text[1:])
+        return "\n".join(reversed(doc))
 
     def block_def(self, meta, name, params, inputs, body):
         return self._definition("block", meta, name, params, body, inputs)
