@@ -8,7 +8,6 @@ formatted the way ``ruff format`` formats it.
 
 from __future__ import annotations
 
-import builtins
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 
 from udnet.backends.pytorch import runtime
 from udnet.backends.pytorch.containers import Containers
-from udnet.backends.pytorch.names import MODULE_ATTRS, Namespace
+from udnet.backends.pytorch.names import Namespace
 from udnet.backends.pytorch.structure import (
     Child,
     Instance,
@@ -29,21 +28,13 @@ from udnet.backends.pytorch.structure import (
 from udnet.elaborate.values import show
 from udnet.ir.graph import IR
 from udnet.ops import CONNECTIONS, OPS
+from udnet.reserved import MODULE_ATTRS, RESERVED_IN_MODEL
 
 LINE = 88
 #: Statements are printed relative to a method body, which sits 8 columns in.
 BODY_WIDTH = LINE - 8
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {
-    "self", "torch", "nn", "conv2d", "linear", "init_weight", "GlobalAvgPool", "Join",
-    "set_drop_path_columns", "i", "name",
-}  # fmt: skip
-# ROOT names the network class at the end of the file; every helper the runtime may emit.
-#: Every helper source model.py may hold: the runtime's (connections, shared buffers) and the ops'.
-HELPER_SOURCES = [v for k, v in vars(runtime).items() if k.isupper()] + [
-    h for spec in OPS.values() for h in spec.torch.helpers
-]
-_RESERVED |= {"ROOT"} | set(re.findall(r"^(?:def|class) (\w+)", "\n".join(HELPER_SOURCES), re.M))
+_RESERVED = RESERVED_IN_MODEL
 
 
 class Num:
