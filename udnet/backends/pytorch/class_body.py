@@ -1,6 +1,7 @@
 """The body of an emitted class: the statements of ``__init__`` that build its
 submodules (module lists included, containers.py) and those of ``forward`` that run them,
 from the class's template; locals are named after the spec's variables and reused once dead.
+Every statement is built as an expression tree (expr.py) and laid out by layout.py.
 """
 
 from __future__ import annotations
@@ -10,69 +11,104 @@ import re
 
 from udnet.backends.pytorch.classes import ClassDef
 from udnet.backends.pytorch.containers import Containers
-from udnet.backends.pytorch.layout import fmt_call, lit, stmt_lines
+from udnet.backends.pytorch.expr import (
+    SELF,
+    Attr,
+    BinOp,
+    Call,
+    Expr,
+    FString,
+    Lit,
+    Name,
+    Neg,
+    Slice,
+    Subscript,
+    Tuple,
+    call,
+    dotted,
+    is_int,
+    read_names,
+    render,
+    self_attr,
+)
+from udnet.backends.pytorch.layout import stmt_lines
 from udnet.backends.pytorch.structure import Instance
 from udnet.backends.pytorch.templates import Affine, Num
 from udnet.ops import CONNECTIONS
-from udnet.reserved import RESERVED_IN_MODEL
+from udnet.reserved import MODULE_ATTRS, RESERVED_IN_MODEL
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The index of the emitted loops.
+INDEX = Name("i")
 
 
 class ClassBody:
     """The statements of a class: its constructor's and its forward's."""
 
-
-    def __init__(self, code: list[str], cd: ClassDef):
-        self.code = code
+    def __init__(self, cd: ClassDef):
         self.cd = cd
         self.input_names: list[str] = []
         self.containers = Containers(cd.instances, RESERVED_IN_MODEL)
+        self.reads: set[str] = set()  # every name the statements read (does the class use torch?)
 
-    def num(self, n: Num) -> str:
-        return self.code[n.slot]
+    def statement(self, prefix: str, expr: Expr, indent: str = "") -> list[str]:
+        """The lines of ``prefix expr`` (``prefix``: an assignment's targets, or nothing)."""
+        self.reads.update(read_names(expr))
+        return stmt_lines(prefix, expr, indent)
 
-    def _attr(self, label: str) -> str:
-        return self.containers.access(label) if "." in label else _attr(label)
+    def num(self, n: Num, on_self: bool = False) -> Expr:
+        """A number of the template: a literal, or a constructor parameter, which forward
+        reads from the attribute of the same name (``on_self``)."""
+        e = self.cd.slot_code[n.slot]
+        return self_attr(e.id) if on_self and isinstance(e, Name) else e
 
-    def aff(self, a: Affine, var: str = "i") -> str:
-        if a.values is not None:
-            return f"({', '.join(self.num(v) for v in a.values)},)[{var}]"
-        base = self.num(a.a)
+    def aff(self, a: Affine, on_self: bool = False) -> Expr:
+        """An iteration's number ``a + b * i``, as simply as ruff would leave it."""
+        assert a.values is None, "a loop over per-iteration lists is unrolled"
+        base = self.num(a.a, on_self)
         if a.b is None:
             return base
-        step = self.num(a.b)
-        if step == "0":
+        step = self.num(a.b, on_self)
+        if is_int(step, 0):
             return base
-        if step.startswith("-"):
-            term = var if step == "-1" else f"{step[1:]} * {var}"
-            return f"-{term}" if base == "0" else f"{base} - {term}"
-        term = var if step == "1" else f"{step} * {var}"
-        return term if base == "0" else f"{base} + {term}"
+        if isinstance(step, Lit) and step.value < 0:
+            if is_int(base, 0):
+                return Neg(INDEX) if is_int(step, -1) else BinOp(step, "*", INDEX)
+            return BinOp(base, "-", INDEX if is_int(step, -1) else BinOp(Lit(-step.value), "*", INDEX))
+        term = INDEX if is_int(step, 1) else BinOp(step, "*", INDEX)
+        return term if is_int(base, 0) else BinOp(base, "+", term)
+
+    def _module(self, label: str) -> Expr:
+        return self.containers.access(label) if "." in label else _attr(label)
 
     # -- constructors --
 
-    def ctor(self, desc: tuple, v) -> tuple[str, list[str]]:
-        """(callable, args) constructing a child; ``v`` renders a number-like leaf."""
+    def ctor(self, desc: tuple, v) -> Call:
+        """The call constructing a child; ``v`` makes the expression of a number-like leaf."""
         kind = desc[0]
         if kind == "scope":
             cd = desc[1]
-            values = [v(n) for n in desc[2]]
+            values = tuple(v(n) for n in desc[2])
             if len(values) == 1:
-                return cd.name, values
-            return cd.name, [f"{p}={val}" for p, val in zip(cd.params, values)]
+                return Call(Name(cd.name), values)
+            return Call(Name(cd.name), (), tuple(zip(cd.params, values)))
         if kind == "join":
             _, _, dl, dg, cols = desc
-            return "Join", [v(dl), v(dg), "(" + ", ".join(v(c) for c in cols) + ("," if len(cols) == 1 else "") + ")"]
+            return call("Join", v(dl), v(dg), Tuple(tuple(v(c) for c in cols)))
         _, module, fields = desc
-        texts = {hint: _pair(value, v) for hint, _, _, _, value in fields}
-        args: list[str] = []
+        exprs = {hint: Tuple(tuple(v(e) for e in value)) if isinstance(value, tuple) else v(value)
+                 for hint, _, _, _, value in fields}
+        texts = {hint: render(e) for hint, e in exprs.items()}  # the op table gives defaults as text
+        args: list[Expr] = []
+        kwargs: list[tuple[str, Expr]] = []
         for hint, kw, default, same_as, _ in fields:
-            text = texts[hint]
-            if text == default or (same_as is not None and text == texts[same_as]):
+            if texts[hint] == default or (same_as is not None and texts[hint] == texts[same_as]):
                 continue
-            args.append(text if kw is None else f"{kw}={text}")
-        return module, args
+            if kw is None:
+                args.append(exprs[hint])
+            else:
+                kwargs.append((kw, exprs[hint]))
+        return Call(dotted(module), tuple(args), tuple(kwargs))
 
     def init_lines(self, tpl) -> list[str]:
         lines: list[str] = []
@@ -82,55 +118,55 @@ class ClassBody:
                 if child is None:
                     continue
                 for label, _, desc in (child,) + item[7]:
-                    fn, args = self.ctor(desc, self._leaf)
+                    module = self.ctor(desc, self._leaf)
                     if "." in label:
                         lines += self._make_containers(label)
-                        put, name = self.containers.register(label)
-                        lines += fmt_call(f"{put} = ", fn, args) if name is None else fmt_call(
-                            "", put, [name, f"{fn}({', '.join(args)})"])
+                        target, value = self.containers.put(label, module)
+                        lines += self.statement("" if target is None else f"{render(target)} = ", value)
                     elif _plain_attr(label):
-                        lines += fmt_call(f"self.{label} = ", fn, args)
+                        lines += self.statement(f"self.{label} = ", module)
                     else:
-                        lines += fmt_call("", "self.add_module", [lit(label), f"{fn}({', '.join(args)})"])
+                        lines += self.statement("", Call(Attr(SELF, "add_module"), (Lit(label), module)))
             else:
-                count = self.num(item[1])
                 body = []
                 for s in item[5]:
                     if s[4] is None:
                         continue
                     pat, _, desc = s[4]
-                    fn, args = self.ctor(desc, lambda leaf: self._iter_leaf(leaf))
-                    put, name = ("self.add_module", self._label_expr(pat))
+                    module = self.ctor(desc, self._iter_leaf)
                     if pat[0] != "list" and "." in pat[0]:
                         lines += self._make_containers(pat[0])
-                        put, name = self.containers.loop_register(pat[0], _label_index(pat), pat[3])
-                    body += fmt_call("", put, [name, f"{fn}({', '.join(args)})"], "    ")
+                        put = self.containers.loop_put(pat[0], _label_index(pat), pat[3], module)
+                    else:
+                        put = Call(Attr(SELF, "add_module"), (self._label_expr(pat), module))
+                    body += self.statement("", put, "    ")
                 if body:
-                    lines.append(f"for i in range({count}):")
+                    lines.append(f"for i in range({render(self.num(item[1]))}):")
                     lines += body
         return lines
 
     def _make_containers(self, label: str) -> list[str]:
-        return [line for prefix, fn, args in self.containers.make_calls(label) for line in fmt_call(prefix, fn, args)]
+        return [line for target, value in self.containers.make(label)
+                for line in self.statement("" if target is None else f"{render(target)} = ", value)]
 
-    def _leaf(self, leaf) -> str:
+    def _leaf(self, leaf) -> Expr:
         if isinstance(leaf, Num):
             return self.num(leaf)
         if isinstance(leaf, bool) or isinstance(leaf, str):
-            return lit(leaf)
+            return Lit(leaf)
         raise TypeError(leaf)
 
-    def _iter_leaf(self, leaf) -> str:
+    def _iter_leaf(self, leaf) -> Expr:
         if isinstance(leaf, Affine):
             return self.aff(leaf)
         return self._leaf(leaf)
 
-    def _label_expr(self, pat) -> str:
+    def _label_expr(self, pat) -> Expr:
+        """The label of a loop's child in iteration ``i``."""
         if pat[0] == "list":
-            return f"{lit(tuple(pat[1:]))}[i]"
+            return Subscript(Lit(tuple(pat[1:])), (INDEX,))
         prefix, _, _, suffix = pat
-        text = prefix.replace("{", "{{").replace("}", "}}")
-        return f'f"{text}{{{_label_index(pat)}}}{suffix}"'
+        return FString((prefix, _label_index(pat), suffix))
 
     # -- forward --
 
@@ -166,17 +202,18 @@ class ClassBody:
                 args = [names[v] for v in ins]
                 dying = [names[v] for v in ins if last_use.get(v) == idx]
                 if kind == "start":
-                    lines += stmt_lines(f"{args[0]} = ", f"concat_start({args[0]}, {self._fwd(self.num(nums[0]))})")
+                    lines += self.statement(f"{args[0]} = ", call("concat_start", Name(args[0]),
+                                                                self.num(nums[0], on_self=True)))
                     continue
                 if kind == "bn_relu_conv":
-                    modules = ", ".join(self._attr(m) for m in (child[0], extras[0][0], extras[1][0]))
-                    expr = f"bn_relu_conv1x1({args[0]}, {modules})"
+                    modules = (self._module(m) for m in (child[0], extras[0][0], extras[1][0]))
+                    expr = call("bn_relu_conv1x1", Name(args[0]), *modules)
                 else:
-                    expr = self._expr(kind, args, nums, child, self._attr)
+                    expr = self._expr(kind, args, nums, child and self._module(child[0]))
                 for d in dying:
                     live.discard(d)
                 if not outs or all(last_use.get(o) is None for o in outs):
-                    lines += stmt_lines("", expr)
+                    lines += self.statement("", expr)
                     continue
                 out_names = []
                 for o, vn in zip(outs, vars_):
@@ -184,15 +221,15 @@ class ClassBody:
                     names[o] = nm
                     live.add(nm)
                     out_names.append(nm)
-                lines += stmt_lines(", ".join(out_names) + " = ", expr)
+                lines += self.statement(", ".join(out_names) + " = ", expr)
             else:
                 lines += self._loop_lines(item, idx, names, live, last_use, fresh)
         outs = tpl[3]
         rets = [names[o] for o in outs]
         if tpl[4]:  # named outputs: a dict in the spec's order (torchvision's FPN: an OrderedDict)
-            lines += ["return {"] + [f"    {lit(name)}: {ret}," for name, ret in zip(tpl[4], rets)] + ["}"]
+            lines += ["return {"] + [f"    {render(Lit(name))}: {ret}," for name, ret in zip(tpl[4], rets)] + ["}"]
         else:
-            lines += stmt_lines("return ", ", ".join(rets) if outs else "x")
+            lines.append(f"return {', '.join(rets) if outs else 'x'}")
         return lines
 
     def _loop_lines(self, item, idx, names, live, last_use, fresh) -> list[str]:
@@ -203,7 +240,7 @@ class ClassBody:
             # The loop's input is read after the loop: carry a copy of the name, not the name.
             new = fresh(stmts[carry_pos[0]][6][carry_pos[1]], [])
             live.add(new)
-            prologue = stmt_lines(f"{new} = ", carry_name)
+            prologue = [f"{new} = {carry_name}"]
             carry_name = new
         local: dict[tuple, str] = {}
         body: list[str] = []
@@ -223,9 +260,8 @@ class ClassBody:
                 if pat[0] != "list" and "." in pat[0]:
                     module = self.containers.loop_access(pat[0], _label_index(pat), pat[3])
                 else:
-                    module = f"getattr(self, {self._label_expr(pat)})"
-            expr = self._expr(kind, args, nums, (None, None, None) if childs else None,
-                              lambda _, module=module: module, looping=True)
+                    module = call("getattr", SELF, self._label_expr(pat))
+            expr = self._expr(kind, args, nums, module, looping=True)
             outs = []
             for k in range(n_out):
                 if carry_pos is not None and (j, k) == carry_pos and carry_name:
@@ -236,76 +272,54 @@ class ClassBody:
                 local[(j, k)] = nm
                 outs.append(nm)
             # A call whose result nothing reads (a block that returns its input) is a bare statement.
-            body += stmt_lines(", ".join(outs) + " = " if outs else "", expr, "    ")
+            body += self.statement(", ".join(outs) + " = " if outs else "", expr, "    ")
         if out is not None:
             names[out] = carry_name
-        return prologue + [f"for i in range({self._count(count)}):"] + body
+        return prologue + [f"for i in range({render(self.num(count, on_self=True))}):"] + body
 
-    def _count(self, n: Num) -> str:
-        c = self.num(n)
-        return c if c[0].isdigit() else f"self.{c}"
-
-    def _expr(self, kind, args, nums, child, attr, looping=False) -> str:
+    def _expr(self, kind, args: list[str], nums, module: Expr | None, looping: bool = False) -> Expr:
+        """A forward statement's expression; ``args`` are the names of its operands."""
+        operands = [Name(a) for a in args]
         if kind == "call":
-            return f"{attr(child[0] if child else None)}({', '.join(args)})"
+            return Call(module, tuple(operands))
         name, form = kind if isinstance(kind, tuple) else (kind, ())
         if name in CONNECTIONS and CONNECTIONS[name].forward is not None:
-            return CONNECTIONS[name].forward(args, form)
+            return CONNECTIONS[name].forward(operands, form)
+        # Buffer offsets and slice bounds: literals, or constructor parameters read from self.
+        bounds = [None if n is None else self.aff(n, True) if looping else self.num(n, True) for n in nums]
         if kind == "append":
-            lo, drop = (None if n is None else self._fwd(self.aff(n) if looping else self.num(n)) for n in nums)
-            head = f", head={args[2]}" if len(args) > 2 else ""
-            drop = f", drop={drop}" if drop is not None else ""
-            return f"concat_append({args[0]}, {args[1]}, {lo}{head}{drop})"
+            lo, drop = bounds
+            head = [("head", operands[2])] if len(operands) > 2 else []
+            return Call(Name("concat_append"), (operands[0], operands[1], lo),
+                        tuple(head + ([("drop", drop)] if drop is not None else [])))
         if kind == "slice":
-            bounds = []
-            for b in nums:
-                if b is None:
-                    bounds.append("")
-                else:
-                    bounds.append(self._fwd(self.aff(b) if looping else self.num(b)))
-            simple = all(re.fullmatch(r"-?\w*", b) for b in bounds)
-            sep = ":" if simple else " : "
-            lo, hi = bounds
-            text = f"{lo}{sep}{hi}".strip() if not simple else f"{lo}:{hi}"
-            return f"{args[0]}[:, {text}]"
+            return Subscript(operands[0], (Slice(), Slice(*bounds)))
         raise AssertionError(kind)
-
-    def _fwd(self, code: str) -> str:
-        """A number's code as read in forward: constructor parameters live on self."""
-        params = set(self.cd.params)
-        return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: f"self.{m.group(0)}" if m.group(0) in params else m.group(0), code)
-
-
-_RESERVED_ATTRS = {"training", "forward"}
 
 
 def _plain_attr(label: str) -> bool:
-    """Whether ``self.<label>`` may be written: an identifier, not a keyword, and not
-    ``__x`` (Python would mangle it to ``_Class__x`` and change the state_dict keys)."""
+    """Whether ``self.<label>`` may be written: an identifier, not a keyword, not one of
+    nn.Module's attributes, and not ``__x`` (Python would mangle it to ``_Class__x`` and
+    change the state_dict keys)."""
     return (
         bool(_IDENT.fullmatch(label))
         and not keyword.iskeyword(label)
         and not label.startswith("__")
-        and label not in _RESERVED_ATTRS
+        and label not in MODULE_ATTRS
     )
 
 
-def _label_index(pat) -> str:
+def _label_index(pat) -> Expr:
     """The index expression of a loop's label pattern (prefix, start, step, suffix)."""
     _, start, step, _ = pat
-    if step == 1:
-        return "i" if start == 0 else f"i + {start}"
-    return f"{step} * i" if start == 0 else f"{step} * i + {start}"
+    scaled = INDEX if step == 1 else BinOp(Lit(step), "*", INDEX)
+    return scaled if start == 0 else BinOp(scaled, "+", Lit(start))
 
 
-def _attr(label: str) -> str:
-    return f"self.{label}" if _plain_attr(label) and label not in RESERVED_IN_MODEL else f"getattr(self, {lit(label)})"
-
-
-def _pair(val, v) -> str:
-    if isinstance(val, tuple):
-        return "(" + ", ".join(v(e) for e in val) + ")"
-    return v(val)
+def _attr(label: str) -> Expr:
+    if _plain_attr(label) and label not in RESERVED_IN_MODEL:
+        return self_attr(label)
+    return call("getattr", SELF, Lit(label))
 
 
 def _last_uses(tpl) -> dict[int, int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from udnet.backends.pytorch.layout import lit
+from udnet.backends.pytorch.expr import Expr, Lit, Name
 from udnet.backends.pytorch.names import Namespace
 from udnet.backends.pytorch.naming import name_classes, pyname
 from udnet.backends.pytorch.structure import Child, Instance, Loop, Stmt, fold_loops, label_pattern
@@ -39,7 +39,7 @@ class ClassDef:
     instances: list[Instance]
     templates: list[Any]
     params: list[str] = field(default_factory=list)
-    slot_code: list[str] = field(default_factory=list)  # per slot: literal or parameter name
+    slot_code: list[Expr] = field(default_factory=list)  # per slot: a literal or a parameter's Name
     forward_attrs: set[str] = field(default_factory=set)
     param_slot: list[int] = field(default_factory=list)  # first slot of each parameter
     vectors: list[list] = field(default_factory=list)  # per instance: the value of each slot
@@ -206,7 +206,7 @@ class Classes:
         for s in range(len(vectors[0])):
             col = tuple(v[s] for v in vectors)
             if s not in used or len(set(map(repr, col))) == 1:
-                cd.slot_code.append(lit(col[0]))
+                cd.slot_code.append(Lit(col[0]))
                 continue
             key = tuple(map(repr, col))  # not col: 3 and 3.0 (or 0.0 and -0.0) must not share a parameter
             if key not in params:
@@ -223,6 +223,6 @@ class Classes:
                 params[key] = pname
                 cd.params.append(pname)
                 cd.param_slot.append(s)
-            cd.slot_code.append(params[key])
+            cd.slot_code.append(Name(params[key]))
             if s in read_in_forward:
                 cd.forward_attrs.add(params[key])

@@ -8,7 +8,9 @@ from __future__ import annotations
 from udnet.backends.pytorch import runtime
 from udnet.backends.pytorch.class_body import ClassBody
 from udnet.backends.pytorch.classes import ClassDef, Classes
-from udnet.backends.pytorch.layout import def_lines, fmt_call, lit, safe_text, wrap_doc
+from udnet.backends.pytorch.expr import SELF, Attr, Lit, Name, Subscript, call, render
+from udnet.backends.pytorch.helpers import reads_torch
+from udnet.backends.pytorch.layout import def_lines, safe_text, wrap_doc
 from udnet.backends.pytorch.structure import build_instances
 from udnet.elaborate.values import show
 from udnet.ir.graph import IR
@@ -24,17 +26,17 @@ class Emitter:
         self.order: list[ClassDef] = self.classes.order
 
     def emit(self) -> str:
-        helpers = "".join("\n\n" + h.strip("\n") + "\n" for h in self._helpers())
-        classes = "".join("\n\n" + self._class_source(cd) for cd in self.order)
+        helpers = self._helpers()
+        bodies = {id(cd): ClassBody(cd) for cd in self.order}
+        classes = "".join("\n\n" + self._class_source(cd, bodies[id(cd)]) for cd in self.order)
+        uses_torch = any(map(reads_torch, helpers)) or any("torch" in b.reads for b in bodies.values())
         root = self.classes.class_of_inst[id(self.root)].name
-        header = self._header()
-        if "torch." not in helpers + classes:
-            header = header.replace("import torch\n", "")
-        return header + helpers + classes + f"\n\nROOT = {lit(root)}\n"
+        return (self._header(uses_torch) + "".join("\n\n" + h.strip("\n") + "\n" for h in helpers) + classes
+                + f"\n\nROOT = {render(Lit(root))}\n")
 
     # ---- printing ----
 
-    def _header(self) -> str:
+    def _header(self, import_torch: bool) -> str:
         ir = self.ir
         params = ", ".join(f"{k}={show(v, 200)}" for k, v in ir.graph["params"].items())
         lines = [
@@ -46,7 +48,7 @@ class Emitter:
             "Standalone: this file needs only torch.",
             '"""',
             "",
-            "import torch",
+            *(["import torch"] if import_torch else []),
             "from torch import nn",
             "",
         ]
@@ -67,14 +69,13 @@ class Emitter:
             parts.append(runtime.CONCAT_BUFFER)
         return parts
 
-    def _class_source(self, cd: ClassDef) -> str:
+    def _class_source(self, cd: ClassDef, p: ClassBody) -> str:
         tpl = cd.templates[0]
         inst = cd.instances[0]
-        p = ClassBody(cd.slot_code, cd)
         init = p.init_lines(tpl)
         fwd = p.forward_lines(tpl, inst)
         if inst.kind == "network" and "join" in {d["op"] for _, d in self.ir.nodes(data=True)}:
-            fwd = self._drop_path_prologue() + fwd
+            fwd = self._drop_path_prologue(p) + fwd
         lines = [f"class {cd.name}(nn.Module):", f"    {self._class_doc(cd)}", ""]
         lines += def_lines("    ", "__init__", ["self"] + cd.params)
         lines.append("        super().__init__()")
@@ -86,7 +87,7 @@ class Emitter:
         lines += ["        " + ln if ln else "" for ln in fwd]
         return "\n".join(lines) + "\n"
 
-    def _drop_path_prologue(self) -> list[str]:
+    def _drop_path_prologue(self, p: ClassBody) -> list[str]:
         joins = [d for _, d in self.ir.nodes(data=True) if d["op"] == "join"]
         drop_global = max(d["attrs"]["drop_global"] for d in joins)
         if drop_global == 0:
@@ -94,7 +95,9 @@ class Emitter:
         from udnet.ir.analysis import join_columns
 
         num = max(max(c) for c in join_columns(self.ir).values())
-        return fmt_call("", "set_drop_path_columns", ["self", "x.shape[0]", repr(drop_global), str(num), "x.device"])
+        x = Name("x")
+        batch, device = Subscript(Attr(x, "shape"), (Lit(0),)), Attr(x, "device")
+        return p.statement("", call("set_drop_path_columns", SELF, batch, Lit(drop_global), Lit(num), device))
 
     def _class_doc(self, cd: ClassDef) -> str:
         inst = cd.instances[0]
