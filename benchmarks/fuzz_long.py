@@ -129,7 +129,7 @@ def run_case(case: str | bytes, tmpdir: str, passes: bool, kind: str = "") -> st
         return "ok" if rc == 0 else "error"
     result = check_program(Source("<fuzz>", case), FUZZ_LIMITS, emit=True)
     if passes and not isinstance(result, Exception):  # what `udnet compile` does: passes, then emit
-        from udnet.backends.pytorch import emit_module
+        from udnet.backends.pytorch.codegen import emit_module
         from udnet.pipeline import optimize
 
         optimize(result)

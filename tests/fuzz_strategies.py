@@ -48,8 +48,7 @@ from programs import (
     tokenize,
 )
 
-from udnet.elaborate.builtins import CONNECTIONS, FUNCTIONS, INTROSPECTION
-from udnet.elaborate.scopes import RESERVED_LABELS
+from udnet.reserved import CONNECTIONS, FUNCTIONS, INTROSPECTION, MODULE_ATTRS
 from udnet.errors import Source, UdnetError
 from udnet.ops import OPS, REQUIRED
 
@@ -92,7 +91,7 @@ def user_names(text: str) -> set[str]:
 
 def emit_source(ir, passes: bool) -> str:
     """The emitted module of ``ir``; with ``passes`` the optimisation passes run first (on ``ir``)."""
-    from udnet.backends.pytorch import emit_module
+    from udnet.backends.pytorch.codegen import emit_module
     from udnet.pipeline import optimize
 
     if passes:  # in place, as `udnet compile` does
@@ -113,7 +112,7 @@ class Vocabulary:
 
 
 def label_ok(n: str) -> bool:
-    return n.isidentifier() and n not in RESERVED_LABELS and not (n.startswith("__") and n.endswith("__"))
+    return n.isidentifier() and n not in MODULE_ATTRS and not (n.startswith("__") and n.endswith("__"))
 
 
 def name_ok(n: str) -> bool:

@@ -823,7 +823,7 @@ def check_program(text: str | Source, limits: Limits = LIMITS, *, emit: bool = F
         assert isinstance(shape, tuple) and shape and all(isinstance(d, int) and d >= 0 for d in shape)
     assert ir.mac_count() >= 0
     if emit:
-        from udnet.backends.pytorch import emit_module
+        from udnet.backends.pytorch.codegen import emit_module
 
         code = emit_module(ir, "fuzz.ud")
         compile(code, "<emitted model.py>", "exec")  # parses (ast) and passes the symbol table

@@ -19,7 +19,8 @@ import types
 import pytest
 import torch
 
-from udnet.backends.pytorch.codegen import HELPER_SOURCES, Emitter
+from udnet.backends.pytorch.codegen import Emitter
+from udnet.backends.pytorch.helpers import HELPER_SOURCES
 from udnet.errors import Source
 from udnet.pipeline import build_ir
 
@@ -300,8 +301,8 @@ def test_block_names_never_shadow_helpers_or_module_attributes():
 def test_reserved_labels_cover_every_nn_module_attribute():
     """A submodule named like an nn.Module attribute (_modules, compile, register_forward_hook,
     ...) breaks the module, so such labels are refused; this catches new torch attributes."""
-    from udnet.elaborate.scopes import RESERVED_LABELS
+    from udnet.reserved import MODULE_ATTRS
 
     module = torch.nn.Module()
     names = {n for n in set(dir(module)) | set(vars(module)) if not (n.startswith("__") and n.endswith("__"))}
-    assert names <= RESERVED_LABELS, sorted(names - RESERVED_LABELS)
+    assert names <= MODULE_ATTRS, sorted(names - MODULE_ATTRS)

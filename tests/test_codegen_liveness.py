@@ -13,7 +13,7 @@ import torch
 from torch_helpers import check_shapes, instantiate
 
 import udnet
-from udnet.backends.pytorch import emit_module
+from udnet.backends.pytorch.codegen import emit_module
 from udnet.errors import Source
 from udnet.pipeline import build_ir, compile_to_torch, optimize
 

@@ -28,7 +28,7 @@ from differential import check_against_interpreter, check_eval, model_for
 from programs import check_program
 from reference_interpreter import ShapeMismatch, interpret
 from strategies import invalid_programs, reached, valid_programs
-from udnet.backends.pytorch import emit_module
+from udnet.backends.pytorch.codegen import emit_module
 from udnet.errors import UdnetError
 from udnet.pipeline import build_ir, optimize
 

@@ -14,9 +14,9 @@ import torch
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from udnet.backends.pytorch import emit_module
+from udnet.backends.pytorch.codegen import emit_module
 from udnet.backends.pytorch.loader import import_source
-from udnet.backends.pytorch.names import MODULE_ATTRS
+from udnet.reserved import MODULE_ATTRS
 from udnet.cli import main
 from udnet.errors import Source, UdnetError
 from udnet.pipeline import build_ir, optimize

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 import udnet
-from udnet.backends.pytorch import emit_module
+from udnet.backends.pytorch.codegen import emit_module
 from udnet.backends.pytorch.loader import import_source
 from udnet.cli import main
 from udnet.errors import Source, UdnetError

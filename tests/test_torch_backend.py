@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import udnet
 import udnet.errors
-from udnet.backends.pytorch import emit_module
+from udnet.backends.pytorch.codegen import emit_module
 from udnet.pipeline import build_ir, compile_to_torch
 from programs import wellformed_programs
 from torch_helpers import check_shapes, instantiate, param_count

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from udnet.backends.pytorch import emit_module
+from udnet.backends.pytorch.codegen import emit_module
 from udnet.backends.pytorch.loader import import_source
 from udnet.ir.graph import IR
 

@@ -172,7 +172,7 @@ def _optimize(ir, args, disabled: set[str]) -> list[str]:
 
 
 def cmd_compile(args) -> int:
-    from udnet.backends.pytorch import emit_module
+    from udnet.backends.pytorch.codegen import emit_module
 
     _output_named(args.output)
     _not_the_spec(args.output, args.spec)

@@ -311,7 +311,7 @@ def compile_to_torch(source: Spec, network: str | None = None,
     """Spec (a path or spec text, as in ``build_ir``) -> PyTorch source text (the contents
     of model.py), after the passes (see ``optimize``). ``spec_name`` names the spec in the
     module's header (default: the file's name)."""
-    from udnet.backends.pytorch import emit_module
+    from udnet.backends.pytorch.codegen import emit_module
 
     if spec_name is not None and not isinstance(spec_name, str):
         raise UsageError(f"spec_name must be a str or None, got {_what(spec_name)}")

@@ -13,12 +13,7 @@ from udnet.errors import Span, UdnetError
 from udnet.frontend import ast
 from udnet.limits import INT_LIMIT
 from udnet.ops import OPS, fmt
-
-#: Names a spec cannot bind: they read the current tensor.
-INTROSPECTION = ("channels", "height", "width", "shape")
-#: Built-in functions (besides the ops and the connection functions gate/join).
-FUNCTIONS = ("len", "min", "max", "abs", "int", "float", "round", "sum")
-CONNECTIONS = ("gate", "join")
+from udnet.reserved import CONNECTIONS, FUNCTIONS, INTROSPECTION
 
 
 class Builtins:

@@ -24,7 +24,7 @@ from typing import Any
 from udnet.elaborate.build import Build
 from udnet.elaborate.builtins import Builtins
 from udnet.elaborate.expressions import Expressions
-from udnet.elaborate.names import Names, reserved_kind
+from udnet.elaborate.names import Names
 from udnet.elaborate.scopes import Scopes, ScopeNode
 from udnet.elaborate.stages import Stages
 from udnet.elaborate.statements import Statements
@@ -36,6 +36,7 @@ from udnet.frontend import ast
 from udnet.frontend.parser import text_lines
 from udnet.ir.graph import IR
 from udnet.limits import MAX_INPUT_SIZE, Budget, Limits, recursion_guard
+from udnet.reserved import reserved_kind
 
 #: Limits is importable from here too, its first home (the API's messages name it so).
 __all__ = ["Elaborator", "Limits"]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from udnet.elaborate.builtins import CONNECTIONS, FUNCTIONS, INTROSPECTION, introspect
+from udnet.elaborate.builtins import introspect
 from udnet.elaborate.suggest import unknown_name_hint
 from udnet.elaborate.values import MISSING, Frame, Tensor, describe
 from udnet.errors import Span, UdnetError
 from udnet.frontend import ast
 from udnet.ops import OPS
+from udnet.reserved import CONNECTIONS, FUNCTIONS, INTROSPECTION, reserved_kind
 
 
 class Names:
@@ -72,17 +73,6 @@ class Names:
     def _defn_stack_top(self) -> ast.Definition | None:
         stack = getattr(self, "_defn_stack", [])
         return stack[-1] if stack else None
-
-
-def reserved_kind(name: str) -> str | None:
-    """What a built-in name is, for the error when a spec tries to bind it; None if it is free."""
-    if name in OPS:
-        return f"the built-in op {name}"
-    if name in FUNCTIONS or name in CONNECTIONS:
-        return f"the built-in function {name}"
-    if name in INTROSPECTION:
-        return f"the built-in '{name}' (it reads the current tensor)"
-    return None
 
 
 def assigned_names(body: ast.Body) -> dict[str, Span]:

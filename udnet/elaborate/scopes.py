@@ -13,27 +13,8 @@ from udnet.errors import Span, UdnetError
 from udnet.frontend import ast
 from udnet.ir.graph import Scope
 from udnet.limits import MAX_LABEL
+from udnet.reserved import MODULE_ATTRS
 
-#: nn.Module attributes a label must not shadow in the emitted PyTorch source.
-RESERVED_LABELS = frozenset(
-    "forward training parameters buffers children modules state_dict train eval to cuda cpu "
-    "apply zero_grad register_buffer register_parameter add_module type float double half "
-    "extra_repr named_modules named_parameters named_buffers named_children requires_grad_ "
-    "load_state_dict get_submodule get_parameter get_buffer "
-    # the rest of nn.Module's attributes (torch 2.x): a submodule named like one breaks the module
-    "T_destination bfloat16 call_super_init compile dump_patches get_extra_state ipu mtia xpu "
-    "register_backward_hook register_forward_hook register_forward_pre_hook register_full_backward_hook "
-    "register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook "
-    "register_module register_state_dict_post_hook register_state_dict_pre_hook set_extra_state "
-    "set_submodule share_memory to_empty _apply _backward_hooks _backward_pre_hooks _buffers _call_impl "
-    "_compiled_call_impl _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs "
-    "_forward_pre_hooks _forward_pre_hooks_with_kwargs _get_backward_hooks _get_backward_pre_hooks "
-    "_get_name _is_full_backward_hook _load_from_state_dict _load_state_dict_post_hooks "
-    "_load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook _modules _named_members "
-    "_non_persistent_buffers_set _parameters _register_load_state_dict_pre_hook "
-    "_register_state_dict_hook _replicate_for_data_parallel _save_to_state_dict _slow_forward "
-    "_state_dict_hooks _state_dict_pre_hooks _version _wrapped_call_impl".split()
-)
 _LABEL_PART_RE = r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)"
 #: A label is a name, or a dotted path of names (``features.0``): its leading parts are containers.
 _LABEL_RE = re.compile(rf"{_LABEL_PART_RE}(?:\.{_LABEL_PART_RE})*")
@@ -133,7 +114,7 @@ class Scopes:
                     name = c.auto if bases[c.auto] == 1 else f"{c.auto}_{counters[c.auto]}"
                     if name.startswith("__"):  # from a block named __x: Python would mangle it
                         name = "_" + name.lstrip("_")
-                    while name in taken or name in RESERVED_LABELS:  # a block named forward, eval, ...
+                    while name in taken or name in MODULE_ATTRS:  # a block named forward, eval, ...
                         name += "_"
                     taken.add(name)
                 full = f"{path}.{name}" if path else name
@@ -177,7 +158,7 @@ class Scopes:
                 "or a dotted path of those (convs.0)",
             )
         for part in text.split("."):
-            if part in RESERVED_LABELS or (part.startswith("__") and part.endswith("__")):
+            if part in MODULE_ATTRS or (part.startswith("__") and part.endswith("__")):
                 what = f"label '{text}'" if part == text else f"'{part}' in label '{text}'"
                 raise UdnetError(f"{what} is reserved by PyTorch's nn.Module", label.span, "choose another name")
         if len(label.parts) == 1 and isinstance(label.parts[0], str):

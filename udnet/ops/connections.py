@@ -3,8 +3,9 @@
 
 Each is defined once here: the kind of its input edges, its shape rule, the tensors
 its emitted forward creates (the summary's activation figure), whether its output may
-alias an input, its forward expression (``None``: the backend builds it: a slice
-reads its bounds, a join is a module), its symbol in the summary and its drawing.
+alias an input, its forward expression (a tree of udnet/backends/pytorch/expr.py over
+its operands; ``None``: the backend builds it: a slice reads its bounds, a join is a
+module), its symbol in the summary and its drawing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from udnet.backends.pytorch.expr import BinOp, Expr, List, Lit, Slice, Subscript, call
 from udnet.ops.spec import Arg, Shape, ShapeError, Signature, fmt, numel
 
 
@@ -21,7 +23,7 @@ class Connection:
     edge: str  # the kind of the edges into it
     symbol: str  # how the summary writes it
     activation: Callable[[list[Shape], Shape], int]  # elements per sample its forward creates
-    forward: Callable[[list[str], tuple], str] | None  # operand expressions, form -> expression
+    forward: Callable[[list[Expr], tuple], Expr] | None  # operand expressions, form -> expression
     node: dict = field(default_factory=dict)  # Graphviz attributes of its drawn node
     edge_style: dict = field(default_factory=dict)  # Graphviz attributes of its input edges
     legend: str = ""  # what its edges mean, in a drawing's legend
@@ -33,9 +35,17 @@ class Connection:
 
 
 
-def _gate(args: list[str], form: tuple) -> str:
+def _chain(op: str, args: list[Expr]) -> Expr:
+    """``a op b op c``."""
+    out = args[0]
+    for a in args[1:]:
+        out = BinOp(out, op, a)
+    return out
+
+
+def _gate(args: list[Expr], form: tuple) -> Expr:
     h, x, t = args
-    return f"{t} * {h} + (1 - {t}) * {x}"
+    return BinOp(BinOp(t, "*", h), "+", BinOp(BinOp(Lit(1), "-", t), "*", x))
 
 
 def _vectors(shapes: list[Shape]) -> tuple:
@@ -44,8 +54,9 @@ def _vectors(shapes: list[Shape]) -> tuple:
     return tuple(spatial and len(s) == 1 for s in shapes)
 
 
-def _mul(args: list[str], form: tuple) -> str:
-    return " * ".join(f"{a}[:, :, None, None]" if vector else a for a, vector in zip(args, form))
+def _mul(args: list[Expr], form: tuple) -> Expr:
+    spread = (Slice(), Slice(), Lit(None), Lit(None))  # a [N, C] vector as [N, C, 1, 1]
+    return _chain("*", [Subscript(a, spread) if vector else a for a, vector in zip(args, form)])
 
 
 def _mul_activation(shapes: list[Shape], out: Shape) -> int:
@@ -59,12 +70,12 @@ def _node(**attrs: str) -> dict:  # pragma: no mutate block (runs at import)
 
 CONNECTIONS: dict[str, Connection] = {c.name: c for c in (
     Connection("add", "residual", "+", lambda shapes, out: (len(shapes) - 1) * numel(out),  # partial sums
-               lambda args, form: " + ".join(args),
+               lambda args, form: _chain("+", args),
                _node(shape="circle", label="+", width="0.3", height="0.3", fixedsize="true",
                      fillcolor="#dce8fb", color="#1f63c6", fontsize="14"),
                {"color": "#1f63c6", "penwidth": "2", "style": "dashed"}, "residual sum (+)"),
-    Connection("concat", "concat", "++", lambda shapes, out: numel(out), lambda args, form: (
-        f"torch.cat([{', '.join(args)}], 1)"),
+    Connection("concat", "concat", "++", lambda shapes, out: numel(out),
+               lambda args, form: call("torch.cat", List(tuple(args)), Lit(1)),
         _node(label="++", fillcolor="#d4f2dc", color="#1e8c45", height="0.25"),
         {"color": "#1e8c45", "penwidth": "1.6"}, "concat (++)"),
     # t * h, 1 - t, (1 - t) * x and the sum

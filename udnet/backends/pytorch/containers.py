@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import keyword
 import re
+from typing import Iterable
+
+from udnet.backends.pytorch.expr import SELF, Attr, Call, Expr, FString, Lit, Subscript, call, self_attr
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -19,7 +22,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class Containers:
     """The containers of one class, from the labels of its instances' children."""
 
-    def __init__(self, instances: list, reserved: set[str]):
+    def __init__(self, instances: list, reserved: Iterable[str]):
         self.reserved = reserved
         keys: dict[str, list[set[str]]] = {}
         for k, inst in enumerate(instances):
@@ -32,55 +35,54 @@ class Containers:
         self.lists = {p: all(_numbered(s) for s in per) for p, per in keys.items()}
         self.made: set[str] = set()
 
-    def make_calls(self, label: str) -> list[tuple[str, str, list[str]]]:
-        """(prefix, callable, arguments) of the statements that make the containers a
-        module at dotted ``label`` goes into, those not made yet: each is made where it is
-        first used, so the state_dict keys come in the order the spec first uses them."""
-        calls = []
+    def make(self, label: str) -> list[tuple[Expr | None, Call]]:
+        """The statements (target or None, value) that make the containers a module at
+        dotted ``label`` goes into, those not made yet: each is made where it is first
+        used, so the state_dict keys come in the order the spec first uses them."""
+        stmts: list[tuple[Expr | None, Call]] = []
         parts = label.split(".")
         for depth in range(1, len(parts)):
             path = ".".join(parts[:depth])
             if path in self.made:
                 continue
             self.made.add(path)
-            make = "nn.ModuleList" if self.lists[path] else "nn.Module"
+            container = call("nn.ModuleList" if self.lists[path] else "nn.Module")
             outer, _, name = path.rpartition(".")
             if not outer and self._plain(name):
-                calls.append((f"self.{name} = ", make, []))
+                stmts.append((self_attr(name), container))
             else:
-                calls.append(("", f"{self.access(outer, True)}.add_module", [f'"{name}"', f"{make}()"]))
-        return calls
+                stmts.append((None, Call(Attr(self.access(outer, True), "add_module"), (Lit(name), container))))
+        return stmts
 
-    def access(self, label: str, building: bool = False) -> str:
-        """The expression for the module at dotted ``label`` inside ``self``. While the
-        lists are ``building`` (in ``__init__``) an entry is read by name: a list indexes
-        only once every entry before it is in."""
+    def access(self, label: str, building: bool = False) -> Expr:
+        """The module at dotted ``label`` inside ``self``. While the lists are ``building``
+        (in ``__init__``) an entry is read by name: a list indexes only once every entry
+        before it is in."""
         outer, _, name = label.rpartition(".")
-        if not outer:
-            return f"self.{name}" if self._plain(name) else f'getattr(self, "{name}")'
-        base = self.access(outer, building)
-        if self.lists.get(outer) and not building:
-            return f"{base}[{name}]"
-        return f"{base}.{name}" if self._plain(name) else f'getattr({base}, "{name}")'
+        base = self.access(outer, building) if outer else SELF
+        if outer and self.lists.get(outer) and not building:
+            return Subscript(base, (Lit(int(name)),))
+        return Attr(base, name) if self._plain(name) else call("getattr", base, Lit(name))
 
-    def register(self, label: str) -> tuple[str, str | None]:
-        """How to put a module at dotted ``label``: (target, None) to assign it to
-        ``target``, or (callable, name) to call ``callable(name, module)``."""
+    def put(self, label: str, module: Expr) -> tuple[Expr | None, Expr]:
+        """The statement (target or None, value) that puts ``module`` at dotted ``label``."""
         outer, _, name = label.rpartition(".")
+        into = self.access(outer, True)
         if not self.lists.get(outer) and self._plain(name):
-            return f"{self.access(outer, True)}.{name}", None
-        return f"{self.access(outer, True)}.add_module", f'"{name}"'
+            return Attr(into, name), module
+        return None, Call(Attr(into, "add_module"), (Lit(name), module))
 
-    def loop_access(self, prefix: str, index: str, suffix: str) -> str:
+    def loop_access(self, prefix: str, index: Expr, suffix: str) -> Expr:
         """The module labelled ``prefix{index}suffix``, where ``prefix`` names its container."""
         outer, _, lead = prefix.rpartition(".")
         if self.lists.get(outer) and not lead and not suffix:
-            return f"{self.access(outer)}[{index}]"
-        return f'getattr({self.access(outer)}, f"{lead}{{{index}}}{suffix}")'
+            return Subscript(self.access(outer), (index,))
+        return call("getattr", self.access(outer), FString((lead, index, suffix)))
 
-    def loop_register(self, prefix: str, index: str, suffix: str) -> tuple[str, str]:
+    def loop_put(self, prefix: str, index: Expr, suffix: str, module: Expr) -> Call:
+        """The call that puts ``module`` at ``prefix{index}suffix``, inside ``prefix``'s container."""
         outer, _, lead = prefix.rpartition(".")
-        return f"{self.access(outer, True)}.add_module", f'f"{lead}{{{index}}}{suffix}"'
+        return Call(Attr(self.access(outer, True), "add_module"), (FString((lead, index, suffix)), module))
 
     def _plain(self, name: str) -> bool:
         return bool(_IDENT.fullmatch(name)) and not keyword.iskeyword(name) and not name.startswith("__") \

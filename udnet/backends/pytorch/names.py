@@ -11,12 +11,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from udnet.elaborate.scopes import RESERVED_LABELS
-
-#: nn.Module's attributes and methods: a plain attribute of one of these names would
-#: shadow it (``self.to = 3`` breaks ``model.to``).
-MODULE_ATTRS = RESERVED_LABELS
-
 
 class Namespace:
     """The names taken in one scope; ``fresh`` hands out generated names that collide with none."""

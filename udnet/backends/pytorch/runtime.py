@@ -2,6 +2,7 @@
 emitted model.py when it uses them (it imports torch only). The ops' own helpers live
 with their definitions in ``udnet/ops``."""
 
+import ast
 from pathlib import Path
 
 JOIN = '''
@@ -54,10 +55,12 @@ def set_drop_path_columns(model, batch, drop_global, num_columns, device):
 
 
 def _module_body(name: str) -> str:
-    """A runtime module's source below its ``import torch`` line, read as text: the
-    compile path never imports torch."""
+    """A runtime module's source below its ``import torch`` statement, read as text and
+    parsed with ast: the compile path never imports torch."""
     text = (Path(__file__).parent / name).read_text(encoding="utf-8")
-    return "\n" + text.split("\nimport torch\n", 1)[1].lstrip("\n")
+    end = next(n.end_lineno for n in ast.parse(text).body
+               if isinstance(n, ast.Import) and [a.name for a in n.names] == ["torch"])
+    return "\n" + "".join(text.splitlines(keepends=True)[end:]).lstrip("\n")
 
 
 #: The shared-buffer runtime (shared_buffer.py, a module of its own).
