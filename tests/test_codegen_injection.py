@@ -29,8 +29,15 @@ PAYLOAD = "__import__('os').system('echo pwned')"
 #: Every name a runtime helper may define at the top level of model.py.
 HELPERS = set(re.findall(r"^(?:def|class) (\w+)", "\n".join(HELPER_SOURCES), re.MULTILINE))
 
-#: Comments are never emitted; this one carries every kind of quote and the payload.
+#: Comments are emitted only as the docstrings of the definitions right below them; this one
+#: (a blank line away from the network) carries every kind of quote and the payload.
 COMMENT = "# \"\"\" ''' \\ " + PAYLOAD + " \u00e9 \u210c \u202e \U0001f600 \x00\n"
+
+#: The same comment right above a block and a network: their docstrings, escaped.
+DOCS = (
+    COMMENT + "#\n# \"\"\"\n" + COMMENT.replace("\n", "\\\n") + "block B() { relu }\n"
+    + COMMENT + "network N(input = [3, 8, 8]) { b: B() }\n"
+)
 
 LABELS = (
     COMMENT
@@ -135,6 +142,7 @@ CASES = {
     "labels": (LABELS, None),
     "block-names": (BLOCK_NAMES, None),
     "strings": (STRINGS, None),
+    "docs": (DOCS, None),
     "define-strings": (
         STRINGS,
         {"doc": '"""\n' + PAYLOAD + '\n"""', "lines": "\\", "quote": "'''\"\"\"", "uni": "\u2028\u2029\x85"},
@@ -261,6 +269,14 @@ def test_hostile_file_name(spec_name):
     doc = ast.get_docstring(tree)
     assert doc.startswith("N, compiled by udnet from ")
     import_quietly(code, "name")
+
+
+def test_hostile_comments_stay_inside_their_docstrings():
+    code, classes = emit(DOCS)
+    tree = check_structure(code, classes)
+    docs = [ast.get_docstring(n) for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert len(docs) == 2 and all(PAYLOAD.replace('"', "'") in d for d in docs)
+    assert docs[0].count("\n") == 3 and code.isascii()  # the block's four comment lines, the blank one kept
 
 
 def test_payload_only_in_docstrings():

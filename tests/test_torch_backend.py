@@ -343,3 +343,22 @@ def test_generated_specs_emit_modules_with_the_ir_shapes_and_params(text, batch)
     model = instantiate(ir)
     assert param_count(model) == ir.param_count()
     check_shapes(ir, model, batch=batch)
+
+
+def test_the_comment_above_a_block_or_network_is_its_class_docstring():
+    source = compile_to_torch("""# A file header: a blank line away from the block, so not its doc.
+
+# Two convs.
+#   y = conv(conv(x))
+#no space after the hash
+block Two(c) { conv(c, 1) |> conv(c, 1) }
+block Bare(c) { conv(c, 1) }   # a trailing comment is no doc
+# The network.
+network N(input = [3, 4, 4]) { two: Two(4); bare: Bare(4) }
+""")
+    docs = {n.name: ast.get_docstring(n, clean=False) for n in ast.parse(source).body if isinstance(n, ast.ClassDef)}
+    assert docs == {
+        "Two": "Two convs.\n      y = conv(conv(x))\n    no space after the hash\n    ",
+        "Bare": "Block Bare.",
+        "N": "The network.",
+    }

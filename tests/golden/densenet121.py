@@ -406,7 +406,7 @@ class _BnReluConv1x1(torch.autograd.Function):
 
 
 class DenseLayer(nn.Module):
-    """Block DenseLayer, used 58 times."""
+    """H_l: the BN-ReLU-conv1x1 bottleneck (bn_size * k channels, 4k in the paper), then BN-ReLU-conv3x3 (k channels)."""
 
     def __init__(self, in_channels):
         super().__init__()
@@ -445,7 +445,7 @@ class DenseBlock(nn.Module):
 
 
 class Transition(nn.Module):
-    """Block Transition, used 3 times."""
+    """Between dense blocks: BN-ReLU-conv1x1 to `out` channels, then 2x2 average pooling."""
 
     def __init__(self, in_channels, out):
         super().__init__()

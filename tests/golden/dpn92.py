@@ -412,7 +412,7 @@ class Conv11(nn.Module):
 
 
 class BnReluConv(nn.Module):
-    """Block BnReluConv, used 65 times."""
+    """Pre-activation unit (timm's BnActConv2d): BN - ReLU - conv, no conv bias."""
 
     def __init__(self, in_channels, out, kernel, stride, conv_pad, groups):
         super().__init__()
@@ -430,7 +430,12 @@ class BnReluConv(nn.Module):
 
 
 class DualPathProj(nn.Module):
-    """Block DualPath."""
+    """One dual path block over bw residual channels, adding inc dense channels.
+    kind 'proj' (first block of conv2) and 'down' (first block of conv3-5, stride 2)
+    first project the input to bw + 2*inc channels and split it there; 'normal'
+    blocks split their input as it comes. The bottleneck is 1x1 (R) - grouped
+    3x3 (R, G groups) - 1x1 (bw + inc), all BN-ReLU-conv.
+    """
 
     def __init__(self):
         super().__init__()
@@ -463,7 +468,7 @@ class DualPathProj(nn.Module):
 
 
 class BnReluConv2(nn.Module):
-    """Block BnReluConv, used 29 times."""
+    """Pre-activation unit (timm's BnActConv2d): BN - ReLU - conv, no conv bias."""
 
     def __init__(self, in_channels, out):
         super().__init__()
@@ -477,7 +482,12 @@ class BnReluConv2(nn.Module):
 
 
 class DualPathNormal(nn.Module):
-    """Block DualPath, used 26 times."""
+    """One dual path block over bw residual channels, adding inc dense channels.
+    kind 'proj' (first block of conv2) and 'down' (first block of conv3-5, stride 2)
+    first project the input to bw + 2*inc channels and split it there; 'normal'
+    blocks split their input as it comes. The bottleneck is 1x1 (R) - grouped
+    3x3 (R, G groups) - 1x1 (bw + inc), all BN-ReLU-conv.
+    """
 
     def __init__(self, bw, in_channels, R, c1x1_c_out, offset):
         super().__init__()
@@ -504,7 +514,12 @@ class DualPathNormal(nn.Module):
 
 
 class DualPathDown(nn.Module):
-    """Block DualPath, used 3 times."""
+    """One dual path block over bw residual channels, adding inc dense channels.
+    kind 'proj' (first block of conv2) and 'down' (first block of conv3-5, stride 2)
+    first project the input to bw + 2*inc channels and split it there; 'normal'
+    blocks split their input as it comes. The bottleneck is 1x1 (R) - grouped
+    3x3 (R, G groups) - 1x1 (bw + inc), all BN-ReLU-conv.
+    """
 
     def __init__(
         self, in_channels, c1x1_w_s2_out, bw, out_channels, R, c1x1_c_out, offset

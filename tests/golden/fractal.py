@@ -104,7 +104,12 @@ def set_drop_path_columns(model, batch, drop_global, num_columns, device):
 
 
 class Fractal(nn.Module):
-    """Block Fractal, used 7 times."""
+    """f_C by recursion. The base case f_1 is the paper's convolution unit:
+    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
+    Drop-path acts at every join in training: local drops each input with
+    probability drop_local (keeping at least one); global keeps a single column
+    for the whole network on a drop_global fraction of each batch.
+    """
 
     def __init__(self, in_channels):
         super().__init__()
@@ -120,7 +125,12 @@ class Fractal(nn.Module):
 
 
 class Fractal2(nn.Module):
-    """Block Fractal."""
+    """f_C by recursion. The base case f_1 is the paper's convolution unit:
+    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
+    Drop-path acts at every join in training: local drops each input with
+    probability drop_local (keeping at least one); global keeps a single column
+    for the whole network on a drop_global fraction of each batch.
+    """
 
     def __init__(self):
         super().__init__()
@@ -138,7 +148,12 @@ class Fractal2(nn.Module):
 
 
 class Fractal3(nn.Module):
-    """Block Fractal."""
+    """f_C by recursion. The base case f_1 is the paper's convolution unit:
+    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
+    Drop-path acts at every join in training: local drops each input with
+    probability drop_local (keeping at least one); global keeps a single column
+    for the whole network on a drop_global fraction of each batch.
+    """
 
     def __init__(self):
         super().__init__()
@@ -154,7 +169,12 @@ class Fractal3(nn.Module):
 
 
 class Fractal4(nn.Module):
-    """Block Fractal."""
+    """f_C by recursion. The base case f_1 is the paper's convolution unit:
+    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
+    Drop-path acts at every join in training: local drops each input with
+    probability drop_local (keeping at least one); global keeps a single column
+    for the whole network on a drop_global fraction of each batch.
+    """
 
     def __init__(self):
         super().__init__()
@@ -172,7 +192,12 @@ class Fractal4(nn.Module):
 
 
 class Fractal5(nn.Module):
-    """Block Fractal, used 28 times."""
+    """f_C by recursion. The base case f_1 is the paper's convolution unit:
+    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
+    Drop-path acts at every join in training: local drops each input with
+    probability drop_local (keeping at least one); global keeps a single column
+    for the whole network on a drop_global fraction of each batch.
+    """
 
     def __init__(self, in_channels, c, p):
         super().__init__()
@@ -190,7 +215,12 @@ class Fractal5(nn.Module):
 
 
 class Fractal6(nn.Module):
-    """Block Fractal, used 4 times."""
+    """f_C by recursion. The base case f_1 is the paper's convolution unit:
+    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
+    Drop-path acts at every join in training: local drops each input with
+    probability drop_local (keeping at least one); global keeps a single column
+    for the whole network on a drop_global fraction of each batch.
+    """
 
     def __init__(self, in_channels, c, p):
         super().__init__()
@@ -208,7 +238,12 @@ class Fractal6(nn.Module):
 
 
 class Fractal7(nn.Module):
-    """Block Fractal, used 4 times."""
+    """f_C by recursion. The base case f_1 is the paper's convolution unit:
+    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
+    Drop-path acts at every join in training: local drops each input with
+    probability drop_local (keeping at least one); global keeps a single column
+    for the whole network on a drop_global fraction of each batch.
+    """
 
     def __init__(self, c, p):
         super().__init__()
@@ -224,7 +259,12 @@ class Fractal7(nn.Module):
 
 
 class Fractal8(nn.Module):
-    """Block Fractal, used 4 times."""
+    """f_C by recursion. The base case f_1 is the paper's convolution unit:
+    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
+    Drop-path acts at every join in training: local drops each input with
+    probability drop_local (keeping at least one); global keeps a single column
+    for the whole network on a drop_global fraction of each batch.
+    """
 
     def __init__(self, in_channels, c, p):
         super().__init__()
@@ -242,7 +282,9 @@ class Fractal8(nn.Module):
 
 
 class FractalNet(nn.Module):
-    """The network FractalNet."""
+    """B = 5 blocks of widths 64..512, each followed by 2x2 max pooling (32 -> 1),
+    then the linear classifier; per-block dropout rises 0, 0.1, ..., 0.4.
+    """
 
     def __init__(self):
         super().__init__()

@@ -66,7 +66,7 @@ class GlobalAvgPool(nn.Module):
 
 
 class BasicBlockStride1(nn.Module):
-    """Block BasicBlock, used 5 times."""
+    """Two 3x3 convs (ResNet-18/34). The first carries the stage's stride."""
 
     def __init__(self, planes):
         super().__init__()
@@ -89,7 +89,9 @@ class BasicBlockStride1(nn.Module):
 
 
 class StageStride1(nn.Module):
-    """Block Stage."""
+    """One stage: n blocks, numbered from 0 like torchvision's nn.Sequential;
+    only the first block downsamples.
+    """
 
     def __init__(self):
         super().__init__()
@@ -103,7 +105,7 @@ class StageStride1(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Block Downsample, used 3 times."""
+    """Projection shortcut: 1x1 conv (strided) + BN, as torchvision's `downsample`."""
 
     def __init__(self, in_channels, out):
         super().__init__()
@@ -117,7 +119,7 @@ class Downsample(nn.Module):
 
 
 class BasicBlockStride2(nn.Module):
-    """Block BasicBlock, used 3 times."""
+    """Two 3x3 convs (ResNet-18/34). The first carries the stage's stride."""
 
     def __init__(self, in_channels, planes):
         super().__init__()
@@ -142,7 +144,9 @@ class BasicBlockStride2(nn.Module):
 
 
 class StageStride2(nn.Module):
-    """Block Stage, used 3 times."""
+    """One stage: n blocks, numbered from 0 like torchvision's nn.Sequential;
+    only the first block downsamples.
+    """
 
     def __init__(self, in_channels, planes):
         super().__init__()

@@ -76,7 +76,7 @@ class Emitter:
         fwd = p.forward_lines(tpl, inst)
         if inst.kind == "network" and "join" in {d["op"] for _, d in self.ir.nodes(data=True)}:
             fwd = self._drop_path_prologue(p) + fwd
-        lines = [f"class {cd.name}(nn.Module):", f"    {self._class_doc(cd)}", ""]
+        lines = [f"class {cd.name}(nn.Module):", *self._class_doc(cd), ""]
         lines += def_lines("    ", "__init__", ["self"] + cd.params)
         lines.append("        super().__init__()")
         for a in sorted(cd.forward_attrs):
@@ -99,15 +99,23 @@ class Emitter:
         batch, device = Subscript(Attr(x, "shape"), (Lit(0),)), Attr(x, "device")
         return p.statement("", call("set_drop_path_columns", SELF, batch, Lit(drop_global), Lit(num), device))
 
-    def _class_doc(self, cd: ClassDef) -> str:
+    def _class_doc(self, cd: ClassDef) -> list[str]:
+        """The class docstring's lines: the spec's comment above the block or network, as
+        written, or else what the class is."""
         inst = cd.instances[0]
-        if inst.kind == "network":
-            what = f"The network {inst.name}."
-        elif inst.kind == "block":
-            what = f"Block {inst.name}" + (f", used {len(cd.instances)} times." if len(cd.instances) > 1 else ".")
-        else:
-            what = f"The group '{inst.name}'."
-        return f'"""{safe_text(what)}"""'
+        doc = self.ir.graph.get("docs", {}).get(inst.name, "") if inst.kind != "group" else ""
+        lines = [safe_text(line).rstrip() for line in doc.strip("\n").split("\n")] if doc.strip() else []
+        if not lines:
+            if inst.kind == "network":
+                what = f"The network {inst.name}."
+            elif inst.kind == "block":
+                what = f"Block {inst.name}" + (f", used {len(cd.instances)} times." if len(cd.instances) > 1 else ".")
+            else:
+                what = f"The group '{inst.name}'."
+            lines = [safe_text(what)]
+        if len(lines) == 1:
+            return [f'    """{lines[0]}"""']
+        return [f'    """{lines[0]}'] + [f"    {line}" if line else "" for line in lines[1:]] + ['    """']
 
 
 def _outputs_doc(ir: IR) -> str:
