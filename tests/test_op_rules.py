@@ -11,21 +11,22 @@ from __future__ import annotations
 import pytest
 
 from test_op_table import FORMS, SAMPLES
+from udnet.backends.drawing.labels import call_text
+from udnet.elaborate.values import show
 from udnet.errors import UdnetError
+from udnet.ir.graph import Scope
 from udnet.ops import OPS
 from udnet.ops.spec import (
     REQUIRED,
-    SHOW_DEPTH,
     Arg,
     ArgError,
     ShapeError,
     check_arg,
     infer_op,
     num_text,
-    show_string,
-    show_value,
 )
 from udnet.pipeline import build_ir, compile_to_torch
+from udnet.spectext import SHOW_DEPTH, spec_string, spec_text
 
 
 def _network(shape, call):
@@ -157,15 +158,15 @@ def test_signatures_show_each_default_as_a_spec_writes_it():
 
 
 def test_values_print_as_a_spec_writes_them():
-    assert show_value([None, True, False, 1.5, 2, 'a"b\\c', (1, [2]), range(2)]) == (
+    assert spec_text([None, True, False, 1.5, 2, 'a"b\\c', (1, [2]), range(2)]) == (
         '[none, true, false, 1.5, 2, "a\\"b\\\\c", [1, [2]], [0, 1]]'
     )
 
 
 def test_unprintable_characters_print_escaped():
     text = 'tab\there\nnl \x1b[31m\u202e \\ " end'
-    assert show_string(text) == '"tab\\there\\nnl \\x1b[31m\\u202e \\\\ \\" end"'
-    assert show_string("plain, with spaces") == '"plain, with spaces"'
+    assert spec_string(text) == '"tab\\there\\nnl \\x1b[31m\\u202e \\\\ \\" end"'
+    assert spec_string("plain, with spaces") == '"plain, with spaces"'
 
 
 def _nested(levels):
@@ -176,8 +177,29 @@ def _nested(levels):
 
 
 def test_lists_nested_past_the_show_depth_are_elided():
-    assert show_value(_nested(SHOW_DEPTH)) == "[" * (SHOW_DEPTH + 1) + "]" * (SHOW_DEPTH + 1)
-    assert show_value(_nested(SHOW_DEPTH + 1)) == "[" * SHOW_DEPTH + "[...]" + "]" * SHOW_DEPTH
+    assert spec_text(_nested(SHOW_DEPTH)) == "[" * (SHOW_DEPTH + 1) + "]" * (SHOW_DEPTH + 1)
+    assert spec_text(_nested(SHOW_DEPTH + 1)) == "[" * SHOW_DEPTH + "[...]" + "]" * SHOW_DEPTH
+
+
+def test_strings_given_to_udnet_load_read_back_as_they_were():
+    """A keyword value of udnet.load becomes -D text that the parser reads: quoted for it."""
+    text = 'a"b\\c\nd\te\x1b\u202e\\x1b'
+    assert spec_string(text, "source") == '"a\\"b\\\\c\\nd\te\x1b\u202e\\\\x1b"'
+    ir = build_ir('network N(s = "", t = [], input = [3]) { linear(2) }', defines={"s": text, "t": [1, [2.5, text]]})
+    assert ir.graph["params"]["s"] == text and ir.graph["params"]["t"] == (1, (2.5, text))
+
+
+def test_messages_and_labels_cut_long_values_short():
+    """A list may hold a million items and a range 2**62: messages cut them after 100
+    characters (strings as they are: the message is escaped when printed), a drawing's
+    label a little past its width, where the label is cut anyway."""
+    assert show("x" * 150) == '"' + "x" * 100 + '..."'
+    assert show('a"b') == '"a"b"'
+    text = show(range(2**62))
+    assert text.startswith("[0, 1, 2, ") and text.endswith(", ...]") and len(text) < 110
+    call = call_text(Scope("b", "block", "B", {"r": range(2**62), "p": 1 / 3}))
+    assert call == "B(r=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 1...)"
+    assert call_text(Scope("b", "block", "B", {"p": 1 / 3, "q": 2.0})) == "B(p=0.333333, q=2)"
 
 
 
@@ -545,7 +567,7 @@ def test_argument_errors_describe_the_value_given(call, message, hint):
 
 
 def test_non_ascii_printable_characters_print_as_they_are():
-    assert show_string("é\n") == '"é\\n"'
+    assert spec_string("é\n") == '"é\\n"'
 
 
 @pytest.mark.parametrize("op", ["bn", "frozen_bn", "layernorm"])

@@ -29,6 +29,7 @@ from udnet.frontend.parser import rebase_spans, source_too_large
 from udnet.ir.graph import IR
 from udnet.ir.verify import verify
 from udnet.limits import MAX_NESTING, MAX_SOURCE_BYTES, READ_CAP, Limits
+from udnet.spectext import spec_text
 
 _DEFINE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.S)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -214,7 +215,8 @@ def parse_defines(
         for k in defines:
             if not isinstance(k, str) or not _NAME.fullmatch(k):
                 raise UsageError(f"parameter names are names, got {_what(k)}")
-        defines = [f"{k}={_literal(v, k)}" for k, v in defines.items()]
+        # As -D text, which the parser reads back: written whole, strings escaped for it.
+        defines = [f"{k}={spec_text(_spec_value(v, k), quote='source', depth=None)}" for k, v in defines.items()]
     elif isinstance(defines, str):
         raise UsageError(f"defines must be a dict {{name: value}} or a list of 'name=value' strings, got "
                          f"{_what(defines)}; for one, write [{defines!r}]")
@@ -251,20 +253,19 @@ def parse_defines(
     return out
 
 
-def _literal(v, name: str, depth: int = 0) -> str:
-    """A Python value as spec text; ``name`` (the parameter) is for the error message."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def _spec_value(v, name: str, depth: int = 0):
+    """A Python value given for parameter ``name`` as the value a spec holds: a bool, an
+    int, a finite float, a str or a tuple of them; numpy's numbers become Python's."""
+    if isinstance(v, (bool, str)):
+        return v
     if isinstance(v, (list, tuple)):
         if depth >= MAX_NESTING:  # or a list that holds itself
             raise UsageError(f"parameter {name}: lists nest more than {MAX_NESTING} deep")
-        return "[" + ", ".join(_literal(i, name, depth + 1) for i in v) + "]"
-    if isinstance(v, numbers.Integral):  # numpy's too
-        return str(int(v))
+        return tuple(_spec_value(i, name, depth + 1) for i in v)
+    if isinstance(v, numbers.Integral):
+        return int(v)
     if isinstance(v, numbers.Real) and math.isfinite(v):
-        return repr(float(v))
+        return float(v)
     raise UsageError(f"parameter {name}: a value is an int, a finite float, a bool, a str or a list of them, "
                      f"got {_what(v)}")
 

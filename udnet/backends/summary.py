@@ -41,6 +41,7 @@ from typing import Any
 
 from udnet import ops as opdefs
 from udnet.ir.graph import IR
+from udnet.spectext import spec_text
 
 #: Bytes per element of each supported dtype.
 DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -312,7 +313,7 @@ def _connection_row(ir: IR, n: int, level: int, batch: int, dtype_bytes: int) ->
     elif op == "join":
         a = d["attrs"]
         call = f"join of {k}"
-        rates = [f"{key}={opdefs.show_value(a[key])}" for key in ("drop_local", "drop_global") if a.get(key)]
+        rates = [f"{key}={spec_text(a[key])}" for key in ("drop_local", "drop_global") if a.get(key)]
         if rates:
             call += f" ({', '.join(rates)})"
     else:
@@ -326,7 +327,7 @@ def _scope_call(scope) -> str:
         return "(module list)"
     if scope.kind != "block":
         return "{ ... }"
-    return f"{scope.block}({', '.join(f'{k}={opdefs.show_value(v)}' for k, v in scope.args.items())})"
+    return f"{scope.block}({', '.join(f'{k}={spec_text(v)}' for k, v in scope.args.items())})"
 
 
 def op_call(op: str, attrs: dict) -> str:
@@ -337,11 +338,11 @@ def op_call(op: str, attrs: dict) -> str:
     for a in spec.args:
         v = attrs.get(a.name)
         if a.default is opdefs.REQUIRED:
-            parts.append(opdefs.show_value(_unpair(v)))
+            parts.append(spec_text(_unpair(v)))
             continue
         default = a.default if a.default is None else opdefs.check_arg(op, a, a.default, a.name)
-        if opdefs.show_value(v) != opdefs.show_value(default):  # not !=: it takes -0.0 for 0.0
-            parts.append(f"{a.name}={opdefs.show_value(_unpair(v))}")
+        if spec_text(v) != spec_text(default):  # not !=: it takes -0.0 for 0.0
+            parts.append(f"{a.name}={spec_text(_unpair(v))}")
     return f"{op}({', '.join(parts)})" if parts else op
 
 
@@ -382,7 +383,7 @@ def _shape(shape) -> str:
 def _safe(text: str) -> str:
     """Text for a terminal: control characters (escape sequences, BEL, NUL), bidi controls
     and other unprintable characters shown escaped, never raw. Values are shown escaped
-    already (``show_value``); this covers the rest, such as the spec's file name."""
+    already (``spec_text``); this covers the rest, such as the spec's file name."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
@@ -399,7 +400,7 @@ def format_text(s: Summary, width: int = 100) -> str:
     call column (block and arguments) is cut short to fit."""
     # The network's call, wrapped between its arguments (never inside a list) to fit the width.
     head = [f"{_safe(s.spec)}: network {s.network}("]
-    items = [f"{k}={opdefs.show_value(v)}" for k, v in s.arguments.items()]
+    items = [f"{k}={spec_text(v)}" for k, v in s.arguments.items()]
     for i, item in enumerate(items):
         # (A network always has an argument: its input.) The closing parenthesis must fit too.
         item += ", " if i < len(items) - 1 else ")"

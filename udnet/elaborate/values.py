@@ -14,6 +14,7 @@ from typing import Any
 from udnet.errors import Span
 from udnet.frontend import ast
 from udnet.ops import OpSpec, fmt
+from udnet.spectext import spec_text
 
 
 @dataclass(frozen=True)
@@ -235,35 +236,7 @@ def type_name(value: Any) -> str:
 
 
 def show(v: Any, limit: int = 100) -> str:
-    """A value as a spec writes it, cut short after about ``limit`` characters: a list
-    may hold a million items and a range 2**62."""
-    parts: list[str] = []
-    size = 0
-
-    def put(text: str) -> None:
-        nonlocal size
-        parts.append(text)
-        size += len(text)
-
-    def walk(x: Any) -> None:
-        if isinstance(x, bool):
-            put("true" if x else "false")
-        elif isinstance(x, str):
-            put(f'"{x}"' if len(x) <= limit else f'"{x[:limit]}..."')
-        elif isinstance(x, (tuple, range)):
-            put("[")
-            for k, item in enumerate(x):
-                if k:
-                    put(", ")
-                if size > limit:
-                    put("...")
-                    break
-                walk(item)
-            put("]")
-        elif isinstance(x, _UNCOMPARED):
-            put(describe(x))
-        else:
-            put(repr(x))
-
-    walk(v)
-    return "".join(parts)
+    """A value in a message, as a spec writes it, cut short after about ``limit``
+    characters: a list may hold a million items and a range 2**62. Strings go in as they
+    are: the message is escaped as a whole when it is printed."""
+    return spec_text(v, quote="plain", limit=limit, depth=None)

@@ -24,7 +24,6 @@ from udnet.ops.connections import (
 from udnet.ops.spec import (
     EPS_MIN,
     REQUIRED,
-    SHOW_DEPTH,
     Arg,
     ArgError,
     Draw,
@@ -37,8 +36,6 @@ from udnet.ops.spec import (
     fmt,
     infer_op,
     numel,
-    show_string,
-    show_value,
 )
 
 #: Every op, in the order of its family: the order docs list them and model.py emits helpers.
@@ -48,7 +45,7 @@ OPS: dict[str, OpSpec] = {
 
 __all__ = [
     "CONNECTIONS", "CONNECTION_KINDS", "EPS_MIN", "HALF_MAX", "MAX_DIM", "MAX_ELEMENTS", "OPS", "REQUIRED",
-    "SHOW_DEPTH", "Arg", "ArgError", "Connection", "Draw", "Field", "OpSpec", "Shape", "ShapeError", "Torch",
+    "Arg", "ArgError", "Connection", "Draw", "Field", "OpSpec", "Shape", "ShapeError", "Torch",
     "check_arg", "fmt", "infer_add", "infer_concat", "infer_mul", "infer_op", "infer_same", "infer_slice",
-    "numel", "show_string", "show_value",
+    "numel",
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from udnet.limits import HALF_MAX, MAX_DIM
+from udnet.spectext import spec_string, spec_text
 
 Shape = tuple[int, ...]
 
@@ -175,7 +176,7 @@ class Signature:
     def signature(self) -> str:
         parts = []
         for a in self.args:
-            parts.append(a.name if a.default is REQUIRED else f"{a.name} = {show_value(a.default)}")
+            parts.append(a.name if a.default is REQUIRED else f"{a.name} = {spec_text(a.default)}")
         return f"{self.name}({', '.join(parts)})"
 
     def finish(self, attrs: dict) -> dict:
@@ -225,46 +226,6 @@ def infer_op(spec: OpSpec, shape: Shape, attrs: dict) -> Shape:
 
 def fmt(shape: Shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-#: Lists nested deeper than this are shown as ``[...]``: values may nest as deep as
-#: --max-nesting allows, and a printout of hundreds of brackets says nothing.
-SHOW_DEPTH = 24
-
-
-def show_value(v: Any, _depth: int = 0) -> str:
-    """A value as a spec writes it; lists nested deeper than ``SHOW_DEPTH`` elided as ``[...]``."""
-    if v is None:
-        return "none"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        return show_string(v)
-    if isinstance(v, (list, tuple, range)):
-        if _depth >= SHOW_DEPTH and len(v):
-            return "[...]"
-        return "[" + ", ".join(show_value(i, _depth + 1) for i in v) + "]"
-    return str(v)
-
-
-_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
-
-
-def show_string(s: str) -> str:
-    """A string as a spec writes it, quoted; characters that are not printable (NUL, BEL,
-    terminal escapes, bidi overrides, line and paragraph separators) shown escaped, ``\\x1b``,
-    ``\\u202e``, so that no printout or drawing ever carries them raw."""
-    if s.isprintable():
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    out = []
-    for c in s:
-        e = _STRING_ESCAPES.get(c)
-        if e is None and not c.isprintable():
-            e = c.encode("unicode_escape").decode("ascii")
-        out.append(c if e is None else e)
-    return '"' + "".join(out) + '"'
 
 
 def check_arg(op: str, a: Arg, v: Any, where: int | str) -> Any:
@@ -343,12 +304,12 @@ def _is_int(v: Any) -> bool:
 def _describe(v: Any) -> str:
     """A value given to an op, for an error message: short lists are shown whole."""
     if isinstance(v, (list, tuple)):
-        text = show_value(v)
+        text = spec_text(v)
         return text if len(text) <= 60 else f"a list of {len(v):,}"
     if isinstance(v, str):
         if len(v) > 60:  # strings can be a million characters long
-            return f"the string {show_string(v[:40] + '...')} ({len(v):,} characters)"
-        return f"the string {show_string(v)}"
+            return f"the string {spec_string(v[:40] + '...')} ({len(v):,} characters)"
+        return f"the string {spec_string(v)}"
     if v is None or isinstance(v, (bool, int, float)):
-        return show_value(v)
+        return spec_text(v)
     return type(v).__name__

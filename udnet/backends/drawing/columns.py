@@ -21,7 +21,7 @@ from html import escape
 
 from udnet.ir.graph import IR
 
-from .labels import OP_FILL, _op_text, show_value
+from .labels import OP_FILL, _op_text, label_value
 from .style import CONNECTION_NODE, EDGE_STYLE
 
 JOIN_STYLE = CONNECTION_NODE["join"]
@@ -167,7 +167,7 @@ def join_text(ir: IR, join: int) -> str:
     rates = [a.get(k, 0) for k in ("drop_local", "drop_global")]
     if not any(rates):
         return "join (mean)"
-    return "join, drop-path " + " / ".join(show_value(r) for r in rates)
+    return "join, drop-path " + " / ".join(label_value(r) for r in rates)
 
 
 def columns_label(ir: IR, layout: ColumnLayout, node_id: str, compact: bool = False) -> str:

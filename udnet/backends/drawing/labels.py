@@ -8,7 +8,8 @@ import graphviz
 
 from udnet.elaborate.values import value_key
 from udnet.ir.graph import IR, Scope
-from udnet.ops import OPS, SHOW_DEPTH, show_string
+from udnet.ops import OPS
+from udnet.spectext import spec_text
 
 from .style import CONNECTION_NODE
 
@@ -18,18 +19,15 @@ from .style import CONNECTION_NODE
 OP_FILL = {name: spec.draw.fill for name, spec in OPS.items()}
 
 
-def show_value(v, depth: int = 0) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, str):  # as the spec would write it, unprintable characters escaped
-        return show_string(v)
-    if isinstance(v, (list, tuple)):
-        if depth >= SHOW_DEPTH and v:  # lists nest as deep as --max-nesting allows
-            return "[...]"
-        return "[" + ", ".join(show_value(i, depth + 1) for i in v) + "]"
-    return str(v)
+#: A block call is cut to this many characters ("...)"): a label must stay narrow.
+CALL_WIDTH = 72
+
+
+def label_value(v) -> str:
+    """A value in a drawing's label: floats short, and the text cut not long after
+    ``CALL_WIDTH``, where ``call_text`` cuts anyway, so that a range of 2**62 items costs
+    nothing to draw."""
+    return spec_text(v, limit=CALL_WIDTH, short_floats=True)
 
 
 def _equal(a, b) -> bool:
@@ -62,11 +60,11 @@ def call_text(scope: Scope, outer: Scope | None = None) -> str:
         changed = [(k, v) for k, v in items if not _equal(outer.args[k], v)]
         more = len(changed) < len(items)
         items = changed
-    args = ", ".join(f"{k}={show_value(v)}" for k, v in items)
+    args = ", ".join(f"{k}={label_value(v)}" for k, v in items)
     if more:
         args = f"{args}, ..." if args else "..."
     text = f"{scope.block}({args})"
-    return text if len(text) <= 72 else text[:68] + "...)"
+    return text if len(text) <= CALL_WIDTH else text[: CALL_WIDTH - 4] + "...)"
 
 
 def stage_text(passes: list[str], fractal_column: int | None = None) -> str:
