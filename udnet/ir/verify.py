@@ -66,9 +66,25 @@ def verify(ir: IR, stage: str = "elaboration") -> None:
         params = spec.params(shapes[0], d["attrs"]) if spec else 0
         if params != d["params"]:
             fail(f"node {ir.path(n)} records {d['params']} parameters, its shapes give {params}")
-    problem = check_buffers(ir)  # share-concat's plan, where it ran
+    problem = _scope_problem(ir) or check_buffers(ir)  # buffers: share-concat's plan, where it ran
     if problem:
         fail(problem)
+
+
+def _scope_problem(ir: IR) -> str | None:
+    """The scopes form a tree, as ``ScopeTree`` reads them: each under its own path, after
+    the scope its path lies in; every node in a listed scope or in the network ("")."""
+    listed = {""}
+    for path, scope in ir.graph["scopes"].items():
+        if scope.path != path:
+            return f"the scope {path!r} records the path {scope.path!r}"
+        if path.rpartition(".")[0] not in listed:
+            return f"the scope {path!r} is not listed after the scope around it"
+        listed.add(path)
+    for n, d in ir.nodes(data=True):
+        if d["scope"] not in listed:
+            return f"node {ir.path(n)} is in the scope {d['scope']!r}, which is not listed"
+    return None
 
 
 def _infer(ir: IR, n: int, d: dict, shapes: list, edges: list) -> tuple:
