@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from udnet import ops as opdefs
+from udnet.ir.analysis import ScopeTree
 from udnet.ir.graph import IR
 from udnet.spectext import spec_text
 
@@ -206,32 +207,26 @@ def rows(ir: IR, batch: int = 1, dtype_bytes: int = 4, depth: int | None = None)
     """One row per scope, op and connection nested at most ``depth`` levels deep (all if
     None), in creation order; each row's figures include everything inside it. The
     rows of level 1, with the input row, add up to the network's totals."""
-    scopes = ir.graph["scopes"]
+    tree = ScopeTree(ir)
+    scopes = tree.scopes
     # Every node belongs to one item: an op to its own path, a connection to the
     # scope it was written in (its row is its own, one level further in).
     children: dict[str, list[tuple[int, str, Any]]] = {}  # parent path -> (first node id, kind, key)
     members: dict[str, list[int]] = {}  # item path -> nodes inside it, nested items included
     first: dict[str, int] = {}
-
-    def enclosing(path: str) -> list[str]:
-        out = []
-        while path:
-            out.append(path)
-            path = path.rpartition(".")[0]
-        return out
-
     for n, d in ir.nodes(data=True):
         if d["op"] in ("input", "output"):
             continue
-        own = ir.path(n) if d["name"] else d["scope"]
-        for p in enclosing(own):
+        if d["name"]:  # an op: an item of its own in its scope
+            members[ir.path(n)] = [n]
+            children.setdefault(d["scope"], []).append((n, "item", ir.path(n)))
+        else:  # a connection: an item of its own inside its scope
+            children.setdefault(d["scope"], []).append((n, "connection", n))
+        for p in tree.enclosing(d["scope"]):
             members.setdefault(p, []).append(n)
             first[p] = min(first.get(p, n), n)
-        if not d["name"]:  # a connection: an item of its own inside its scope
-            children.setdefault(d["scope"], []).append((n, "connection", n))
     for p in first:
-        if p in scopes or _is_op_path(ir, p, members):
-            children.setdefault(p.rpartition(".")[0], []).append((first[p], "item", p))
+        children.setdefault(tree.parent[p], []).append((first[p], "item", p))
     out: list[Row] = []
     inp = ir.input_node
     out.append(Row("input", 1, "input", "input", list(ir.nodes[inp]["shape"]), 0, 0,
@@ -263,7 +258,7 @@ def rows(ir: IR, batch: int = 1, dtype_bytes: int = 4, depth: int | None = None)
                 shape = _scope_output(ir, scope, nodes, order)
                 kind_ = scope.kind
             else:
-                (n,) = [m for m in nodes if ir.nodes[m]["name"] and ir.path(m) == key]
+                (n,) = nodes
                 call = op_call(ir.nodes[n]["op"], ir.nodes[n]["attrs"])
                 shape = ir.nodes[n]["shape"]
                 kind_ = "op"
@@ -280,10 +275,6 @@ def rows(ir: IR, batch: int = 1, dtype_bytes: int = 4, depth: int | None = None)
         else:
             stack.pop()
     return out
-
-
-def _is_op_path(ir: IR, path: str, members: dict[str, list[int]]) -> bool:
-    return any(ir.nodes[m]["name"] and ir.path(m) == path for m in members[path])
 
 
 def _scope_output(ir: IR, scope, nodes: list[int], order: dict[int, int]) -> tuple:

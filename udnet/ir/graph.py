@@ -56,6 +56,11 @@ class Scope:
     outputs: list[tuple[str, int]] = field(default_factory=list)  # its named outputs, in order
 
 
+def leaf(path: str) -> str:
+    """The last name of a dotted path: a scope's label in the scope around it."""
+    return path.rpartition(".")[2]
+
+
 def within(path: str, scope: str) -> bool:
     """Is scope ``path`` the scope ``scope`` or nested in it (everything is in the root)?"""
     return path == scope or path.startswith(scope + ".") or not scope

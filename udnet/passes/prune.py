@@ -13,7 +13,7 @@ from dataclasses import replace
 import networkx as nx
 
 from udnet.errors import UsageError
-from udnet.ir.analysis import join_columns
+from udnet.ir.analysis import ScopeTree, join_columns
 from udnet.ir.graph import IR
 from udnet.passes.manager import Options, Report, Warning_
 
@@ -171,11 +171,9 @@ def _repoint_scopes(ir: IR, old: int, new: int) -> None:
 
 
 def _drop_empty_scopes(ir: IR) -> None:
+    tree = ScopeTree(ir)
     used = set()
     for _, d in ir.nodes(data=True):
-        s = d["scope"]
-        while s:
-            used.add(s)
-            s = s.rpartition(".")[0]
+        used.update(tree.enclosing(d["scope"]))
     for path in [p for p in ir.graph["scopes"] if p not in used]:
         del ir.graph["scopes"][path]

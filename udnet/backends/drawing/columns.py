@@ -234,8 +234,7 @@ def _wires(layout: ColumnLayout) -> dict[tuple[int, int], int]:
 
 def _unit_cell(ir: IR, unit: Unit, layout: ColumnLayout, node_id: str, compact: bool, first_only: bool) -> str:
     first = ir.nodes[unit.nodes[0]]
-    scope = ir.path(unit.nodes[0]).rsplit(".", 1)[0]
-    tip = f"{scope} (column {layout.numbers[unit.column]}): {unit_text(ir, unit.nodes)}"
+    tip = f"{first['scope']} (column {layout.numbers[unit.column]}): {unit_text(ir, unit.nodes)}"
     look = f'bgcolor="{OP_FILL.get(first["op"], "#f2f2f2")}" color="#5a6f96"'
     cell_id = f"{node_id}_unit_{unit.nodes[0]}_{unit.nodes[-1]}"
     cell = f'<td colspan="2" border="1" style="rounded" {look} id="{cell_id}" tooltip="{escape(tip)}"'

@@ -5,13 +5,13 @@ from __future__ import annotations
 import graphviz
 
 from udnet.errors import UsageError
-from udnet.ir.graph import IR
+from udnet.ir.graph import IR, leaf
 
 from .edges import drawn_edges
 from .columns import columns_label
-from .labels import Html, call_text, leaf, node_attrs, quoted, shape_text
+from .labels import Html, call_text, node_attrs, quoted, shape_text
 from .options import DrawOptions, check_budget
-from .scopes import Drawing, parent_scope
+from .scopes import Drawing
 from .style import (
     BLOCK_CLUSTER,
     EDGE_ATTR,
@@ -50,8 +50,8 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
         if n in dr.item:
             continue
         home = ir.nodes[n].get("scope") or ""
-        while home and home not in dr.visible:  # a path that is no scope of its own
-            home = parent_scope(home, dr.scopes)
+        while home and home not in dr.visible:  # the nearest scope drawn as a cluster
+            home = dr.tree.parent[home]
         homes.setdefault(home, []).append((f"n{n}", node_attrs(ir, n, n in taps)))
     for agg in dr.aggregates.values():
         attrs = {"label": agg.label, "tooltip": agg.tooltip, "class": agg.kind}
@@ -143,7 +143,7 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
     def cluster(c: str) -> graphviz.Digraph:
         s = dr.scopes[c]
         sub = graphviz.Digraph(name=f"cluster_{c}")
-        depth = c.count(".")
+        depth = dr.tree.depth[c] - 1
         if s.kind == "block":
             style = {**BLOCK_CLUSTER, "fillcolor": NESTED_FILLS[min(depth, len(NESTED_FILLS) - 1)]}
             attrs = {
@@ -160,7 +160,7 @@ def build_dot(ir: IR, options: DrawOptions | None = None, **kw) -> graphviz.Digr
     def enter(container: graphviz.Digraph, path: str):
         for name, attrs in homes.get(path, []):
             container.node(name, **quoted(_with_group(name, attrs)))
-        return iter([c for c in dr.children.get(path, []) if c in dr.visible])
+        return iter([c for c in dr.tree.children[path] if c in dr.visible])
 
     def emit(root: graphviz.Digraph) -> None:
         """Nodes, then clusters inside clusters, written straight into the root's body as

@@ -73,10 +73,6 @@ def stage_text(passes: list[str], fractal_column: int | None = None) -> str:
     return text + (f"; column {fractal_column}" if fractal_column is not None else "")
 
 
-def leaf(path: str) -> str:
-    return path.rsplit(".", 1)[-1]
-
-
 def _op_text(op: str, a: dict) -> str:
     """An op node's label, from the op table: its arguments worth showing, or its name."""
     label = OPS[op].draw.label

@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from udnet.ir.graph import IR, Scope
+from udnet.ir.graph import IR, Scope, leaf
 
-from udnet.ir.analysis import join_columns
+from udnet.ir.analysis import ScopeTree, join_columns
 
 from .columns import ColumnLayout, column_layout
-from .labels import call_text, leaf, same_args
+from .labels import call_text, same_args
 from .options import DrawOptions
 from .style import CONNECTIONS
 
@@ -33,33 +33,19 @@ class Aggregate:
     compact: bool = False  # columns of units without text: --depth stops at the block
 
 
-def parent_scope(path: str, scopes: dict[str, Scope]) -> str:
-    while "." in path:
-        path = path.rsplit(".", 1)[0]
-        if path in scopes:
-            return path
-    return ""
-
-
 class Drawing:
     """The quotient of the IR that gets drawn: which IR node lands in which drawn item."""
 
     def __init__(self, ir: IR, opt: DrawOptions):
         self.ir = ir
         self.opt = opt
-        self.scopes: dict[str, Scope] = ir.graph.get("scopes", {})
-        self.parent = {p: parent_scope(p, self.scopes) for p in self.scopes}
-        self.children: dict[str, list[str]] = {}
-        for p in self.scopes:
-            self.children.setdefault(self.parent[p], []).append(p)
+        self.tree = ScopeTree(ir)
+        self.scopes: dict[str, Scope] = self.tree.scopes
         # nodes of every scope, nested scopes included
         self.members: dict[str, set[int]] = {p: set() for p in self.scopes}
         for n, d in ir.nodes(data=True):
-            s = d.get("scope") or ""
-            while s:
-                if s in self.members:
-                    self.members[s].add(n)
-                s = self.parent.get(s, "") if s in self.scopes else parent_scope(s, self.scopes)
+            for s in self.tree.enclosing(d.get("scope") or ""):
+                self.members[s].add(n)
         self.aggregates: dict[str, Aggregate] = {}
         self.item: dict[int, str] = {}  # IR node -> aggregate id (absent: drawn as itself)
         self.visible: set[str] = set()  # scopes drawn as clusters
@@ -70,17 +56,14 @@ class Drawing:
 
     def outer(self, path: str) -> Scope | None:
         """The nearest enclosing block instance."""
-        p = self.parent.get(path, "")
+        p = self.tree.parent[path]
         while p:
             if self.scopes[p].kind == "block":
                 return self.scopes[p]
-            p = self.parent[p]
+            p = self.tree.parent[p]
         return None
 
     # -- deciding what is a cluster, what collapses and what folds
-
-    def _depth(self, path: str) -> int:
-        return path.count(".") + 1
 
     def _walk(self, root: str) -> None:
         # Depth first with a stack of its own: the module tree may nest as deep as
@@ -90,7 +73,7 @@ class Drawing:
             c = next(stack[-1], None)
             if c is None:
                 stack.pop()
-            elif self.opt.depth is not None and self._depth(c) > self.opt.depth:
+            elif self.opt.depth is not None and self.tree.depth[c] > self.opt.depth:
                 self._collapse(c)
             else:
                 self.visible.add(c)
@@ -99,7 +82,7 @@ class Drawing:
 
     def _enter(self, path: str):
         """Fold the runs among the children of ``path``; the other children, in order."""
-        kids = self.children.get(path, [])
+        kids = self.tree.children[path]
         folded: set[str] = set()
         if not self.opt.expand:
             for run, glue in self._runs(path, kids):
@@ -121,14 +104,14 @@ class Drawing:
         if layout is None:
             return False
         agg = Aggregate(f"c{len(self.aggregates)}", path, "", "columns", set(self.members[path]), layout=layout)
-        agg.compact = self.opt.depth is not None and self._depth(path) >= self.opt.depth
+        agg.compact = self.opt.depth is not None and self.tree.depth[path] >= self.opt.depth
         agg.tooltip = f"{path}: {call_text(s)} ({len(agg.nodes)} ops in {len(layout.numbers)} columns)"
         self._add(agg)
         return True
 
     def _collapse(self, path: str) -> None:
         s = self.scopes[path]
-        agg = Aggregate(f"s{len(self.aggregates)}", self.parent[path], "", "collapsed", set(self.members[path]))
+        agg = Aggregate(f"s{len(self.aggregates)}", self.tree.parent[path], "", "collapsed", set(self.members[path]))
         head = leaf(path)
         call = call_text(s, self.outer(path)) if s.kind == "block" else ""
         kinds = self._inner_kinds(agg.nodes)

@@ -16,8 +16,8 @@ from typing import Any
 import networkx as nx
 
 from udnet.backends.pytorch.names import Namespace
-from udnet.ir.analysis import join_columns
-from udnet.ir.graph import IR
+from udnet.ir.analysis import ScopeTree, join_columns
+from udnet.ir.graph import IR, leaf
 from udnet.ops import CONNECTIONS, OPS
 
 
@@ -82,13 +82,8 @@ def build_instances(ir: IR) -> Instance:
             absorbed.add(n)
     # Containers (module lists) hold modules but run nothing: their modules' statements
     # belong to the nearest scope around them that runs, under dotted labels (convs.0).
-    containers = {p for p, sc in ir.graph["scopes"].items() if sc.kind == "container"}
-    scopes = {p: sc for p, sc in ir.graph["scopes"].items() if p not in containers}
-
-    def running(path: str) -> str:
-        while path in containers:
-            path = path.rpartition(".")[0]
-        return path
+    tree = ScopeTree(ir, containers=False)
+    scopes, parent, depth, running = tree.scopes, tree.parent, tree.depth, tree.scope_of
 
     def local(path: str, scope: str) -> str:
         """``path`` relative to the running scope ``scope``: a label, dotted inside containers."""
@@ -99,10 +94,6 @@ def build_instances(ir: IR) -> Instance:
     order = ir.topo()
     topo = {n: i for i, n in enumerate(order)}
     outside = {ir.input_node, *ir.graph["outputs"]}  # outside every scope, the root's included
-    parent = {p: running(p.rpartition(".")[0]) for p in scopes}
-    depth = {"": 0}
-    for p in scopes:  # in creation order: a parent before its children
-        depth[p] = depth[parent[p]] + 1
     own: dict[str, list[int]] = {"": []}
     for p in scopes:
         own[p] = []
@@ -117,10 +108,8 @@ def build_instances(ir: IR) -> Instance:
             if not s:
                 break
             s = parent[s]
-    child_scopes: dict[str, list[str]] = {p: [] for p in own}
-    for p in scopes:
-        if p in first:
-            child_scopes[parent[p]].append(p)
+    # The child scopes that hold a node (a block that returns x holds none), in creation order.
+    child_scopes = {p: [c for c in tree.children[p] if c in first] for p in own}
     # For every edge u -> v: the scopes v is in and u is not read u (inputs), the scopes
     # u is in and v is not export it (outputs), and the innermost scope holding both
     # orders the two items (own node or child scope) u and v belong to.
@@ -134,13 +123,9 @@ def build_instances(ir: IR) -> Instance:
             up_u: list[str] = []
             up_v: list[str] = []
             a, b = su, sv
-            if a is None or b is None:
-                while a is not None:
-                    up_u.append(a)
-                    a = parent[a] if a else None
-                while b is not None:
-                    up_v.append(b)
-                    b = parent[b] if b else None
+            if a is None or b is None:  # the input or an output: outside the root too
+                up_u = [] if a is None else [*tree.enclosing(a), ""]
+                up_v = [] if b is None else [*tree.enclosing(b), ""]
             else:
                 while depth[a] > depth[b]:
                     up_u.append(a)
@@ -161,7 +146,7 @@ def build_instances(ir: IR) -> Instance:
     def make(path: str) -> Instance:
         if path:
             sc = scopes[path]
-            kind, name, args = sc.kind, sc.block or path.rpartition(".")[2], sc.args
+            kind, name, args = sc.kind, sc.block or leaf(path), sc.args
         else:
             kind, name, args = "network", ir.graph["network"], ir.graph["params"]
         inputs: list[int] = []
