@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from udnet.ir.graph import IR
+from udnet.ir.graph import IR, Scope
 
 
 class ScopeTree:
@@ -25,8 +25,8 @@ class ScopeTree:
 
     def __init__(self, ir: IR, containers: bool = True):
         scopes = ir.graph.get("scopes", {})
-        self._left_out = set() if containers else {p for p, s in scopes.items() if s.kind == "container"}
-        self.scopes = {p: s for p, s in scopes.items() if p not in self._left_out}
+        self._left_out: set[str] = set() if containers else {p for p, s in scopes.items() if s.kind == "container"}
+        self.scopes: dict[str, Scope] = {p: s for p, s in scopes.items() if p not in self._left_out}
         self.parent: dict[str, str] = {}
         self.children: dict[str, list[str]] = {"": []}
         self.depth: dict[str, int] = {"": 0}
