@@ -1,16 +1,16 @@
 """Mutation testing of the runtime helpers that an emitted model.py carries.
 
-The code generator copies the helpers (the FractalNet join and its drop-path in
-``udnet/backends/pytorch/runtime.py``, the shared concat buffer read as text from
-``shared_buffer.py``, an op's own helpers such as ``DROP_PATH`` in ``udnet/ops``) into
-each model.py as source text, so mutmut, which mutates the functions of imported
-modules, never reaches the copies that the emitted modules run. This script mutates the
-code inside those strings, one change at a time, and runs the tests that reach it with
-the mutated text in every emitted model.py (and, for shared_buffer.py, in the module's
-own functions, which its unit tests call):
+The code generator copies the helpers (the FractalNet join and its drop-path from
+``udnet/backends/pytorch/fractal_join.py``, the shared concat buffer from
+``shared_buffer.py``, an op's own helpers such as ``DROP_PATH`` from ``drop_path.py``)
+into each model.py as source text, read from their modules without importing them, so
+mutmut, which mutates the functions of imported modules, never reaches the copies that
+the emitted modules run. This script mutates the code of those texts, one change at a
+time, and runs the tests that reach it with the mutated text in every emitted model.py
+and in the module's own functions, which its unit tests call:
 
     .venv/bin/python tools/mutate_runtime.py                # every mutant
-    .venv/bin/python tools/mutate_runtime.py JOIN           # the helpers of one string
+    .venv/bin/python tools/mutate_runtime.py JOIN           # the mutants of one helper
     .venv/bin/python tools/mutate_runtime.py --list         # list the mutants, run nothing
     .venv/bin/python tools/mutate_runtime.py --lines 83,96  # only the mutants of these lines
 
@@ -25,6 +25,7 @@ import argparse
 import ast
 import copy
 import importlib
+import importlib.util
 import os
 import signal
 import sys
@@ -34,10 +35,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The helper strings under test, and the tests that reach each: the emitted modules
-#: that use them, compared with torch and with the reference interpreter.
+#: The helpers under test, and the tests that reach each: the module's own unit tests,
+#: and the emitted modules that use it, compared with torch and with the reference
+#: interpreter.
 TESTS = {
     "JOIN": [
+        "tests/test_model_helpers.py::test_join_in_eval_is_the_mean_of_its_inputs",
+        "tests/test_model_helpers.py::test_join_in_training_without_drop_path_is_the_mean",
+        "tests/test_model_helpers.py::test_local_drop_path_averages_a_nonempty_subset_of_inputs_per_sample",
+        "tests/test_model_helpers.py::test_global_drop_path_keeps_only_each_samples_column",
+        "tests/test_model_helpers.py::test_drop_path_columns_are_cleared_in_eval_and_local_without_global_drop",
         "tests/test_semantics_reference.py::test_join_eval_is_the_mean_of_its_inputs",
         "tests/test_semantics_reference.py::test_local_drop_path_keeps_each_input_with_probability_one_minus_p",
         "tests/test_semantics_reference.py::test_global_drop_path_keeps_one_column_per_sample",
@@ -63,21 +70,27 @@ TESTS = {
         "tests/test_tensor_boundaries.py",
     ],
     "DROP_PATH": [
+        "tests/test_model_helpers.py::test_drop_path_is_the_identity_in_eval_and_with_p_zero",
+        "tests/test_model_helpers.py::test_drop_path_in_training_zeroes_samples_and_scales_the_rest",
         "tests/test_op_training.py",
         "tests/test_op_table.py",
     ],
 }
 
-#: The module that holds each helper string.
+#: The module that exposes each helper's text (as the code generator reads it).
 HOMES = {
     "JOIN": "udnet.backends.pytorch.runtime",
     "CONCAT_BUFFER": "udnet.backends.pytorch.runtime",
     "DROP_PATH": "udnet.ops.regularise",
 }
 
-#: Helper strings that are the body of a real module: a mutant replaces the module's
-#: functions too (executed over its namespace), so that its unit tests run the mutant.
-MODULES = {"CONCAT_BUFFER": "udnet.backends.pytorch.shared_buffer"}
+#: The module each helper's text is read from: a mutant replaces the module's functions
+#: too (executed over its namespace), so that its unit tests run the mutant.
+MODULES = {
+    "JOIN": "udnet.backends.pytorch.fractal_join",
+    "CONCAT_BUFFER": "udnet.backends.pytorch.shared_buffer",
+    "DROP_PATH": "udnet.backends.pytorch.drop_path",
+}
 
 # One change per mutant, as mutmut makes them: each operator for its neighbour.
 _SWAP = {
@@ -91,12 +104,12 @@ _SWAP = {
 
 @dataclass(frozen=True)
 class Mutant:
-    name: str  # the helper string: JOIN, CONCAT_BUFFER
-    file: str  # where its text is written: runtime.py, shared_buffer.py
+    name: str  # the helper: JOIN, CONCAT_BUFFER
+    file: str  # the module its text is read from: fractal_join.py, shared_buffer.py
     line: int  # in that file
     before: str
     after: str
-    text: str  # the whole mutated helper string
+    text: str  # the whole mutated helper text
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line} ({self.name}): {self.before}  ->  {self.after}"
@@ -152,28 +165,25 @@ def mutants(name: str, text: str, file: str, first_line: int) -> list[Mutant]:
 
 
 def helper_strings() -> dict[str, tuple[str, str, int]]:
-    """The helper strings under test: name -> (text, the file it is written in, the line
-    of that file where the text's first line is)."""
+    """The helpers under test: name -> (text, the file it is read from, the line of that
+    file where the text's first line is). The files are found, not imported: importing
+    them would import torch before ``--list`` needs it."""
     found = {}
     for name in TESTS:
-        module = importlib.import_module(HOMES[name])
-        folder = Path(module.__file__).parent
-        sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py"))}
-        text = getattr(module, name)
+        text = getattr(importlib.import_module(HOMES[name]), name)
+        file = Path(importlib.util.find_spec(MODULES[name]).origin)
         body = text.lstrip("\n")
-        for file, source in sources.items():
-            at = source.find(body)
-            if at >= 0:
-                found[name] = (text, file, source.count("\n", 0, at) + 1 - (len(text) - len(body)))
-                break
-        else:
-            raise SystemExit(f"{HOMES[name]}.{name}: its text is in no file of {folder}")
+        source = file.read_text(encoding="utf-8")
+        at = source.find(body)
+        if at < 0:
+            raise SystemExit(f"{HOMES[name]}.{name}: its text is not in {file}")
+        found[name] = (text, file.name, source.count("\n", 0, at) + 1 - (len(text) - len(body)))
     return found
 
 
 def _put_in_place(name: str, text: str) -> None:
-    """Make every emitted model.py carry ``text`` for the helper ``name``, and the module
-    that holds it (and, for a real module's body, that module's functions) say it too."""
+    """Make every emitted model.py carry ``text`` for the helper ``name``, the module that
+    exposes it say it too, and its own module's functions be the mutant's."""
     from udnet.backends.pytorch.codegen import Emitter
 
     home = importlib.import_module(HOMES[name])
@@ -181,9 +191,8 @@ def _put_in_place(name: str, text: str) -> None:
     setattr(home, name, text)
     helpers = Emitter._helpers
     Emitter._helpers = lambda self: [text if h == original else h for h in helpers(self)]
-    if name in MODULES:
-        module = importlib.import_module(MODULES[name])
-        exec(compile(text, module.__file__, "exec"), module.__dict__)
+    module = importlib.import_module(MODULES[name])
+    exec(compile(text, module.__file__, "exec"), module.__dict__)
 
 
 def run_tests(tests: list[str], replace: tuple[str, str] | None, timeout: float) -> tuple[int | None, float]:
@@ -217,7 +226,7 @@ def run_tests(tests: list[str], replace: tuple[str, str] | None, timeout: float)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("names", nargs="*", help=f"helper strings to mutate (default: {', '.join(TESTS)})")
+    ap.add_argument("names", nargs="*", help=f"helpers to mutate (default: {', '.join(TESTS)})")
     ap.add_argument("--list", action="store_true", help="list the mutants and run nothing")
     ap.add_argument("--lines", help="only the mutants of these lines of the helpers' files (comma-separated)")
     ap.add_argument("--timeout", type=float, default=5.0, help="a mutant's time limit, in clean runs")
@@ -228,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.names or list(TESTS)
     unknown = [n for n in names if n not in TESTS]
     if unknown:
-        ap.error(f"unknown helper strings {unknown}; known: {', '.join(TESTS)}")
+        ap.error(f"unknown helpers {unknown}; known: {', '.join(TESTS)}")
     lines = {int(v) for v in args.lines.split(",")} if args.lines else set()
     if args.list:
         for name in names:

@@ -10,57 +10,14 @@ from __future__ import annotations
 
 from functools import partial
 
+from udnet.backends.pytorch.helper_text import helper_text
 from udnet.ops.shapes import window_out
 from udnet.ops.spec import HALF_MAX, Arg, Draw, Field, OpSpec, Shape, ShapeError, Torch, fmt, num_text, square
 
-INIT_WEIGHT = '''
-def init_weight(weight, kind):
-    if kind == "kaiming_normal":
-        nn.init.kaiming_normal_(weight)
-    elif kind == "kaiming_uniform":
-        nn.init.kaiming_uniform_(weight)
-    elif kind == "xavier_normal":
-        nn.init.xavier_normal_(weight)
-    elif kind == "xavier_uniform":
-        nn.init.xavier_uniform_(weight)
-    elif kind == "normal":
-        nn.init.normal_(weight, std=0.01)
-    elif kind == "zeros":
-        nn.init.zeros_(weight)
-'''
-
-CONV2D = '''
-def conv2d(
-    in_channels,
-    out_channels,
-    kernel_size,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    bias=False,
-    weight_init="kaiming_normal",
-    bias_init=0.0,
-):
-    """nn.Conv2d initialised as the spec says."""
-    conv = nn.Conv2d(
-        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
-    )
-    init_weight(conv.weight, weight_init)
-    if conv.bias is not None:
-        nn.init.constant_(conv.bias, bias_init)
-    return conv
-'''
-
-LINEAR = '''
-def linear(in_features, out_features, bias=True, weight_init="default", bias_init=0.0):
-    """nn.Linear initialised as the spec says."""
-    fc = nn.Linear(in_features, out_features, bias)
-    init_weight(fc.weight, weight_init)
-    if fc.bias is not None:
-        nn.init.constant_(fc.bias, bias_init)
-    return fc
-'''
+# model.py's helpers for conv and linear, read as text from their module.
+INIT_WEIGHT = helper_text("init_layers.py", "init_weight")
+CONV2D = helper_text("init_layers.py", "conv2d")
+LINEAR = helper_text("init_layers.py", "linear")
 
 _BIAS_WHY = (
     f"the bias is this constant, and {num_text(HALF_MAX)}, the largest float16, keeps it finite in half precision"

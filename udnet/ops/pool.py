@@ -7,21 +7,12 @@ from __future__ import annotations
 import math
 from functools import partial
 
+from udnet.backends.pytorch.helper_text import helper_text
 from udnet.ops.conv import pair_text
 from udnet.ops.shapes import window_out
 from udnet.ops.spec import Arg, ArgError, Draw, Field, OpSpec, Shape, ShapeError, Torch, square
 
-GLOBAL_AVG_POOL = '''
-class GlobalAvgPool(nn.Module):
-    """Mean over the spatial dimensions: [N, C, H, W] -> [N, C] (or [N, C, 1, 1])."""
-
-    def __init__(self, keep=False):
-        super().__init__()
-        self.keep = keep
-
-    def forward(self, x):
-        return x.mean((2, 3), keepdim=self.keep)
-'''
+GLOBAL_AVG_POOL = helper_text("global_avg_pool.py")
 
 _FILL = "#d3efd9"
 

@@ -3,27 +3,11 @@ Both are identities in eval; neither has parameters or MACs."""
 
 from __future__ import annotations
 
+from udnet.backends.pytorch.helper_text import helper_text
 from udnet.ops.shapes import same
 from udnet.ops.spec import Arg, Draw, Field, OpSpec, Torch
 
-DROP_PATH = '''
-class DropPath(nn.Module):
-    """Stochastic depth per sample (torchvision StochasticDepth, mode "row"): in
-    training each sample is zeroed with probability p and the others are scaled by
-    1 / (1 - p); in eval it is the identity."""
-
-    def __init__(self, p):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        size = (x.shape[0],) + (1,) * (x.dim() - 1)
-        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x * noise.div_(keep)
-'''
+DROP_PATH = helper_text("drop_path.py")
 
 _FILL = "#e8e8e8"
 _PROB_WHY = "p is the probability of dropping an element; 1 would drop everything and divide by 1 - p = 0"

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
+from udnet.backends.pytorch.helper_text import helper_text
 from udnet.ops.shapes import same
 from udnet.ops.spec import Arg, Draw, Field, OpSpec, Shape, ShapeError, Torch, numel
 
-CHANNEL_SHUFFLE = '''
-class ChannelShuffle(nn.Module):
-    """ShuffleNet's channel shuffle: the channels, read as a groups x n matrix, are
-    transposed to n x groups."""
-
-    def __init__(self, groups):
-        super().__init__()
-        self.groups = groups
-
-    def forward(self, x):
-        return x.unflatten(1, (self.groups, -1)).transpose(1, 2).flatten(1, 2)
-'''
+CHANNEL_SHUFFLE = helper_text("channel_shuffle.py")
 
 _FILL = "#f2f2f2"
 

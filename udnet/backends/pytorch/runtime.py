@@ -1,67 +1,12 @@
 """Helpers of the connections (the fractal join, shared concat buffers), copied into an
-emitted model.py when it uses them (it imports torch only). The ops' own helpers live
-with their definitions in ``udnet/ops``."""
+emitted model.py when it uses them (it imports torch only). Each is a module of its own
+in this folder, read as text (helper_text.py); the ops' helpers are read the same way by
+their definitions in ``udnet/ops``."""
 
-import ast
-from pathlib import Path
+from udnet.backends.pytorch.helper_text import helper_text
 
-JOIN = '''
-class Join(nn.Module):
-    """FractalNet join: the mean of its inputs, with drop-path while training.
+#: The fractal join and its global drop-path (fractal_join.py).
+JOIN = helper_text("fractal_join.py")
 
-    Local drop-path drops each input with probability drop_local, keeping at least
-    one. Samples chosen for global drop-path (see set_drop_path_columns) keep only
-    the input of their column.
-    """
-
-    def __init__(self, drop_local, drop_global, columns):
-        super().__init__()
-        self.drop_local = drop_local
-        self.drop_global = drop_global
-        self.columns = columns
-        self.global_columns = None
-
-    def forward(self, *xs):
-        if not self.training or (self.drop_local == 0 and self.global_columns is None):
-            return torch.stack(xs).mean(0)
-        x = torch.stack(xs)
-        m, n, device = x.shape[0], x.shape[1], x.device
-        keep = torch.rand(m, n, device=device) >= self.drop_local
-        lucky = torch.randint(m, (n,), device=device)
-        none_kept = ~keep.any(0)
-        keep[lucky, torch.arange(n, device=device)] |= none_kept
-        if self.global_columns is not None:
-            cols = torch.tensor(self.columns, device=device)
-            chosen = cols[:, None] == self.global_columns[None, :]
-            use_global = chosen.any(0)
-            keep = torch.where(use_global[None, :], chosen, keep)
-        w = keep.to(x.dtype)
-        w = w / w.sum(0)
-        return (x * w.view(m, n, *(1,) * (x.dim() - 2))).sum(0)
-
-
-def set_drop_path_columns(model, batch, drop_global, num_columns, device):
-    """Choose, per sample, a column for global drop-path (-1: local drop-path). The
-    emitted forward calls it only where a join has drop_global > 0."""
-    columns = None
-    if model.training:
-        columns = torch.randint(1, num_columns + 1, (batch,), device=device)
-        local = torch.rand(batch, device=device) >= drop_global
-        columns = torch.where(local, torch.full_like(columns, -1), columns)
-    for m in model.modules():
-        if isinstance(m, Join):
-            m.global_columns = columns
-'''
-
-
-def _module_body(name: str) -> str:
-    """A runtime module's source below its ``import torch`` statement, read as text and
-    parsed with ast: the compile path never imports torch."""
-    text = (Path(__file__).parent / name).read_text(encoding="utf-8")
-    end = next(n.end_lineno for n in ast.parse(text).body
-               if isinstance(n, ast.Import) and [a.name for a in n.names] == ["torch"])
-    return "\n" + "".join(text.splitlines(keepends=True)[end:]).lstrip("\n")
-
-
-#: The shared-buffer runtime (shared_buffer.py, a module of its own).
-CONCAT_BUFFER = _module_body("shared_buffer.py")
+#: The shared-buffer runtime (shared_buffer.py).
+CONCAT_BUFFER = helper_text("shared_buffer.py")
