@@ -682,6 +682,10 @@ def test_shape_rules_refuse_the_wrong_rank_with_a_fix():
 # where the argument is not positional, and an argument left out where PyTorch's default (or,
 # for a pool's stride, the kernel) already says it.
 @pytest.mark.parametrize("shape,call,line", [
+    ([4, 8, 8], "conv(4, 3)", "conv2d(4, 4, 3)"),
+    ([4, 8, 8], "conv(4, 3, stride = [2, 1])", "conv2d(4, 4, 3, stride=(2, 1))"),
+    ([4, 8, 8], "conv(4, 3, stride = 2, pad = 1, dilation = 2, groups = 2, bias = true)",
+     "conv2d(4, 4, 3, stride=2, padding=1, dilation=2, groups=2, bias=True)"),
     ([4, 8, 8], "maxpool(2)", "nn.MaxPool2d(2)"),
     ([4, 8, 8], "maxpool(3, stride = 2, pad = 1)", "nn.MaxPool2d(3, stride=2, padding=1)"),
     ([4, 8, 8], "maxpool(3, stride = 2, ceil = true)", "nn.MaxPool2d(3, stride=2, ceil_mode=True)"),

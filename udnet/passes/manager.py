@@ -41,19 +41,14 @@ class Options:
 
 @dataclass(frozen=True)
 class Pass:
-    name: str  # also the flag: --no-<name>
-    doc: str
+    name: str  # also the flag: --no-<name>; what the pass does is its module's docstring
     run: Callable[[IR, Options], Report]
 
 
 def registry() -> list[Pass]:
     from udnet.passes import prune, share_concat
 
-    return [
-        Pass("prune", "remove what cannot reach the output; fold identities and single-input joins", prune.run),
-        Pass("share-concat", "plan one shared buffer per concat chain (memory-efficient DenseNet)",
-             share_concat.run),
-    ]
+    return [Pass("prune", prune.run), Pass("share-concat", share_concat.run)]
 
 
 def run_passes(ir: IR, disabled: set[str] = frozenset(), options: Options | None = None) -> list[Report]:
