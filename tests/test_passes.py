@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import udnet
 from udnet.cli import main
+from udnet.ir.buffers import check as check_buffers
 from udnet.ir.verify import VerifyError, verify
 from udnet.errors import Source
 from udnet.passes.manager import Options, run_passes
@@ -842,3 +843,69 @@ def test_a_line_of_two_dead_bindings_is_named_after_the_last():
     x = x |> conv(2, 1)
 }
 """) == [(2, 14, 2, 39, "'b' is computed but never reaches the network output; it was pruned")]
+
+
+# verify()'s share-concat check (udnet/ir/buffers.py) on plans small enough to read whole:
+# each annotation broken alone, and the exact complaint. Nodes of DENSE: 0 input, 1-3 t's
+# bn, relu and conv (a fusable reader of the input, outside the chain), 4-6 l1's bn, relu
+# and conv, 7 the first link, 8-10 l2, 11 the second link, 12-14 l3, 15 the third link, 16
+# the sum, 17 the last relu (relu_2: t has relu_1).
+DENSE = """block L(k) { bn |> relu |> conv(k, 1) }
+network D(input = [4, 3, 3]) {
+    t = x |> bn |> relu |> conv(10, 1)
+    d: { for i in 1..3 { x = x ++ (x |> l{i}: L(2)) } }
+    x = (x + t) |> relu
+}
+"""
+# DPN-like: three blocks whose links (7, 14, 21) replace an 8-channel head; 13 and 20 are the
+# slices that drop the previous link's head.
+DUAL = """block DP(bw, inc) {
+    y = x |> conv(bw + inc, 1)
+    return (x[:bw] + y[:bw]) ++ x[bw:] ++ y[bw:]
+}
+network P(input = [8, 3, 3]) { x = x |> conv(10, 1); p1: DP(8, 2); p2: DP(8, 2); p3: DP(8, 2) }
+"""
+
+
+def _set(node, attr, value):
+    def corrupt(ir):
+        ir.nodes[node][attr] = value
+    return corrupt
+
+
+def _buffer(field, value):
+    def corrupt(ir):
+        setattr(ir.graph["buffers"][0], field, value)
+    return corrupt
+
+
+def _slice_lo(ir):
+    ir.nodes[13]["attrs"] = {**ir.nodes[13]["attrs"], "lo": 9}
+
+
+@pytest.mark.parametrize("spec,corrupt,message", [
+    (DENSE, _buffer("id", 3), "buffer 0 has id 3 and 3 link(s)"),
+    (DENSE, _buffer("links", []), "buffer 0 has id 0 and 0 link(s)"),
+    (DENSE, _buffer("base", 99), "buffer 0 names a node the graph does not have"),
+    (DENSE, _buffer("scope", "e"), "buffer 0 begins in 'e', its first link in 'd'"),
+    (DENSE, _set(11, "buffer", 1), "link d.concat#11 of buffer 0 is not a concat annotated with it and its head"),
+    (DENSE, _set(11, "head", 2), "link d.concat#11 of buffer 0 is not a concat annotated with it and its head"),
+    (DENSE, _buffer("links", [7, 9, 15]), "link d.l2.relu of buffer 0 is not a concat annotated with it and its head"),
+    (DENSE, _buffer("links", [7, 15, 11]), "link d.concat#15 of buffer 0 does not extend d.concat#7"),
+    (DENSE, _buffer("channels", 11), "buffer 0 stores 11 channels, its last link 10"),
+    (DENSE, _set(17, "buffer", 0), "relu_2 is annotated as a link of buffer 0 but is none"),
+    (DENSE, _set(17, "head", 0), "relu_2 is annotated as a link of buffer None but is none"),
+    (DENSE, _set(17, "tail_of", 0), "relu_2 is annotated as dropping a head but drops none"),
+    (DENSE, _set(8, "fuse", 1), "d.l2.bn is marked fused with buffer 1 but is no fusable reader of it"),
+    (DENSE, _set(6, "fuse", 0), "d.l1.conv is marked fused with buffer 0 but is no fusable reader of it"),
+    # t's bn reads the chain's base, but from outside the chain's scope
+    (DENSE, _set(1, "fuse", 0), "bn is marked fused with buffer 0 but reads input#0"),
+    (DUAL, _buffer("channels", 9), "buffer 0 stores 9 channels, its last link 8"),
+    (DUAL, _slice_lo, "link p2.concat#14 of buffer 0 does not extend the previous link less its head"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 60 else None)
+def test_each_broken_share_concat_annotation_is_named(spec, corrupt, message):
+    ir = build_ir(spec)
+    optimize(ir)
+    assert check_buffers(ir) is None
+    corrupt(ir)
+    assert check_buffers(ir) == message

@@ -100,7 +100,7 @@ def check(ir: IR) -> str | None:
         if b.channels != last["shape"][0] - last["head"]:
             return f"buffer {i} stores {b.channels} channels, its last link {last['shape'][0] - last['head']}"
     for n, d in ir.nodes(data=True):
-        if ("buffer" in d or "head" in d) and links.get(n) != d.get("buffer"):
+        if ("buffer" in d or "head" in d) and (n not in links or links[n] != d.get("buffer")):
             return f"{ir.path(n)} is annotated as a link of buffer {d.get('buffer')} but is none"
         if "tail_of" in d and n not in tails:
             return f"{ir.path(n)} is annotated as dropping a head but drops none"
