@@ -722,3 +722,55 @@ def test_an_argument_given_twice_is_pointed_at_where_it_is_named():
         build_ir(_network([4, 4, 4], "conv(4, 1, out = 3)"))
     span = e.value.span
     assert (span.col, span.end_col) == (43, 50)  # out = 3, not the whole call
+
+
+# The residual sum's hint at each of its boundaries: which operand is the larger (by area,
+# whichever comes first), strides that divide exactly, sizes one apart (rounding) and two
+# apart (not rounding), and operands of different rank (no hint).
+@pytest.mark.parametrize("spec,message,hint", [
+    ("network N(input = [4, 3, 3]) { x = x + (x |> gap) }",
+     "residual sum of [4, 3, 3] and [4]: shapes differ", None),
+    ("network N(input = [4, 1, 4]) { x = x + (x |> upsample(size = [2, 8])) }",
+     "residual sum of [4, 1, 4] and [4, 2, 8]: shapes differ",
+     "project the shortcut with stride: conv(4, 1, stride = 2)"),
+    ("network N(input = [4, 3, 1]) { x = x + (x |> upsample(size = [6, 1])) }",
+     "residual sum of [4, 3, 1] and [4, 6, 1]: shapes differ",
+     "project the shortcut with stride: conv(4, 1, stride = [2, 1])"),
+    ("network N(input = [4, 6, 6]) { x = x + (x |> maxpool(3, stride = 1)) }",
+     "residual sum of [4, 6, 6] and [4, 4, 4]: shapes differ",
+     "a residual sum needs equal shapes; stride or pool the larger operand, or upsample the smaller"),
+    ("network N(input = [4, 3, 6]) { x = x + (x |> upsample(size = [4, 5])) }",
+     "residual sum of [4, 3, 6] and [4, 4, 5]: shapes differ",
+     "the sizes differ by rounding; upsample to the other operand's own size, "
+     "upsample(size = [height(t), width(t)]), or use an input size that divides evenly"),
+])
+def test_residual_sum_hints_at_their_boundaries(spec, message, hint):
+    with pytest.raises(UdnetError) as e:
+        build_ir(spec)
+    assert (e.value.message, e.value.hint) == (message, hint)
+
+
+def test_join_operands_are_counted_from_one():
+    with pytest.raises(UdnetError) as e:
+        build_ir("network N(input = [4, 3, 3]) { x = join(x, x, x |> gap) }")
+    assert e.value.message == "join operands differ: operand 1 is [4, 3, 3] but operand 3 is [4]"
+
+
+def test_gate_emits_the_highway_formula():
+    source = compile_to_torch(
+        "network N(input = [4, 3, 3]) { h = x |> conv(4, 1); t = x |> conv(4, 1) |> sigmoid; x = gate(h, x, t) }")
+    assert "        x = t * h + (1 - t) * x\n" in source
+
+
+def test_a_cut_value_stops_at_its_limit_exactly():
+    # "[1, 2" is 5 characters: past the limit of 4 the next item is elided, not before
+    assert spec_text([1, 2, 3], limit=4) == "[1, 2, ...]"
+    assert spec_text("abcd", limit=4) == '"abcd"' and spec_text("abcde", limit=4) == '"abcd..."'
+
+
+def test_values_that_are_no_literal_print_as_they_describe_themselves():
+    class Tensor:
+        def describe(self):
+            return "a tensor [4, 3, 3]"
+
+    assert spec_text([Tensor(), 1]) == "[a tensor [4, 3, 3], 1]"

@@ -775,6 +775,11 @@ network N(input = [4, 3, 3]) {
     ("x[0:0] ++ x", "removed 1 node(s) that cannot reach the output, folded 2", ["input", "output"]),
     # every operand zero-wide: the first is kept, so the concat still has its (empty) shape
     ("x[0:0] ++ x[4:4]", "removed 1 node(s) that cannot reach the output, folded 2", ["input", "output", "slice"]),
+    # the operands after a dropped one move down: the third kept lands at 8..12 (verify checks)
+    ("x ++ x[0:0] ++ x ++ x", "removed 1 node(s) that cannot reach the output, folded 1", ["concat", "input", "output"]),
+    # two concats, each rebuilt once
+    ("x[0:0] ++ x ++ x; x = x[0:0] ++ x ++ x", "removed 2 node(s) that cannot reach the output, folded 2",
+     ["concat", "concat", "input", "output"]),
 ])
 def test_zero_wide_concat_operands_are_folded_and_counted(expr, report, ops):
     ir = build_ir(f"network N(input = [4, 3, 3]) {{ x = {expr} }}")
