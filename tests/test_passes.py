@@ -914,3 +914,18 @@ def test_each_broken_share_concat_annotation_is_named(spec, corrupt, message):
     assert check_buffers(ir) is None
     corrupt(ir)
     assert check_buffers(ir) == message
+
+
+@pytest.mark.parametrize("spec,estimate", [
+    # links of 6, 8 and 10 channels on 3x3, each but the last read by one fused BN-ReLU (it
+    # keeps its BN and ReLU outputs too): (6 * 3 + 8 * 3 + 10) * 9 floats; shared: the
+    # buffer of 10 channels and its gradient, 2 * 10 * 9 floats
+    (DENSE, (4 * (6 * 3 + 8 * 3 + 10) * 9, 4 * 2 * 10 * 9)),
+    # links of 12, 14 and 16 channels, no fused reader; shared: each link's 8-channel head,
+    # and the 8 stored channels twice
+    (DUAL, (4 * (12 + 14 + 16) * 9, 4 * (3 * 8 + 2 * 8) * 9)),
+])
+def test_activation_estimate_of_small_chains_counted_by_hand(spec, estimate):
+    ir = build_ir(spec)
+    optimize(ir)
+    assert estimate_activation_bytes(ir, ir.graph["buffers"]) == estimate
