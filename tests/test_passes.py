@@ -906,6 +906,7 @@ def _slice_lo(ir):
     # t's bn reads the chain's base, but from outside the chain's scope
     (DENSE, _set(1, "fuse", 0), "bn is marked fused with buffer 0 but reads input#0"),
     (DUAL, _buffer("channels", 9), "buffer 0 stores 9 channels, its last link 8"),
+    (DUAL, _buffer("scope", "e"), "buffer 0 begins in 'e', its first link in 'p1'"),  # the next is in p2
     (DUAL, _slice_lo, "link p2.concat#14 of buffer 0 does not extend the previous link less its head"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 60 else None)
 def test_each_broken_share_concat_annotation_is_named(spec, corrupt, message):
