@@ -930,3 +930,20 @@ def test_activation_estimate_of_small_chains_counted_by_hand(spec, estimate):
     ir = build_ir(spec)
     optimize(ir)
     assert estimate_activation_bytes(ir, ir.graph["buffers"]) == estimate
+
+
+def test_fused_readers_are_the_chains_own():
+    # t's bn reads the chain's base too, before the first layer does, but from outside d
+    ir = build_ir(DENSE)
+    optimize(ir)
+    assert sorted(ir.path(n) for n, d in ir.nodes(data=True) if "fuse" in d) == ["d.l1.bn", "d.l2.bn", "d.l3.bn"]
+
+
+def test_a_concat_too_short_for_a_buffer_does_not_stop_the_planning():
+    ir = build_ir("""network N(input = [4, 3, 3]) {
+    x = x ++ (x |> conv(2, 1))
+    x = x |> conv(4, 1)
+    for i in 1..3 { x = x ++ (x |> conv(2, 1)) }
+}""")
+    optimize(ir)
+    assert [len(b.links) for b in ir.graph["buffers"]] == [3]

@@ -523,3 +523,32 @@ convs.1  relu                      [4, 8, 8]       0       0      1.0 KiB
 maxpool  maxpool(2)                [4, 4, 4]       0       0        256 B
 -------------------------------------------------------------------------
 total    10 nodes                  2 outputs     288  18.4 K      5.3 KiB"""
+
+
+@pytest.mark.parametrize("spec,outputs", [
+    # named outputs of two shapes: the block's row shows the first one's
+    ("""block Two(c) {
+    y = x |> conv(c, 1)
+    return {p: y, q: y |> conv(2, 1)}
+}
+network N(input = [4, 3, 3]) { o = x |> two: Two(4); return {p: o.p, q: o.q} }""",
+     [("input", [4, 3, 3]), ("two", [4, 3, 3]), ("two.conv_1", [4, 3, 3]), ("two.conv_2", [2, 3, 3])]),
+    # the block returns y, computed before the (dead, unpruned) a: its row shows y's shape
+    ("""block B(c) {
+    y = x |> conv(c, 1)
+    a = y |> conv(2, 1)
+    return y
+}
+network N(input = [4, 3, 3]) { b: B(6) }""",
+     [("input", [4, 3, 3]), ("b", [6, 3, 3]), ("b.conv_1", [6, 3, 3]), ("b.conv_2", [2, 3, 3])]),
+    # f.b's join was merged into f's (joins are flat): its row shows what it computed last
+    ("""block F(C) {
+    if C == 1 { return x |> conv(4, 1) }
+    return join(x |> a: F(C - 1) |> b: F(C - 1), x |> c: conv(4, 1))
+}
+network N(input = [4, 3, 3]) { f: F(3) }""",
+     [("input", [4, 3, 3]), ("f", [4, 3, 3])] + [(p, [4, 3, 3]) for p in (
+         "f.a", "f.a.a", "f.a.b", "f.a.c", "f.a.(join)", "f.b", "f.b.a", "f.b.b", "f.b.c", "f.c", "f.(join)")]),
+])
+def test_each_scope_row_shows_the_scope_output(spec, outputs):
+    assert [(r.scope, r.output) for r in summary.rows(build_ir(spec), depth=3)] == outputs
