@@ -778,3 +778,4 @@ def test_paths_print_with_unprintable_characters_escaped():
 
     assert show_path("dir/spec\x1b[2J\u202e.ud") == "dir/spec\\x1b[2J\\u202e.ud"
     assert show_path("plain dir/é.ud") == "plain dir/é.ud"
+    assert show_path("é\x1b.ud") == "é\\x1b.ud"  # only what is unprintable is escaped
