@@ -533,6 +533,10 @@ total    10 nodes                  2 outputs     288  18.4 K      5.3 KiB"""
 }
 network N(input = [4, 3, 3]) { o = x |> two: Two(4); return {p: o.p, q: o.q} }""",
      [("input", [4, 3, 3]), ("two", [4, 3, 3]), ("two.conv_1", [4, 3, 3]), ("two.conv_2", [2, 3, 3])]),
+    # a single named output
+    ("""block One(c) { return {p: x |> conv(c, 1)} }
+network N(input = [4, 3, 3]) { o = x |> one: One(2); return {p: o.p} }""",
+     [("input", [4, 3, 3]), ("one", [2, 3, 3]), ("one.conv", [2, 3, 3])]),
     # the block returns y, computed before the (dead, unpruned) a: its row shows y's shape
     ("""block B(c) {
     y = x |> conv(c, 1)
