@@ -87,3 +87,12 @@ def test_interleaved_lists_fold_into_one_loop():
     source = udnet.pipeline.compile_to_torch(Source("lists.ud", doc_example("Lists")))
     assert "self.convs[i](" in source and "self.bns[i](" in source
     assert 'self.convs.add_module(f"{i}"' in source
+
+
+@pytest.mark.parametrize("name", ["class", "torch", "forward_", "lambda"])
+def test_a_top_level_module_list_named_like_a_keyword_or_helper_builds(name):
+    # such a name is no plain attribute, so the list is added by name, into the model itself
+    model = udnet.load(f"network N(input = [3, 4, 4]) {{ {name}.0: conv(4, 1); {name}.1: relu }}")
+    assert list(model.state_dict()) == [f"{name}.0.weight"]
+    assert isinstance(getattr(model, name), nn.ModuleList)
+    assert model(torch.randn(2, 3, 4, 4)).shape == (2, 4, 4, 4)

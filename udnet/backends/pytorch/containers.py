@@ -58,6 +58,8 @@ class Containers:
         """The module at dotted ``label`` inside ``self``. While the lists are ``building``
         (in ``__init__``) an entry is read by name: a list indexes only once every entry
         before it is in."""
+        if not label:  # the class itself: a container at the top level goes into self
+            return SELF
         outer, _, name = label.rpartition(".")
         base = self.access(outer, building) if outer else SELF
         if outer and self.lists.get(outer) and not building:
