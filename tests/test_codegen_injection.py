@@ -214,9 +214,18 @@ def check_structure(code: str, classes: set[str]) -> ast.Module:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
             assert isinstance(node.args[0], ast.Name) and node.args[0].id == "self"
             assert isinstance(node.args[1], (ast.Constant, ast.JoinedStr))
+    # A block's string argument is data: a literal passed to its class or compared with one
+    # (``Mode(s="...")``, ``if s == "a":``), escaped by the emitter and parsed back intact.
+    data: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-            # Spec text reaches code only as labels (validated identifiers) and helper keywords.
+        if isinstance(node, ast.Call):
+            data.update(id(a) for a in node.args if isinstance(a, ast.Constant))
+            data.update(id(k.value) for k in node.keywords if isinstance(k.value, ast.Constant))
+        elif isinstance(node, ast.Compare):
+            data.update(id(c) for c in [node.left, *node.comparators] if isinstance(c, ast.Constant))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings | data:
+            # Otherwise spec text reaches code only as labels (validated identifiers) and helper keywords.
             assert re.fullmatch(r"[A-Za-z0-9_]*", node.value), repr(node.value)
     return tree
 

@@ -14,6 +14,7 @@ from torch_helpers import check_shapes, instantiate
 
 import udnet
 from udnet.backends.pytorch.codegen import emit_module
+from udnet.backends.pytorch.loader import import_source
 from udnet.errors import Source
 from udnet.pipeline import build_ir, compile_to_torch, optimize
 
@@ -45,7 +46,15 @@ network Net(input = [8, 8, 8]) {
 
 def test_folded_loop_keeps_its_input():
     model = udnet.load(LOOP).eval()
-    assert "for i in range(4)" in compile_to_torch(Source("loop.ud", LOOP))
+    assert "for i in range(1, 5):" in compile_to_torch(Source("loop.ud", LOOP))  # the spec's loop, 1..4
+    # The instance path folds the unrolled statements into a loop of its own.
+    assert "for i in range(4)" in emit_module(build_ir(Source("loop.ud", LOOP)), "loop.ud", mirror=False)
+    plain = import_source(emit_module(build_ir(Source("loop.ud", LOOP)), "loop.ud", mirror=False))
+    torch.manual_seed(0)
+    other = plain.N().eval()
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(other(torch.ones(1, 4, 8, 8)), model(torch.ones(1, 4, 8, 8)))
     x = torch.randn(2, 4, 8, 8)
     b = model.b
     want = b.conv4(b.conv3(b.conv2(b.conv1(x)))) + x

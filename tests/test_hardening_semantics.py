@@ -271,14 +271,17 @@ def test_op_binding_cache_tells_true_from_1():
 def test_emitted_constructor_parameters_keep_int_and_float_apart():
     """Two slots of one class whose values are equal as numbers but not as values (3 and
     3.0) must not share a constructor parameter: the ELU's alpha stays a float."""
-    from udnet.pipeline import compile_to_torch
+    from udnet.backends.pytorch.codegen import emit_module
 
-    text = compile_to_torch(Source("t.ud", (
+    ir = build_ir(Source("t.ud", (
         "block U(a) {\n    linear(a)\n    elu(alpha = float(a))\n}\n"
         "network N(input = [4]) {\n    U(3)\n    U(5)\n}\n"
     )))
+    text = emit_module(ir, "t.ud", mirror=False)  # the instance path: numbers become parameters
     assert "nn.ELU(a)" not in text
     assert "=3.0" in text and "=5.0" in text, text
+    mirrored = emit_module(ir, "t.ud")  # the spec's own expression, a float at run time
+    assert "nn.ELU(float(a))" in mirrored, mirrored
 
 
 def test_summary_shows_a_negative_zero_bias():

@@ -147,7 +147,8 @@ def test_examples_match_the_interpreter(name, disabled):
 
 def test_several_inputs_are_forward_arguments():
     model = udnet.load(doc_example("Decoder"))
-    assert list(inspect.signature(model.up1.forward).parameters) == ["x", "x2"]
+    # A mirrored block's forward takes the spec's inputs under their names: Up(c)(x, skip).
+    assert list(inspect.signature(model.up1.forward).parameters) == ["x", "skip"]
     fpn = udnet.load(doc_example("BackboneFPN")).fpn
     assert len(inspect.signature(fpn.forward).parameters) == 3
 

@@ -65,16 +65,20 @@ class GlobalAvgPool(nn.Module):
         return x.mean((2, 3), keepdim=self.keep)
 
 
-class BasicBlockStride1(nn.Module):
+class BasicBlock(nn.Module):
     """Two 3x3 convs (ResNet-18/34). The first carries the stage's stride."""
 
-    def __init__(self, planes):
+    def __init__(self, in_channels, planes, stride=1):
         super().__init__()
-        self.conv1 = conv2d(planes, planes, 3, padding=1)
+        self.conv1 = conv2d(in_channels, planes, 3, stride=stride, padding=1)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu_1 = nn.ReLU(inplace=True)
         self.conv2 = conv2d(planes, planes, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(planes)
+        if stride != 1 or in_channels != planes:
+            self.downsample = Downsample(in_channels, planes, stride)
+        else:
+            self.downsample = None
         self.relu_2 = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -83,75 +87,74 @@ class BasicBlockStride1(nn.Module):
         y = self.relu_1(y)
         y = self.conv2(y)
         y = self.bn2(y)
-        y = y + x
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return self.relu_2(y + x)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce - 3x3 (strided, as in torchvision 'ResNet v1.5') - 1x1 expand x4 (ResNet-50+)."""
+
+    def __init__(self, in_channels, planes, stride=1, expansion=4):
+        super().__init__()
+        self.conv1 = conv2d(in_channels, planes, 1)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu_1 = nn.ReLU()
+        self.conv2 = conv2d(planes, planes, 3, stride=stride, padding=1)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu_2 = nn.ReLU()
+        self.conv3 = conv2d(planes, planes * expansion, 1)
+        self.bn3 = nn.BatchNorm2d(planes * expansion)
+        if stride != 1 or in_channels != planes * expansion:
+            self.downsample = Downsample(in_channels, planes * expansion, stride)
+        else:
+            self.downsample = None
+        self.relu_3 = nn.ReLU()
+
+    def forward(self, x):
+        y = self.conv1(x)
+        y = self.bn1(y)
+        y = self.relu_1(y)
+        y = self.conv2(y)
+        y = self.bn2(y)
         y = self.relu_2(y)
-        return y
+        y = self.conv3(y)
+        y = self.bn3(y)
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return self.relu_3(y + x)
 
 
-class StageStride1(nn.Module):
+class Stage(nn.Module):
     """One stage: n blocks, numbered from 0 like torchvision's nn.Sequential;
     only the first block downsamples.
     """
 
-    def __init__(self):
+    def __init__(self, in_channels, kind, n, planes, stride):
         super().__init__()
-        self.add_module("0", BasicBlockStride1(64))
-        self.add_module("1", BasicBlockStride1(64))
+        self.n = n
+        channels = in_channels
+        for i in range(n):
+            s = stride if i == 0 else 1
+            if kind == "basic":
+                self.add_module(str(i), BasicBlock(channels, planes, s))
+            else:
+                self.add_module(str(i), Bottleneck(channels, planes, s))
+            channels = planes if kind == "basic" else planes * 4
 
     def forward(self, x):
-        x = getattr(self, "0")(x)
-        x = getattr(self, "1")(x)
+        for i in range(self.n):
+            x = getattr(self, str(i))(x)
         return x
 
 
 class Downsample(nn.Module):
     """Projection shortcut: 1x1 conv (strided) + BN, as torchvision's `downsample`."""
 
-    def __init__(self, in_channels, out):
+    def __init__(self, in_channels, out, stride):
         super().__init__()
-        self.add_module("0", conv2d(in_channels, out, 1, stride=2))
+        self.add_module("0", conv2d(in_channels, out, 1, stride=stride))
         self.add_module("1", nn.BatchNorm2d(out))
-
-    def forward(self, x):
-        x = getattr(self, "0")(x)
-        x = getattr(self, "1")(x)
-        return x
-
-
-class BasicBlockStride2(nn.Module):
-    """Two 3x3 convs (ResNet-18/34). The first carries the stage's stride."""
-
-    def __init__(self, in_channels, planes):
-        super().__init__()
-        self.conv1 = conv2d(in_channels, planes, 3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu_1 = nn.ReLU(inplace=True)
-        self.conv2 = conv2d(planes, planes, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = Downsample(in_channels=in_channels, out=planes)
-        self.relu_2 = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        y = self.conv1(x)
-        y = self.bn1(y)
-        y = self.relu_1(y)
-        y = self.conv2(y)
-        y = self.bn2(y)
-        x = self.downsample(x)
-        y = y + x
-        y = self.relu_2(y)
-        return y
-
-
-class StageStride2(nn.Module):
-    """One stage: n blocks, numbered from 0 like torchvision's nn.Sequential;
-    only the first block downsamples.
-    """
-
-    def __init__(self, in_channels, planes):
-        super().__init__()
-        self.add_module("0", BasicBlockStride2(in_channels=in_channels, planes=planes))
-        self.add_module("1", BasicBlockStride1(planes))
 
     def forward(self, x):
         x = getattr(self, "0")(x)
@@ -168,10 +171,10 @@ class ResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = StageStride1()
-        self.layer2 = StageStride2(in_channels=64, planes=128)
-        self.layer3 = StageStride2(in_channels=128, planes=256)
-        self.layer4 = StageStride2(in_channels=256, planes=512)
+        self.layer1 = Stage(in_channels=64, kind="basic", n=2, planes=64, stride=1)
+        self.layer2 = Stage(in_channels=64, kind="basic", n=2, planes=128, stride=2)
+        self.layer3 = Stage(in_channels=128, kind="basic", n=2, planes=256, stride=2)
+        self.layer4 = Stage(in_channels=256, kind="basic", n=2, planes=512, stride=2)
         self.avgpool = GlobalAvgPool()
         self.fc = linear(512, 1000)
 

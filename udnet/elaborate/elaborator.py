@@ -111,7 +111,7 @@ class Elaborator(Statements, Expressions, Names, Builtins, Stages, Build, Budget
         shape = params.get("input")
         g = self.g
         g.graph.update(network=defn.name, params=params, source=defn.span.source.name, scopes={},
-                       docs={d.name: d.doc for d in self.module.definitions if d.doc})
+                       docs={d.name: d.doc for d in self.module.definitions if d.doc}, blocks=self.blocks)
         self.root = ScopeNode(None, "network", block=defn.name, args=params, span=defn.span)
         self.scope = self.root
         self.inst = self.root

@@ -21,7 +21,9 @@ Edge attributes
 
 Graph attributes: network, params (the network's evaluated parameters), source,
 input (node id), outputs (the output nodes' ids, in order) and scopes: {path: Scope}
-for every block instance, labelled group and container, in creation order.
+for every block instance, labelled group and container, in creation order; docs
+(the comment above each definition) and blocks (each block's syntax tree, by name:
+what the PyTorch backend translates into one class per block).
 
 Outputs: a network has one output node per result, each an "output" node with one
 input. One unnamed output (attrs {}) is a network that returns a tensor; named outputs

@@ -91,7 +91,11 @@ class ClassBody:
             values = tuple(v(n) for n in desc[2])
             if len(values) == 1:
                 return Call(Name(cd.name), values)
-            return Call(Name(cd.name), (), tuple(zip(cd.params, values)))
+            kwargs = tuple(zip(cd.params, values))
+            if cd.mirror is not None:  # arguments that are the block's defaults are left out, as in the spec
+                defaults = cd.mirror.defaults
+                kwargs = tuple((k, e) for k, e in kwargs if k not in defaults or render(e) != render(defaults[k]))
+            return Call(Name(cd.name), (), kwargs)
         if kind == "join":
             _, _, dl, dg, cols = desc
             return call("Join", v(dl), v(dg), Tuple(tuple(v(c) for c in cols)))
@@ -123,7 +127,7 @@ class ClassBody:
                         lines += self._make_containers(label)
                         target, value = self.containers.put(label, module)
                         lines += self.statement("" if target is None else f"{render(target)} = ", value)
-                    elif _plain_attr(label):
+                    elif plain_attr(label):
                         lines += self.statement(f"self.{label} = ", module)
                     else:
                         lines += self.statement("", Call(Attr(SELF, "add_module"), (Lit(label), module)))
@@ -297,7 +301,7 @@ class ClassBody:
         raise AssertionError(kind)
 
 
-def _plain_attr(label: str) -> bool:
+def plain_attr(label: str) -> bool:
     """Whether ``self.<label>`` may be written: an identifier, not a keyword, not one of
     nn.Module's attributes, and not ``__x`` (Python would mangle it to ``_Class__x`` and
     change the state_dict keys)."""
@@ -317,7 +321,7 @@ def _label_index(pat) -> Expr:
 
 
 def _attr(label: str) -> Expr:
-    if _plain_attr(label) and label not in RESERVED_IN_MODEL:
+    if plain_attr(label) and label not in RESERVED_IN_MODEL:
         return self_attr(label)
     return call("getattr", SELF, Lit(label))
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udnet.backends.pytorch.expr import Expr, Lit, Name
+from udnet.backends.pytorch.mirror import MirrorClass
 from udnet.backends.pytorch.names import Namespace
 from udnet.backends.pytorch.naming import name_classes, pyname
 from udnet.backends.pytorch.structure import Child, Instance, Loop, Stmt, fold_loops, label_pattern
@@ -44,6 +45,13 @@ class ClassDef:
     param_slot: list[int] = field(default_factory=list)  # first slot of each parameter
     vectors: list[list] = field(default_factory=list)  # per instance: the value of each slot
     index: dict[int, int] = field(default_factory=dict)  # id(instance) -> its position
+    mirror: MirrorClass | None = None  # a block printed from its syntax tree (mirror.py)
+
+
+def _names_called(mc: MirrorClass) -> set[str]:
+    from udnet.backends.pytorch.mirrored import called
+
+    return called(mc.defn)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -53,19 +61,25 @@ def _same(a: Any, b: Any) -> bool:
 class Classes:
     """The classes of a module tree, innermost first (each class before the classes that use it)."""
 
-    def __init__(self, ir: IR, root: Instance):
+    def __init__(self, ir: IR, root: Instance, mirrors: dict[str, MirrorClass] | None = None):
         self.ir = ir
+        self.mirrors = mirrors or {}
+        self.mirror_cds: dict[str, ClassDef] = {}
         self.classes: dict[tuple, ClassDef] = {}
         self.order: list[ClassDef] = []
         self.class_of_inst: dict[int, ClassDef] = {}
         self.op_keys: dict[int, tuple] = {}  # id(child) -> key; the children live as long as self
         self.tpl_of: dict[int, Any] = {}  # id(instance) -> its template (children unresolved)
         self._collect(root)
+        self._add_uninstantiated()
         self.class_names = name_classes(self.order)
         for cd in self.order:
             self._finish(cd)
 
     def _collect(self, inst: Instance) -> None:
+        if inst.kind == "block" and inst.name in self.mirrors:
+            self._collect_mirrored(inst)
+            return
         for c in inst.children:
             if c.instance is not None:
                 self._collect(c.instance)
@@ -89,6 +103,38 @@ class Classes:
         cd.templates.append(tpl)
         self.class_of_inst[id(inst)] = cd
         self.tpl_of[id(inst)] = tpl
+
+    def _collect_mirrored(self, inst: Instance) -> None:
+        """One class for every instance of the block; its arguments are its constructor's."""
+
+        def nested(i: Instance) -> None:
+            for c in i.children:
+                if c.instance is not None:
+                    self._collect(c.instance) if c.instance.kind == "block" else nested(c.instance)
+
+        nested(inst)
+        cd = self.mirror_cds.get(inst.name)
+        if cd is None:
+            cd = self.mirror_cds[inst.name] = ClassDef("", [], [], mirror=self.mirrors[inst.name])
+            self.order.append(cd)
+        mc = cd.mirror
+        vector = [self.ir.nodes[v]["shape"][0] for v in inst.inputs[:len(mc.channel_params)]]
+        vector += [inst.args[p.name] for p in mc.defn.params]
+        cd.instances.append(inst)
+        cd.vectors.append(vector)
+        self.class_of_inst[id(inst)] = cd
+        self.tpl_of[id(inst)] = ("mirror", tuple(Num(v) for v in vector))
+
+    def _add_uninstantiated(self) -> None:
+        """Mirrored classes no instance uses (a branch the configuration never takes), each
+        before the first class that names it."""
+        for block, mc in self.mirrors.items():
+            if block in self.mirror_cds:
+                continue
+            cd = self.mirror_cds[block] = ClassDef("", [], [], mirror=mc)
+            users = [k for k, other in enumerate(self.order)
+                     if other.mirror is not None and block in _names_called(other.mirror)]
+            self.order.insert(users[0] if users else len(self.order), cd)
 
     def _child_key(self, child: Child) -> tuple:
         if child.kind == "scope":
@@ -188,6 +234,11 @@ class Classes:
         return t
 
     def _finish(self, cd: ClassDef) -> None:
+        if cd.mirror is not None:
+            cd.params = list(cd.mirror.params)
+            cd.param_slot = list(range(len(cd.params)))
+            cd.index = {id(inst): k for k, inst in enumerate(cd.instances)}
+            return
         cd.templates = [self._resolve(t) for t in cd.templates]
         for t in cd.templates:
             assign_slots(t)

@@ -11,6 +11,8 @@ from udnet.backends.pytorch.classes import ClassDef, Classes
 from udnet.backends.pytorch.expr import SELF, Attr, Lit, Name, Subscript, call, render
 from udnet.backends.pytorch.helpers import reads_torch
 from udnet.backends.pytorch.layout import def_lines, safe_text, wrap_doc
+from udnet.backends.pytorch.mirror_render import MirrorPrinter
+from udnet.backends.pytorch.mirrored import mirrored
 from udnet.backends.pytorch.structure import build_instances
 from udnet.elaborate.values import show
 from udnet.ir.graph import IR
@@ -18,16 +20,19 @@ from udnet.ops import OPS
 
 
 class Emitter:
-    def __init__(self, ir: IR, spec_name: str):
+    def __init__(self, ir: IR, spec_name: str, mirror: bool = True):
         self.ir = ir
         self.spec_name = spec_name
         self.root = build_instances(ir)
-        self.classes = Classes(ir, self.root)
+        self.why_not_mirrored: dict[str, str] = {}
+        mirrors = mirrored(ir, self.root, self.why_not_mirrored) if mirror else {}
+        self.classes = Classes(ir, self.root, mirrors)
         self.order: list[ClassDef] = self.classes.order
 
     def emit(self) -> str:
         helpers = self._helpers()
-        bodies = {id(cd): ClassBody(cd) for cd in self.order}
+        bodies = {id(cd): ClassBody(cd) if cd.mirror is None else MirrorPrinter(cd.mirror, self._class_name)
+                  for cd in self.order}
         classes = "".join("\n\n" + self._class_source(cd, bodies[id(cd)]) for cd in self.order)
         uses_torch = any(map(reads_torch, helpers)) or any("torch" in b.reads for b in bodies.values())
         root = self.classes.class_of_inst[id(self.root)].name
@@ -69,7 +74,13 @@ class Emitter:
             parts.append(runtime.CONCAT_BUFFER)
         return parts
 
+    def _class_name(self, block: str) -> str:
+        return self.classes.mirror_cds[block].name
+
     def _class_source(self, cd: ClassDef, p: ClassBody) -> str:
+        if cd.mirror is not None:
+            lines = [f"class {cd.name}(nn.Module):", *self._class_doc(cd), ""] + p.methods()
+            return "\n".join(lines) + "\n"
         tpl = cd.templates[0]
         inst = cd.instances[0]
         init = p.init_lines(tpl)
@@ -102,16 +113,19 @@ class Emitter:
     def _class_doc(self, cd: ClassDef) -> list[str]:
         """The class docstring's lines: the spec's comment above the block or network, as
         written, or else what the class is."""
-        inst = cd.instances[0]
-        doc = self.ir.graph.get("docs", {}).get(inst.name, "") if inst.kind != "group" else ""
+        if cd.mirror is not None:
+            kind, name, uses = "block", cd.mirror.block, len(cd.instances)
+        else:
+            kind, name, uses = cd.instances[0].kind, cd.instances[0].name, len(cd.instances)
+        doc = self.ir.graph.get("docs", {}).get(name, "") if kind != "group" else ""
         lines = [safe_text(line).rstrip() for line in doc.strip("\n").split("\n")] if doc.strip() else []
         if not lines:
-            if inst.kind == "network":
-                what = f"The network {inst.name}."
-            elif inst.kind == "block":
-                what = f"Block {inst.name}" + (f", used {len(cd.instances)} times." if len(cd.instances) > 1 else ".")
+            if kind == "network":
+                what = f"The network {name}."
+            elif kind == "block":
+                what = f"Block {name}" + (f", used {uses} times." if uses > 1 else ".")
             else:
-                what = f"The group '{inst.name}'."
+                what = f"The group '{name}'."
             lines = [safe_text(what)]
         if len(lines) == 1:
             return [f'    """{lines[0]}"""']
@@ -127,6 +141,7 @@ def _outputs_doc(ir: IR) -> str:
     return "outputs: " + ", ".join(f"{safe_text(name)} {dims(n)}" for name, n in ir.outputs())
 
 
-def emit_module(ir: IR, spec_name: str = "<spec>") -> str:
-    """PyTorch source for the IR: a standalone module that imports torch only."""
-    return Emitter(ir, spec_name).emit()
+def emit_module(ir: IR, spec_name: str = "<spec>", mirror: bool = True) -> str:
+    """PyTorch source for the IR: a standalone module that imports torch only. ``mirror``
+    False prints every block by the instance path (the tests compare the two)."""
+    return Emitter(ir, spec_name, mirror).emit()

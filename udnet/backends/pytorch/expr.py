@@ -44,7 +44,7 @@ class Call:
 
 @dataclass(frozen=True)
 class BinOp:
-    """``left op right`` for ``+``, ``-`` and ``*``."""
+    """``left op right``: arithmetic, a comparison, ``and`` or ``or``."""
 
     left: Expr
     op: str
@@ -56,6 +56,22 @@ class Neg:
     """``-operand``."""
 
     operand: Expr
+
+
+@dataclass(frozen=True)
+class Not:
+    """``not operand``."""
+
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class IfExp:
+    """``then if cond else orelse``."""
+
+    cond: Expr
+    then: Expr
+    orelse: Expr
 
 
 @dataclass(frozen=True)
@@ -89,13 +105,20 @@ class List:
 
 
 @dataclass(frozen=True)
+class Starred:
+    """``*value``: a list's items as a call's arguments."""
+
+    value: Expr
+
+
+@dataclass(frozen=True)
 class FString:
     """``f"text{expr}text"``: parts are literal text or expressions."""
 
     parts: tuple[str | Expr, ...]
 
 
-Expr = Union[Name, Attr, Lit, Call, BinOp, Neg, Slice, Subscript, Tuple, List, FString]
+Expr = Union[Name, Attr, Lit, Call, BinOp, Neg, Not, IfExp, Slice, Subscript, Tuple, List, Starred, FString]
 
 SELF = Name("self")
 
@@ -123,7 +146,23 @@ def is_int(e: Expr | None, value: int) -> bool:
     return isinstance(e, Lit) and type(e.value) is int and e.value == value
 
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2}
+#: Python's binding strength of each binary operator (comparisons do not chain here).
+_PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4,
+               "+": 6, "-": 6, "*": 7, "/": 7, "//": 7, "%": 7, "**": 9}
+_UNARY, _NOT, _IFEXP = 8, 3, 0
+
+
+def precedence(e: Expr) -> int:
+    """How tightly ``e`` binds as an operand: 10 for atoms."""
+    if isinstance(e, BinOp):
+        return _PRECEDENCE[e.op]
+    if isinstance(e, Neg):
+        return _UNARY
+    if isinstance(e, Not):
+        return _NOT
+    if isinstance(e, IfExp):
+        return _IFEXP
+    return 10
 
 
 def render(e: Expr) -> str:
@@ -138,17 +177,25 @@ def render(e: Expr) -> str:
         return f"{render(e.func)}({', '.join(arguments(e))})"
     if isinstance(e, BinOp):
         # Operands bind tighter than their operator, or are parenthesised: (1 - t) * x;
-        # on the right an equal operator needs them too: a - (b - c).
+        # on the right an equal operator needs them too: a - (b - c); ** groups to the
+        # right, and a comparison never chains: (a == b) == c.
         level = _PRECEDENCE[e.op]
         left, right = render(e.left), render(e.right)
-        if isinstance(e.left, BinOp) and _PRECEDENCE[e.left.op] < level:
+        if precedence(e.left) < level or (precedence(e.left) == level and (e.op == "**" or level == 4)):
             left = f"({left})"
-        if isinstance(e.right, BinOp) and _PRECEDENCE[e.right.op] <= level:
+        if precedence(e.right) < level or (precedence(e.right) == level and e.op != "**"):
             right = f"({right})"
         return f"{left} {e.op} {right}"
     if isinstance(e, Neg):
         operand = render(e.operand)
-        return f"-({operand})" if isinstance(e.operand, BinOp) else f"-{operand}"
+        return f"-({operand})" if precedence(e.operand) < 9 else f"-{operand}"
+    if isinstance(e, Not):
+        operand = render(e.operand)
+        return f"not ({operand})" if precedence(e.operand) < _NOT else f"not {operand}"
+    if isinstance(e, IfExp):
+        parts = [render(x) for x in (e.then, e.cond, e.orelse)]
+        parts[0], parts[1] = (f"({p})" if precedence(x) <= _IFEXP else p for p, x in zip(parts, (e.then, e.cond)))
+        return f"{parts[0]} if {parts[1]} else {parts[2]}"
     if isinstance(e, Slice):
         lo, hi = ("" if b is None else render(b) for b in (e.lo, e.hi))
         if all(b is None or _simple(b) for b in (e.lo, e.hi)):
@@ -161,6 +208,8 @@ def render(e: Expr) -> str:
         return "(" + ", ".join(render(x) for x in e.elts) + ("," if len(e.elts) == 1 else "") + ")"
     if isinstance(e, List):
         return "[" + ", ".join(render(x) for x in e.elts) + "]"
+    if isinstance(e, Starred):
+        return f"*{render(e.value)}"
     if isinstance(e, FString):
         text = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else f"{{{render(p)}}}"
                        for p in e.parts)
@@ -187,8 +236,11 @@ def read_names(e: Expr) -> Iterator[str]:
     elif isinstance(e, BinOp):
         yield from read_names(e.left)
         yield from read_names(e.right)
-    elif isinstance(e, Neg):
-        yield from read_names(e.operand)
+    elif isinstance(e, (Neg, Not, Starred)):
+        yield from read_names(getattr(e, "operand", None) or e.value)
+    elif isinstance(e, IfExp):
+        for part in (e.cond, e.then, e.orelse):
+            yield from read_names(part)
     elif isinstance(e, Slice):
         for b in (e.lo, e.hi):
             if b is not None:
@@ -217,7 +269,9 @@ def _literal(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # Backslashes, quotes, line breaks and anything unprintable as escapes: spec text
+        # never ends the literal.
+        return '"' + v.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
     if isinstance(v, tuple):
         return "(" + ", ".join(_literal(e) for e in v) + ("," if len(v) == 1 else "") + ")"
     raise TypeError(type(v))

@@ -18,6 +18,9 @@ def name_classes(order: list) -> Namespace:
     apart (FractalC3, DualPathProject), else numbered. Returns the class names."""
     groups: dict[tuple, list] = {}
     for cd in order:
+        if cd.mirror is not None:  # one class per block, instantiated or not
+            groups.setdefault(("block", cd.mirror.block), []).append(cd)
+            continue
         inst = cd.instances[0]
         groups.setdefault((inst.kind, inst.name), []).append(cd)
     class_names = Namespace()

@@ -1,0 +1,411 @@
+"""The check that makes a mirrored class safe to print: run its ``__init__`` and
+``forward`` (mirror.py's program) on each instance's arguments, with Python's own
+semantics, and compare what they build and run with the instance the elaborator made:
+every submodule with its constructor's values, every call, connection and slice with
+its operands, the output and its channels. The first run of an op also picks each
+constructor field's expression (the input's channels, the spec's argument of that
+name, or a literal), which every later run must then reproduce.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from udnet.backends.pytorch.expr import (
+    SELF,
+    Attr,
+    BinOp,
+    Call,
+    Expr,
+    FString,
+    IfExp,
+    Lit,
+    Name,
+    Neg,
+    Not,
+    Subscript,
+    Tuple,
+)
+from udnet.backends.pytorch.mirror import (
+    Apply,
+    BlockCtor,
+    Connect,
+    Each,
+    Give,
+    HasModule,
+    Keep,
+    Let,
+    Local,
+    MirrorClass,
+    Module,
+    OpCtor,
+    SeqCtor,
+    SeqStart,
+    SliceOf,
+    Unsupported,
+    When,
+)
+from udnet.backends.pytorch.structure import Instance, Stmt
+from udnet.ir.graph import IR
+from udnet.ops import OPS, ArgError
+from udnet.ops.spec import REQUIRED
+
+_BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+           "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "==": operator.eq,
+           "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+           "in": lambda a, b: a in b}
+_BUILTINS = {"len": len, "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
+             "sum": sum, "range": range, "str": str}
+
+
+#: The constructor fields that are an op's input channels.
+_CHANNEL_FIELDS = ("in", "channels")
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of equal types (3 is not 3.0, true is not 1); lists and tuples alike."""
+    return repr(_norm(a)) == repr(_norm(b))
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, (list, tuple, range)):
+        return tuple(_norm(x) for x in v)
+    return v
+
+
+class _Self:
+    """The module under construction, as the check sees it."""
+
+    def __init__(self):
+        self.attrs: dict[str, Any] = {}
+        self.modules: dict[str, Any] = {}  # label -> the instance's child (None: set to None)
+        self.out: dict[str, int] = {}  # label -> a block child's output channels
+
+
+class _Return(Exception):
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def evaluate(e: Expr, env: dict, me: _Self) -> Any:
+    """A value expression of the emitted code, as Python computes it."""
+    if isinstance(e, Name):
+        if e.id not in env:
+            raise Unsupported(f"{e.id} is not set here")
+        return env[e.id]
+    if isinstance(e, Lit):
+        return e.value
+    if isinstance(e, Tuple):
+        return tuple(evaluate(x, env, me) for x in e.elts)
+    if isinstance(e, BinOp):
+        left = evaluate(e.left, env, me)
+        if e.op == "and":
+            return left and evaluate(e.right, env, me)
+        if e.op == "or":
+            return left or evaluate(e.right, env, me)
+        try:
+            return _BINARY[e.op](left, evaluate(e.right, env, me))
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as err:
+            raise Unsupported(f"{e.op}: {err}") from None
+    if isinstance(e, Neg):
+        return -evaluate(e.operand, env, me)
+    if isinstance(e, Not):
+        return not evaluate(e.operand, env, me)
+    if isinstance(e, IfExp):
+        return evaluate(e.then if evaluate(e.cond, env, me) else e.orelse, env, me)
+    if isinstance(e, Subscript):
+        value = evaluate(e.value, env, me)
+        try:
+            return value[evaluate(e.index[0], env, me)]
+        except (TypeError, IndexError) as err:
+            raise Unsupported(str(err)) from None
+    if isinstance(e, Call) and isinstance(e.func, Name) and e.func.id in _BUILTINS:
+        try:
+            return _BUILTINS[e.func.id](*(evaluate(a, env, me) for a in e.args))
+        except (TypeError, ValueError) as err:
+            raise Unsupported(str(err)) from None
+    if isinstance(e, Attr) and e.value == SELF:
+        if e.attr not in me.attrs:
+            raise Unsupported(f"self.{e.attr} is not set")
+        return me.attrs[e.attr]
+    if isinstance(e, Attr) and e.attr == "out_channels" and isinstance(e.value, Attr) and e.value.value == SELF:
+        return me.out[e.value.attr]
+    if isinstance(e, FString):
+        return "".join(p if isinstance(p, str) else str(evaluate(p, env, me)) for p in e.parts)
+    raise Unsupported(f"cannot evaluate {type(e).__name__}")
+
+
+class Checker:
+    """Checks one mirrored class against its instances; ``classes``: every mirrored class by block."""
+
+    def __init__(self, ir: IR, classes: dict[str, MirrorClass]):
+        self.ir = ir
+        self.classes = classes
+
+    def channels(self, v: int) -> int:
+        return self.ir.nodes[v]["shape"][0]
+
+    def check(self, mc: MirrorClass, inst: Instance) -> None:
+        env: dict[str, Any] = {}
+        for cp, v in zip(mc.channel_params, inst.inputs):
+            env[cp] = self.channels(v)
+        if len(inst.inputs) < len(mc.channel_params):
+            raise Unsupported("an input the block never reads")
+        for p, name in zip(mc.defn.params, mc.params[len(mc.channel_params):]):
+            env[name] = inst.args[p.name]
+        me = _Self()
+        children = {c.label: c for c in inst.children}
+        self.run_init(mc.init, env, me, children)
+        built = {k for k, v in me.modules.items() if v is not None}
+        if built != set(children):
+            raise Unsupported(f"modules {sorted(built ^ set(children))} differ")
+        if set(me.attrs) & set(me.modules):
+            raise Unsupported("an attribute of the name of a module")
+        if len(inst.outputs) != 1 or not same(me.attrs.get("out_channels"), self.channels(inst.outputs[0])):
+            raise Unsupported("output channels differ")
+        self.run_forward(mc, inst, me)
+
+    # -- __init__ --
+
+    def run_init(self, stmts: list, env: dict, me: _Self, children: dict) -> None:
+        for s in stmts:
+            if isinstance(s, Let):
+                env[s.name] = [] if isinstance(s.value, Lit) and s.value.value == () else evaluate(s.value, env, me)
+            elif isinstance(s, Keep):
+                me.attrs[s.name] = evaluate(s.value, env, me)
+            elif isinstance(s, When):
+                self.run_init(s.body if evaluate(s.cond, env, me) else s.orelse, env, me, children)
+            elif isinstance(s, Each):
+                for v in evaluate(s.iterable, env, me):
+                    env[s.var] = v
+                    self.run_init(s.body, env, me, children)
+            elif isinstance(s, SeqStart):
+                env[s.seq.layers] = []
+            elif isinstance(s, Module):
+                label = evaluate(s.label, env, me)
+                if s.into is not None:
+                    env[s.into.layers].append((label, s.ctor, self.values(s.ctor, env, me)))
+                    continue
+                if label in me.modules:
+                    raise Unsupported(f"module {label} set twice")
+                if s.ctor is None:
+                    me.modules[label] = None
+                    continue
+                child = children.get(label)
+                if child is None:
+                    raise Unsupported(f"no module {label} in the instance")
+                me.modules[label] = child
+                if isinstance(s.ctor, SeqCtor):
+                    self.check_sequential(s.ctor, env[s.ctor.layers], child)
+                else:
+                    out = self.check_child(s.ctor, self.values(s.ctor, env, me), child)
+                    if out is not None:
+                        me.out[label] = out
+            else:
+                raise Unsupported(f"{type(s).__name__} in __init__")
+
+    def values(self, ctor: Any, env: dict, me: _Self) -> Any:
+        if isinstance(ctor, OpCtor):
+            return ({k: evaluate(v, env, me) for k, v in ctor.args.items()}, evaluate(ctor.channels, env, me),
+                    dict(env), me)
+        if isinstance(ctor, BlockCtor):
+            return ([evaluate(c, env, me) for c in ctor.channels], [evaluate(a, env, me) for a in ctor.args],
+                    [(k, evaluate(v, env, me)) for k, v in ctor.kwargs])
+        raise Unsupported(type(ctor).__name__)
+
+    def check_child(self, ctor: Any, values: Any, child: Any) -> int | None:
+        if isinstance(ctor, OpCtor):
+            if child.kind != "op":
+                raise Unsupported(f"{child.label} is not an op")
+            self.check_op(ctor, values, child.desc)
+            return None
+        inst = child.instance
+        if child.kind != "scope" or inst is None or inst.kind != "block" or inst.name != ctor.block:
+            raise Unsupported(f"{child.label} is not block {ctor.block}")
+        cls = self.classes.get(ctor.block)
+        if cls is None:
+            raise Unsupported(f"block {ctor.block} is not mirrored")
+        chans, args, kwargs = values
+        bound = dict(zip(cls.params[len(cls.channel_params):], args))
+        bound.update(kwargs)
+        for p, name in zip(cls.defn.params, cls.params[len(cls.channel_params):]):
+            value = bound[name] if name in bound else evaluate(cls.defaults[name], {}, _Self()) \
+                if name in cls.defaults else None
+            if not same(value, inst.args[p.name]):
+                raise Unsupported(f"argument {p.name} of {child.label} differs")
+        if len(chans) != len(inst.inputs) or not all(same(c, self.channels(v)) for c, v in zip(chans, inst.inputs)):
+            raise Unsupported(f"input channels of {child.label} differ")
+        return self.channels(inst.outputs[0]) if len(inst.outputs) == 1 else None
+
+    def check_op(self, ctor: OpCtor, values: Any, desc: tuple) -> None:
+        args, chan, env, me = values
+        _, module, fields = desc
+        fields = [f for f in fields if f[0] != "inplace"]
+        ctor.inplace = ctor.inplace and len(fields) < len(desc[2])  # in place wherever every instance is
+        if ctor.fields is None:
+            ctor.module = module
+            chosen = []
+            for hint, kw, default, same_as, value in fields:
+                if hint in _CHANNEL_FIELDS and same(value, chan):
+                    expr = ctor.channels
+                elif hint in ctor.args and same(value, args[hint]):
+                    expr = ctor.args[hint]
+                else:
+                    expr = Lit(value)
+                chosen.append((hint, kw, default, same_as, expr))
+            ctor.fields = chosen
+        if module != ctor.module or len(fields) != len(ctor.fields):
+            raise Unsupported("an op's module differs")
+        for (hint, _, _, _, value), chosen in zip(fields, ctor.fields):
+            if hint != chosen[0] or not same(evaluate(chosen[4], env, me), value):
+                raise Unsupported(f"field {hint} differs")
+
+    def check_sequential(self, seq: SeqCtor, layers: list, child: Any) -> None:
+        inst = child.instance
+        if child.kind != "scope" or inst is None or inst.kind != "group":
+            raise Unsupported(f"{child.label} is not a group")
+        if [c.label for c in inst.children] != [label for label, _, _ in layers]:
+            raise Unsupported("a sequential group's labels")
+        for k, (label, ctor, values) in enumerate(layers):
+            if label != str(k):
+                seq.indexed = False
+            self.check_child(ctor, values, inst.children[k])
+        value = inst.inputs[0] if len(inst.inputs) == 1 else None
+        for k, s in enumerate(inst.body):
+            if s.kind != "call" or s.child != k or s.ins != [value] or len(s.outs) != 1:
+                raise Unsupported("a sequential group that is not a chain")
+            value = s.outs[0]
+        if len(inst.body) != len(layers) or inst.outputs != [value]:
+            raise Unsupported("a sequential group that is not a chain")
+
+    # -- forward --
+
+    def run_forward(self, mc: MirrorClass, inst: Instance, me: _Self) -> None:
+        env: dict[str, Any] = {}
+        for k, name in enumerate(mc.inputs):
+            env[name] = ("in", k)
+        ran: list[tuple] = []
+        try:
+            self._run(mc.forward, env, me, ran)
+            raise Unsupported("forward does not return")
+        except _Return as r:
+            result = r.value
+        body = [s for s in inst.body]
+        if len(body) != len(ran):
+            raise Unsupported("forward runs other statements")
+        value_of: dict[int, Any] = {v: ("in", k) for k, v in enumerate(inst.inputs)}
+        for k, (s, mine) in enumerate(zip(body, ran)):
+            self.compare(s, mine, inst, value_of)
+            value_of[s.outs[0]] = ("v", k)
+        if [value_of.get(v) for v in inst.outputs] != [result]:
+            raise Unsupported("forward returns another value")
+
+    def compare(self, s: Stmt, mine: tuple, inst: Instance, value_of: dict) -> None:
+        if len(s.outs) != 1 or s.extra:
+            raise Unsupported("a statement with several outputs")
+        ins = [value_of.get(v) for v in s.ins]
+        if s.kind == "call":
+            if mine[0] != "call" or inst.children[s.child].label != mine[1] or ins != mine[2]:
+                raise Unsupported(f"call of {inst.children[s.child].label}")
+            return
+        kind, form = s.kind if isinstance(s.kind, tuple) else (s.kind, ())
+        if kind == "slice":
+            full = self.channels(s.ins[0])
+            lo, hi = (0 if s.nums[0] is None else s.nums[0]), (full if s.nums[1] is None else s.nums[1])
+            mlo, mhi = mine[2], mine[3]
+            mlo = 0 if mlo is None else mlo + full if mlo < 0 else mlo
+            mhi = full if mhi is None else mhi + full if mhi < 0 else mhi
+            if mine[0] != "slice" or ins != [mine[1]] or (lo, hi) != (mlo, mhi):
+                raise Unsupported("a slice differs")
+            return
+        if kind not in ("add", "concat", "mul", "gate") or mine[0] != "conn" or mine[1].op != kind or ins != mine[2]:
+            raise Unsupported(f"{kind} differs")
+        if mine[1].form is None:
+            mine[1].form = form
+        elif mine[1].form != form:
+            raise Unsupported(f"the form of a {kind} differs")
+
+    def _run(self, stmts: list, env: dict, me: _Self, ran: list) -> None:
+        for s in stmts:
+            if isinstance(s, Let):
+                env[s.name] = self._tensor(s.value, env, me, ran)
+            elif isinstance(s, When):
+                if isinstance(s.cond, HasModule):
+                    taken = me.modules.get(evaluate(s.cond.label, env, me)) is not None
+                else:
+                    taken = evaluate(s.cond, env, me)
+                self._run(s.body if taken else s.orelse, env, me, ran)
+            elif isinstance(s, Each):
+                for v in evaluate(s.iterable, env, me):
+                    env[s.var] = v
+                    self._run(s.body, env, me, ran)
+            elif isinstance(s, Give):
+                raise _Return(self._tensor(s.value, env, me, ran))
+            else:
+                raise Unsupported(f"{type(s).__name__} in forward")
+
+    def _tensor(self, t: Any, env: dict, me: _Self, ran: list) -> Any:
+        if isinstance(t, Local):
+            if t.name not in env:
+                raise Unsupported(f"{t.name} is not set in forward")
+            return env[t.name]
+        if isinstance(t, Apply):
+            args = [self._tensor(a, env, me, ran) for a in t.args]
+            ran.append(("call", evaluate(t.label, env, me), args))
+        elif isinstance(t, Connect):
+            ran.append(("conn", t, [self._tensor(a, env, me, ran) for a in t.operands]))
+        elif isinstance(t, SliceOf):
+            value = self._tensor(t.value, env, me, ran)
+            lo = None if t.lo is None else evaluate(t.lo, env, me)
+            hi = None if t.hi is None else evaluate(t.hi, env, me)
+            ran.append(("slice", value, lo, hi))
+        else:
+            raise Unsupported(f"tensor {type(t).__name__}")
+        return ("v", len(ran) - 1)
+
+
+
+def unchecked_fields(mc: MirrorClass) -> None:
+    """Constructor fields for the ops no instance built (a branch no instance takes):
+    the input's channels, the spec's argument of the field's name, else the op's
+    value for its defaults. The compiled model never runs them; they make the class
+    complete for other arguments."""
+
+    def walk(stmts: list) -> None:
+        for s in stmts:
+            if isinstance(s, Module) and isinstance(s.ctor, OpCtor) and s.ctor.fields is None:
+                _synthesize(s.ctor)
+            for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+                if sub:
+                    walk(sub)
+
+    walk(mc.init)
+
+
+_PLACEHOLDER = {"pos_int": 1, "int": 0, "pair": 0, "pos_pair": 1, "opt_pair": None, "float": 0.0,
+                "opt_number": None, "prob": 0.0, "bool": False}
+
+
+def _synthesize(ctor: OpCtor) -> None:
+    spec = OPS[ctor.op]
+    given = {}
+    for a in spec.args:
+        if a.default is REQUIRED:
+            given[a.name] = a.choices[0] if a.kind == "choice" else _PLACEHOLDER[a.kind]
+    try:
+        attrs = spec.bind([], given)
+    except ArgError as err:
+        raise Unsupported(f"{ctor.op}: {err.message}") from None
+    _, module, fields = spec.torch.describe((8, 8, 8) if 3 in spec.rank else (8,), attrs)
+    ctor.module = module
+    ctor.inplace = False
+    ctor.fields = []
+    for hint, kw, default, same_as, value in fields:
+        if hint in _CHANNEL_FIELDS:
+            expr = ctor.channels
+        elif hint in ctor.args:
+            expr = ctor.args[hint]
+        else:
+            expr = Lit(value)
+        ctor.fields.append((hint, kw, default, same_as, expr))

@@ -1,0 +1,139 @@
+"""Which blocks are printed as mirrored classes (mirror.py): those whose translation
+the check (mirror_check.py) finds exact for every instance, and whose called blocks
+are mirrored too. A block called by itself is translated twice: first reading its own
+output channels from the attribute its constructor sets, then, where they turn out to
+be an expression of its parameters, with that expression."""
+
+from __future__ import annotations
+
+from udnet.backends.pytorch.mirror import MirrorClass, Translator, Unsupported, _constant
+from udnet.backends.pytorch.mirror_check import Checker, unchecked_fields
+from udnet.backends.pytorch.structure import Instance
+from udnet.frontend import ast
+from udnet.ir.graph import IR
+from udnet.reserved import RESERVED_IN_MODEL
+
+#: Names a mirrored class's locals and parameters must not take: Python's and model.py's
+#: own (the instance path's loop index ``i`` and ``name`` aside: spec variables keep those).
+_RESERVED = set(RESERVED_IN_MODEL) - {"i", "name"}
+
+
+def mirrored(ir: IR, root: Instance, why: dict[str, str] | None = None) -> dict[str, MirrorClass]:
+    """The mirrored class of every block that has one; ``why`` collects, per other block,
+    what kept it on the instance path."""
+    blocks: dict[str, ast.Definition] = ir.graph.get("blocks", {})
+    instances: dict[str, list[Instance]] = {}
+
+    def walk(inst: Instance) -> None:
+        if inst.kind == "block":
+            instances.setdefault(inst.name, []).append(inst)
+        for c in inst.children:
+            if c.instance is not None:
+                walk(c.instance)
+
+    walk(root)
+    why = {} if why is None else why
+    # Every block an instantiated block may call, instantiated or not: a branch no
+    # instance takes still names its class (Stage's Bottleneck in a ResNet-18).
+    calls: dict[str, set[str]] = {}
+    todo = [name for name in instances if name in blocks]
+    while todo:
+        name = todo.pop()
+        if name not in calls:
+            calls[name] = called(blocks[name]) & set(blocks)
+            todo.extend(calls[name])
+    classes: dict[str, MirrorClass] = {}
+    for name in _callees_first(calls):
+        if calls[name] - {name} - set(classes):
+            why[name] = "it calls a block that is not mirrored"
+            continue
+        try:
+            classes[name] = _translate(blocks[name], classes, blocks)
+        except Unsupported as err:
+            why[name] = str(err)
+    checker = Checker(ir, classes)
+    for name in list(classes):
+        try:
+            for inst in instances.get(name, ()):
+                checker.check(classes[name], inst)
+            unchecked_fields(classes[name])
+        except Unsupported as err:
+            why[name] = str(err)
+            del classes[name]
+    # A block whose callee lost its class loses its own.
+    changed = True
+    while changed:
+        changed = False
+        for name in list(classes):
+            if calls[name] - set(classes):
+                why[name] = "it calls a block that is not mirrored"
+                del classes[name]
+                changed = True
+    return classes
+
+
+def _translate(defn: ast.Definition, classes: dict, blocks: dict) -> MirrorClass:
+    if defn.name not in called(defn):
+        return Translator(defn, classes, blocks, _RESERVED).translate()
+    # Recursion: guess the output channels from a return that does not read them from a
+    # call of itself (the base case's), and keep the guess if every return agrees.
+    first = Translator(defn, {**classes, defn.name: _provisional(defn, None)}, blocks, _RESERVED).translate()
+    for guess in first.returns:
+        try:
+            again = Translator(defn, {**classes, defn.name: _provisional(defn, guess)}, blocks, _RESERVED).translate()
+        except Unsupported:
+            continue
+        if again.out_channels == guess:
+            return again
+    callee = _provisional(defn, None)
+    result = Translator(defn, {**classes, defn.name: callee}, blocks, _RESERVED).translate()
+    result.keeps_out = callee.keeps_out
+    return result
+
+
+def _provisional(defn: ast.Definition, out) -> MirrorClass:
+    """The signature of a block being translated, for its calls of itself."""
+    t = Translator(defn, {}, {}, _RESERVED)
+    channel_params = [t.fresh("in_channels" if k == 0 else f"{p.name}_channels")
+                      for k, p in enumerate(defn.inputs or [None])] if defn.inputs else [t.fresh("in_channels")]
+    params = [t.pyname(p.name) for p in defn.params]
+    defaults = {t.pyname(p.name): _constant(p.default) for p in defn.params if p.default is not None}
+    return MirrorClass(defn.name, defn, channel_params + params, channel_params, defaults, [], [], [], out)
+
+
+def called(defn: ast.Definition) -> set[str]:
+    """The names a block calls as stages (and any other name it reads: filtered by the caller)."""
+    found: set[str] = set()
+
+    def visit(node) -> None:
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        if isinstance(node, ast.Node) or isinstance(node, list):
+            items = node if isinstance(node, list) else vars(node).values()
+            for v in items:
+                if isinstance(v, (ast.Node, list)):
+                    visit(v)
+
+    visit(defn.body)
+    return found
+
+
+def _callees_first(calls: dict[str, set[str]]) -> list[str]:
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            return  # mutual recursion: the check rejects what it cannot translate
+        state[name] = 1
+        for callee in sorted(calls.get(name, ())):
+            if callee != name and callee in calls:
+                visit(callee)
+        state[name] = 2
+        order.append(name)
+
+    for name in calls:
+        visit(name)
+    return order
