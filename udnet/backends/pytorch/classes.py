@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from udnet.backends.pytorch.expr import Expr, Lit, Name
-from udnet.backends.pytorch.mirror import MirrorClass
+from udnet.backends.pytorch.mirror.program import MirrorClass
 from udnet.backends.pytorch.names import Namespace
 from udnet.backends.pytorch.naming import name_classes, pyname
 from udnet.backends.pytorch.structure import Child, Instance, Loop, Stmt, fold_loops, label_pattern
@@ -49,7 +49,7 @@ class ClassDef:
 
 
 def _names_called(mc: MirrorClass) -> set[str]:
-    from udnet.backends.pytorch.mirrored import called
+    from udnet.backends.pytorch.mirror.labels import called
 
     return called(mc.defn)
 

@@ -11,8 +11,8 @@ from udnet.backends.pytorch.classes import ClassDef, Classes
 from udnet.backends.pytorch.expr import SELF, Attr, Lit, Name, Subscript, call, render
 from udnet.backends.pytorch.helpers import reads_torch
 from udnet.backends.pytorch.layout import def_lines, safe_text, wrap_doc
-from udnet.backends.pytorch.mirror_render import MirrorPrinter
-from udnet.backends.pytorch.mirrored import mirrored
+from udnet.backends.pytorch.mirror.render import MirrorPrinter
+from udnet.backends.pytorch.mirror import mirrored
 from udnet.backends.pytorch.structure import build_instances
 from udnet.elaborate.values import show
 from udnet.ir.graph import IR

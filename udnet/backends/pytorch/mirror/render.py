@@ -22,7 +22,7 @@ from udnet.backends.pytorch.expr import (
     render,
 )
 from udnet.backends.pytorch.layout import def_lines, stmt_lines
-from udnet.backends.pytorch.mirror import (
+from udnet.backends.pytorch.mirror.program import (
     OUT,
     Apply,
     BlockCtor,

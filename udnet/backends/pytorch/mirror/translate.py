@@ -1,14 +1,12 @@
-"""Classes that mirror the spec's blocks: one class per block, translated from the
-block's syntax tree. The block's parameters are the constructor's (after the channels
-of its inputs), its ``if``s and loops are Python's, a call of itself is a call of the
-class. ``__init__`` follows the channels of every tensor as Python expressions (each
-op's rule); ``forward`` replays the constructor's decisions through attributes
-(``if self.downsample is not None``) and never branches on a tensor's shape.
+"""The translation of one block's syntax tree into its class's program (program.py).
 
-The translation is checked against the elaborated IR before it is used
-(mirror_check.py): a block whose translation does not rebuild every one of its
-instances exactly, or that uses what the translation does not cover, is printed by
-the instance path (classes.py) instead. ``Unsupported`` says why.
+Each tensor of the block is tracked with the expression of its channels in
+``__init__`` (an op's ``out`` argument, or its input's); a block called by the block
+gives its output channels as an expression of the call's arguments, or through the
+``out_channels`` attribute its constructor sets. Values forward reads (a loop's count,
+a slice's bounds, an ``if``'s condition) become attributes; an ``if`` that only adds a
+module is replayed as ``if self.<module> is not None``. What the translation does not
+cover raises ``Unsupported``: the block keeps the instance path.
 """
 
 from __future__ import annotations
@@ -33,189 +31,37 @@ from udnet.backends.pytorch.expr import (
     Tuple,
     read_names,
 )
+from udnet.backends.pytorch.mirror.labels import auto_names, callee
+from udnet.backends.pytorch.mirror.program import (
+    OUT,
+    Apply,
+    BlockCtor,
+    Connect,
+    Each,
+    Give,
+    HasModule,
+    Keep,
+    Let,
+    Local,
+    MirrorClass,
+    Module,
+    OpCtor,
+    SeqCtor,
+    SeqStart,
+    SliceOf,
+    Unsupported,
+    When,
+    same_program,
+    substitute,
+)
 from udnet.frontend import ast
 from udnet.ops import OPS
 from udnet.reserved import CONNECTIONS, FUNCTIONS, MODULE_ATTRS
 
-
-#: The attribute a class whose output channels callers cannot compute keeps them in.
-OUT = "out_channels"
-
-
-class Unsupported(Exception):
-    """The block uses what the translation does not cover: it keeps the instance path."""
-
-
-# ---- the class program: what __init__ and forward do, before it is printed ----
-
-
-@dataclass(eq=False)
-class OpCtor:
-    """An op's module. ``args``: the spec's arguments by name; ``fields``: each
-    constructor field's expression, chosen by the check from the instances."""
-
-    op: str
-    args: dict[str, Expr]
-    channels: Expr
-    fields: list | None = None  # (hint, keyword, default, same_as, Expr)
-    module: str | None = None
-    inplace: bool = True  # every instance may overwrite its input
-
-
-@dataclass(eq=False)
-class BlockCtor:
-    """A block's module: ``Block(channels..., *args, **kwargs)`` as the spec calls it."""
-
-    block: str
-    channels: list[Expr]
-    args: list[Expr]
-    kwargs: list[tuple[str, Expr]]
-
-
-@dataclass(eq=False)
-class SeqCtor:
-    """A labelled ``{ ... }`` group of stages run one after the other: ``nn.Sequential``,
-    built in the local ``layers``: a list where its labels are 0, 1, ... in every
-    instance (``indexed``), else a Sequential its modules are added to by label."""
-
-    layers: str
-    indexed: bool = True
-
-
-@dataclass(eq=False)
-class SeqStart:
-    """``layers = []`` (or ``nn.Sequential()``): a group's modules are collected from here."""
-
-    seq: SeqCtor
-
-
-@dataclass(eq=False)
-class Module:
-    """Set submodule ``label`` (None: no module there) or append it to ``into``."""
-
-    label: Expr
-    ctor: OpCtor | BlockCtor | SeqCtor | None
-    into: SeqCtor | None = None
-
-
-@dataclass(eq=False)
-class Let:
-    name: str
-    value: Any  # Expr, or in forward a tensor expression (Apply, Connect, SliceOf)
-
-
-@dataclass(eq=False)
-class Keep:
-    """``self.name = value``: a value forward reads."""
-
-    name: str
-    value: Expr
-
-
-@dataclass(eq=False)
-class When:
-    cond: Expr
-    body: list
-    orelse: list
-
-
-@dataclass(eq=False)
-class Each:
-    var: str
-    iterable: Expr
-    body: list
-
-
-@dataclass(eq=False)
-class Give:
-    value: Any  # forward: a tensor expression; __init__: None
-
-
-@dataclass(eq=False)
-class Apply:
-    """``module(*args)`` in forward; ``module`` is the label's access on self."""
-
-    label: Expr
-    args: list
-
-
-@dataclass(eq=False)
-class Connect:
-    """A connection (add, concat, mul, gate) of tensor expressions; ``form`` is the
-    connection's structure (which operands broadcast), taken from the instances."""
-
-    op: str
-    operands: list
-    form: tuple | None = None
-
-
-@dataclass(eq=False)
-class SliceOf:
-    value: Any
-    lo: Expr | None
-    hi: Expr | None
-
-
-@dataclass(eq=False)
-class HasModule:
-    """forward's ``self.<label> is not None``: did __init__ build the optional module?"""
-
-    label: Expr
-
-
-@dataclass(eq=False)
-class Local:
-    """A tensor local of forward."""
-
-    name: str
-
-
-@dataclass(eq=False)
-class MirrorClass:
-    """One block as one class."""
-
-    block: str
-    defn: ast.Definition
-    params: list[str]  # the constructor's: the inputs' channels, then the block's own
-    channel_params: list[str]
-    defaults: dict[str, Expr]
-    init: list
-    forward: list
-    inputs: list[str]  # forward's tensor parameters
-    out_channels: Expr | None  # over the constructor's parameters, where that is possible
-    keeps_out: bool = False  # __init__ sets self.out_channels (callers read it)
-    returns: list = field(default_factory=list)  # the output channels at each return
-
-
 _PY_OPS = {"+": "+", "-": "-", "*": "*", "/": "/", "//": "//", "%": "%", "**": "**", "==": "==",
            "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "and": "and", "or": "or", "in": "in",
            "++": "+"}
-#: Ops whose output has as many channels as their input (the rest name them: ``out``).
-_CHANNEL_KEEPING_RANKS = (1, 3)
 
-
-def substitute(e: Expr, names: dict[str, Expr]) -> Expr:
-    """``e`` with each name in ``names`` replaced (a callee's parameters by the caller's arguments)."""
-    if isinstance(e, Name):
-        return names.get(e.id, e)
-    if isinstance(e, BinOp):
-        return BinOp(substitute(e.left, names), e.op, substitute(e.right, names))
-    if isinstance(e, (Neg, Not)):
-        return type(e)(substitute(e.operand, names))
-    if isinstance(e, IfExp):
-        return IfExp(substitute(e.cond, names), substitute(e.then, names), substitute(e.orelse, names))
-    if isinstance(e, Subscript):
-        return Subscript(substitute(e.value, names), tuple(substitute(i, names) for i in e.index))
-    if isinstance(e, Tuple):
-        return Tuple(tuple(substitute(x, names) for x in e.elts))
-    if isinstance(e, Call):
-        return Call(e.func, tuple(substitute(a, names) for a in e.args),
-                    tuple((k, substitute(v, names)) for k, v in e.kwargs))
-    if isinstance(e, FString):
-        return FString(tuple(p if isinstance(p, str) else substitute(p, names) for p in e.parts))
-    if isinstance(e, (Lit, Attr)):
-        return e
-    raise Unsupported(f"cannot substitute into {type(e).__name__}")
 
 
 @dataclass
@@ -243,7 +89,7 @@ class Translator:
         self.fwd_reads: set[str] = set()
         self.layers = 0
         self.outs: list[Expr] = []
-        self.auto, self.labels = _auto_names(defn.body.stmts)
+        self.auto, self.labels = auto_names(defn.body.stmts)
         self.attr_of: dict[str, str] = {}
 
     # -- names --
@@ -286,7 +132,7 @@ class Translator:
             st.kinds[p.name] = "value"
             st.assigned_once[p.name] = True
             if p.default is not None:
-                defaults[pn] = _constant(p.default)
+                defaults[pn] = constant(p.default)
         init, fwd = [], []
         returned = self.body(d.body.stmts, st, init, fwd)
         if not returned:
@@ -423,7 +269,7 @@ class Translator:
             outs[1][2].append(Module(label, None))
             fwd_cond = HasModule(label)
         same_fwd = has_fwd and not merged_rest and outs[-1][0] is None and not optional \
-            and all(_same_program(o[3], outs[0][3]) for o in outs)
+            and all(same_program(o[3], outs[0][3]) for o in outs)
         for k, (cond, _, bi, bf, _) in enumerate(outs):
             init_chain.append((cond, bi))
             if has_fwd and not same_fwd:
@@ -567,7 +413,10 @@ class Translator:
             if label is None:
                 raise Unsupported("an unlabelled { } group")
             return self.sequential(stage, src, lab, st, init)
-        func, args, kwargs = _callee(stage)
+        try:
+            func, args, kwargs = callee(stage)
+        except ValueError as err:
+            raise Unsupported(str(err)) from None
         if func in OPS:
             if isinstance(chan_in, list):
                 raise Unsupported("several tensors into an op")
@@ -621,7 +470,7 @@ class Translator:
         ``nn.Sequential``, built in a list."""
         seq = SeqCtor(self.fresh("layers"))
         init.append(SeqStart(seq))
-        self.auto.update(_auto_names(body.stmts)[0])
+        self.auto.update(auto_names(body.stmts)[0])
         sub = copy.deepcopy(st)
         chan = self._seq_body(body.stmts, sub, init, seq, src[1])
         init.append(Module(lab, seq))
@@ -736,7 +585,8 @@ class Translator:
         return {self.py[n] for n, k in st.kinds.items() if k == "loop" and n in self.py}
 
 
-def _constant(e: Any) -> Expr:
+
+def constant(e: Any) -> Expr:
     """A parameter's default as a Python default: a literal, a negative number, a list of them."""
     if isinstance(e, ast.Literal):
         return Lit(e.value)
@@ -744,17 +594,9 @@ def _constant(e: Any) -> Expr:
             and type(e.operand.value) in (int, float):
         return Lit(-e.operand.value)
     if isinstance(e, ast.ListExpr):
-        items = [_constant(i) for i in e.items]
+        items = [constant(i) for i in e.items]
         return Lit(tuple(i.value for i in items))
     raise Unsupported("a default that is not a constant")
-
-
-def _callee(stage: Any) -> tuple[str, list, list]:
-    if isinstance(stage, ast.Name):
-        return stage.id, [], []
-    if isinstance(stage, ast.Call) and isinstance(stage.func, ast.Name):
-        return stage.func.id, stage.args, stage.kwargs
-    raise Unsupported(f"stage {type(stage).__name__}")
 
 
 def _py_param(cls: MirrorClass, spec_name: str) -> str:
@@ -789,17 +631,6 @@ def _range(lo: Expr, hi: Expr) -> Expr:
     return Call(Name("range"), (lo, end))
 
 
-def _same_program(a: Any, b: Any) -> bool:
-    """Do two pieces of program do the same (statements, tensor expressions, values)?"""
-    if isinstance(a, list) or isinstance(b, list):
-        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) \
-            and all(_same_program(x, y) for x, y in zip(a, b))
-    if type(a) is not type(b):
-        return False
-    if hasattr(a, "__dataclass_fields__") and not a.__dataclass_params__.frozen:
-        return all(_same_program(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
-    return a == b
-
 
 def _chain(branches: list) -> list:
     """if / elif / else of (cond, statements) pairs; a None cond is the else."""
@@ -828,87 +659,4 @@ def _insert_keep(stmts: list, name: str, attr: str) -> bool:
             stmts.insert(k + 1, Keep(attr, Name(name)))
             return True
     raise Unsupported(f"forward reads {name}, set inside a branch")
-
-
-def _auto_names(stmts: list) -> tuple[dict[int, str], set[str]]:
-    """The names the elaborator gives the block's unlabelled stages (relu, relu_1, ...),
-    where every such stage runs once per instance: stages in loops get none."""
-    found: list[tuple[Any, str, bool]] = []
-    labels: set[str] = set()
-
-    def base(stage: Any) -> str | None:
-        if isinstance(stage, ast.Body):
-            return "group"
-        try:
-            func, _, _ = _callee(stage)
-        except Unsupported:
-            return None
-        return func if func in OPS else func.lower()
-
-    def walk_expr(e: Any, looped: bool) -> None:
-        if isinstance(e, ast.Pipe):
-            walk_expr(e.value, looped)
-            if e.label is None:
-                b = base(e.stage)
-                if b:
-                    found.append((e.stage, b, looped))
-            else:
-                labels.add("".join(p for p in e.label.parts if isinstance(p, str)))
-            if isinstance(e.stage, ast.Body):
-                pass  # its stages are another scope's
-        elif isinstance(e, ast.BinOp):
-            walk_expr(e.left, looped)
-            walk_expr(e.right, looped)
-        elif isinstance(e, (ast.TupleExpr,)):
-            for i in e.items:
-                walk_expr(i, looped)
-        elif isinstance(e, ast.SliceExpr):
-            walk_expr(e.value, looped)
-        elif isinstance(e, ast.Call):
-            for a in e.args:
-                walk_expr(a, looped)
-
-    def walk(stmts: list, looped: bool) -> None:
-        for s in stmts:
-            if isinstance(s, ast.ExprStmt):
-                if s.label is None:
-                    b = base(s.value)
-                    if b:
-                        found.append((s.value, b, looped))
-                else:
-                    labels.add("".join(p for p in s.label.parts if isinstance(p, str)))
-                walk_expr(s.value, looped)
-            elif isinstance(s, ast.ScopeStmt):
-                labels.add("".join(p for p in s.label.parts if isinstance(p, str)))
-            elif isinstance(s, (ast.Assign, ast.Return)):
-                walk_expr(s.value, looped)
-            elif isinstance(s, ast.For):
-                walk(s.body.stmts, True)
-            elif isinstance(s, ast.If):
-                walk(s.body.stmts, looped)
-                o = s.orelse
-                while isinstance(o, ast.If):
-                    walk(o.body.stmts, looped)
-                    o = o.orelse
-                if o is not None:
-                    walk(o.stmts, looped)
-
-    walk(stmts, False)
-    counts: dict[str, int] = {}
-    for _, b, _ in found:
-        counts[b] = counts.get(b, 0) + 1
-    seen: dict[str, int] = {}
-    out: dict[int, str] = {}
-    taken = set(labels)
-    for stage, b, looped in found:
-        seen[b] = seen.get(b, 0) + 1
-        name = b if counts[b] == 1 else f"{b}_{seen[b]}"
-        if name.startswith("__"):
-            name = "_" + name.lstrip("_")
-        while name in taken or name in MODULE_ATTRS:
-            name += "_"
-        taken.add(name)
-        if not looped:
-            out[id(stage)] = name
-    return out, taken
 

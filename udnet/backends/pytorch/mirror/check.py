@@ -27,7 +27,7 @@ from udnet.backends.pytorch.expr import (
     Subscript,
     Tuple,
 )
-from udnet.backends.pytorch.mirror import (
+from udnet.backends.pytorch.mirror.program import (
     Apply,
     BlockCtor,
     Connect,

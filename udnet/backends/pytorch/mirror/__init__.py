@@ -1,13 +1,22 @@
-"""Which blocks are printed as mirrored classes (mirror.py): those whose translation
-the check (mirror_check.py) finds exact for every instance, and whose called blocks
-are mirrored too. A block called by itself is translated twice: first reading its own
-output channels from the attribute its constructor sets, then, where they turn out to
-be an expression of its parameters, with that expression."""
+"""Mirrored classes: one class per spec block, translated from the block's syntax tree,
+so that model.py reads like the spec (its parameters, its ifs and loops, its recursion).
+
+- translate.py: a block's syntax tree -> its class's program (program.py);
+- labels.py: the names the elaborator gives unlabelled stages, and the blocks a block calls;
+- check.py: the program run on every instance's arguments against the elaborated IR;
+- render.py: the program as the lines of ``__init__`` and ``forward``;
+- this module: which blocks are mirrored: those whose translation the check finds exact
+  for every instance, whose called blocks are mirrored too. The others keep the
+  instance path (classes.py). A block called by itself is translated with a guess of
+  its output channels (its base case's), kept where every return agrees.
+"""
 
 from __future__ import annotations
 
-from udnet.backends.pytorch.mirror import MirrorClass, Translator, Unsupported, _constant
-from udnet.backends.pytorch.mirror_check import Checker, unchecked_fields
+from udnet.backends.pytorch.mirror.labels import called
+from udnet.backends.pytorch.mirror.program import MirrorClass, Unsupported
+from udnet.backends.pytorch.mirror.translate import Translator, constant
+from udnet.backends.pytorch.mirror.check import Checker, unchecked_fields
 from udnet.backends.pytorch.structure import Instance
 from udnet.frontend import ast
 from udnet.ir.graph import IR
@@ -97,25 +106,8 @@ def _provisional(defn: ast.Definition, out) -> MirrorClass:
     channel_params = [t.fresh("in_channels" if k == 0 else f"{p.name}_channels")
                       for k, p in enumerate(defn.inputs or [None])] if defn.inputs else [t.fresh("in_channels")]
     params = [t.pyname(p.name) for p in defn.params]
-    defaults = {t.pyname(p.name): _constant(p.default) for p in defn.params if p.default is not None}
+    defaults = {t.pyname(p.name): constant(p.default) for p in defn.params if p.default is not None}
     return MirrorClass(defn.name, defn, channel_params + params, channel_params, defaults, [], [], [], out)
-
-
-def called(defn: ast.Definition) -> set[str]:
-    """The names a block calls as stages (and any other name it reads: filtered by the caller)."""
-    found: set[str] = set()
-
-    def visit(node) -> None:
-        if isinstance(node, ast.Name):
-            found.add(node.id)
-        if isinstance(node, ast.Node) or isinstance(node, list):
-            items = node if isinstance(node, list) else vars(node).values()
-            for v in items:
-                if isinstance(v, (ast.Node, list)):
-                    visit(v)
-
-    visit(defn.body)
-    return found
 
 
 def _callees_first(calls: dict[str, set[str]]) -> list[str]:
