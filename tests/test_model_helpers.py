@@ -75,6 +75,24 @@ def test_global_drop_path_keeps_only_each_samples_column():
         torch.testing.assert_close(out[i], xs[c - 1][i])
 
 
+def test_a_join_without_columns_numbers_its_inputs_from_the_networks_deepest():
+    """A FractalNet block's join (columns None): its first input is the network's
+    deepest column, the next one shallower, as set_drop_path_columns numbers them."""
+    torch.manual_seed(3)
+    explicit = nn.Sequential(fractal_join.Join(0.0, 1.0, (4, 3))).train()
+    implicit = nn.Sequential(fractal_join.Join(0.0, 1.0)).train()
+    xs = _inputs(2, 32)
+    fractal_join.set_drop_path_columns(explicit, 32, 1.0, 4, torch.device("cpu"))
+    implicit[0].global_columns, implicit[0].num_columns = explicit[0].global_columns, 4
+    assert implicit[0].num_columns == explicit[0].num_columns == 4
+    torch.manual_seed(5)
+    a = explicit[0](*xs)
+    torch.manual_seed(5)
+    b = implicit[0](*xs)
+    assert torch.equal(a, b)
+    assert (explicit[0].global_columns <= 2).any()  # samples whose column is not in this join: local
+
+
 def test_drop_path_columns_are_cleared_in_eval_and_local_without_global_drop():
     model = nn.Sequential(fractal_join.Join(0.0, 0.0, (1, 2))).train()
     fractal_join.set_drop_path_columns(model, 8, 0.0, 2, torch.device("cpu"))

@@ -360,6 +360,7 @@ def test_fractal_column_extracts_the_student_network(column):
         if type(m).__name__ == "Join":
             m.train()
             m.drop_local, m.global_columns = 0.0, torch.full((3,), column)
+            m.num_columns = params["C"]  # what set_drop_path_columns tells a block's joins
     torch.testing.assert_close(student(x), full(x), rtol=1e-5, atol=1e-6)
     assert "Join" not in compile_to_torch(str(SPECS / "fractal.ud"), fractal_column=column,
                                           defines=[f"{k}={v}" for k, v in params.items()])

@@ -129,9 +129,15 @@ def test_global_drop_path_keeps_one_column_per_sample():
     model = udnet.load(str(SPECS / "fractal.ud"), **FRACTAL).train()
     joins = [m for m in model.modules() if type(m).__name__ == "Join"]
     assert joins
+    # How many inputs each join takes: a block's join that its caller's join merges never runs.
+    inputs = {}
+    hooks = [j.register_forward_pre_hook(lambda m, args: inputs.__setitem__(m, len(args))) for j in joins]
     torch.manual_seed(99)
     n = 6000
     model(torch.randn(n, 3, 2, 2))
+    for h in hooks:
+        h.remove()
+    joins = [j for j in joins if j in inputs]
     cols = joins[0].global_columns
     assert cols is not None and cols.shape == (n,)
     for j in joins:  # one choice for the whole network
@@ -142,13 +148,16 @@ def test_global_drop_path_keeps_one_column_per_sample():
         assert _within(int((cols == c).sum()), n, FRACTAL["drop_global"] / FRACTAL["C"]), c
     seen_columns = set()
     for j in joins:
-        m = len(j.columns)
+        m = inputs[j]
+        # The inputs' columns: given, or the network's deepest first (a FractalNet block's join).
+        columns = j.columns or tuple(range(j.num_columns, j.num_columns - m, -1))
+        assert len(columns) == m
         w = _probe_weights(j, n, m)
-        for idx, c in enumerate(j.columns):
+        for idx, c in enumerate(columns):
             mine = cols == c
             seen_columns.add(c)
             want = F.one_hot(torch.full((int(mine.sum()),), idx), m).double()
-            assert torch.equal(w[mine], want), (j.columns, c)
+            assert torch.equal(w[mine], want), (columns, c)
         # samples on local drop-path: each input kept with probability 1 - p (+ rescue)
         local = ~is_global
         survive = (1 - j.drop_local) + j.drop_local**m / m

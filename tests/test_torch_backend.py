@@ -121,7 +121,11 @@ def test_repeats_become_loops_and_blocks_share_classes():
     tree = ast.parse(src)
     classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
     assert classes.count("DenseLayer") == 1 and classes.count("DenseBlock") == 1
-    assert 'for i in range(n):' in src and 'f"denselayer{i + 1}"' in src
+    # The spec's loop, for i in 1..n, and its label, denselayer{i}.
+    assert "for i in range(1, n + 1):" in src and 'f"denselayer{i}"' in src
+    # The instance path folds the repeated layers into a loop of its own.
+    plain = emit_module(build_ir(SPECS / "densenet.ud"), "densenet.ud", mirror=False)
+    assert "for i in range(n):" in plain and 'f"denselayer{i + 1}"' in plain
 
 
 def test_emitted_source_is_deterministic_and_imports_torch_only():

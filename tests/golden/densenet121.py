@@ -98,9 +98,11 @@ def concat_start(x, channels):
     return _link(_Append.apply(None, x, None, store, 0, 0), store, None, x.shape[1])
 
 
-def concat_append(x, y, lo, head=None, drop=0):
-    """``[head ++] x[:, drop:] ++ y``, where ``x[:, drop:]`` has ``lo`` channels: in
-    place in ``x``'s buffer when ``x`` is a link that ends it."""
+def concat_append(x, y, lo=None, head=None, drop=0):
+    """``[head ++] x[:, drop:] ++ y``, where ``x[:, drop:]`` has ``lo`` channels (None:
+    as many as it has): in place in ``x``'s buffer when ``x`` is a link that ends it."""
+    if lo is None:
+        lo = x.shape[1] - drop
     link = None if _tracing() else _link_of(x)
     store = None if link is None else link.store
     if (
@@ -117,8 +119,14 @@ def concat_append(x, y, lo, head=None, drop=0):
 
 
 def bn_relu_conv1x1(x, bn, relu, conv):
-    """conv(relu(bn(x))) for a 1x1 conv (stride 1, no padding, one group)."""
-    link = None if _tracing() or _hooked(bn, relu, conv) else _link_of(x)
+    """conv(relu(bn(x))) for a 1x1 conv (stride 1, no padding, one group): fused on a
+    buffer's link, the three modules as they are on any other tensor or conv."""
+    fusable = (
+        bn.affine
+        and conv.kernel_size == conv.stride == conv.dilation == (1, 1)
+        and (conv.padding == (0, 0) and conv.groups == 1)
+    )
+    link = None if _tracing() or _hooked(bn, relu, conv) or not fusable else _link_of(x)
     if link is None:
         return conv(relu(bn(x)))
     store, head, stored = link.store, link.head, link.stored
@@ -408,14 +416,14 @@ class _BnReluConv1x1(torch.autograd.Function):
 class DenseLayer(nn.Module):
     """H_l: the BN-ReLU-conv1x1 bottleneck (bn_size * k channels, 4k in the paper), then BN-ReLU-conv3x3 (k channels)."""
 
-    def __init__(self, in_channels):
+    def __init__(self, in_channels, k, bn_size=4):
         super().__init__()
         self.norm1 = nn.BatchNorm2d(in_channels)
         self.relu1 = nn.ReLU()
-        self.conv1 = conv2d(in_channels, 128, 1)
-        self.norm2 = nn.BatchNorm2d(128)
+        self.conv1 = conv2d(in_channels, bn_size * k, 1)
+        self.norm2 = nn.BatchNorm2d(bn_size * k)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = conv2d(128, 32, 3, padding=1)
+        self.conv2 = conv2d(bn_size * k, k, 3, padding=1)
 
     def forward(self, x):
         x = bn_relu_conv1x1(x, self.norm1, self.relu1, self.conv1)
@@ -428,19 +436,19 @@ class DenseLayer(nn.Module):
 class DenseBlock(nn.Module):
     """Block DenseBlock, used 4 times."""
 
-    def __init__(self, out_channels, n, in_channels):
+    def __init__(self, in_channels, n, k, bn_size=4):
         super().__init__()
-        self.in_channels = in_channels
         self.n = n
-        self.out_channels = out_channels
-        for i in range(n):
-            self.add_module(f"denselayer{i + 1}", DenseLayer(in_channels + 32 * i))
+        channels = in_channels
+        for i in range(1, n + 1):
+            self.add_module(f"denselayer{i}", DenseLayer(channels, k, bn_size))
+            channels = channels + k
+        self.concat_channels = channels
 
     def forward(self, x):
-        x = concat_start(x, self.out_channels)
-        for i in range(self.n):
-            y = getattr(self, f"denselayer{i + 1}")(x)
-            x = concat_append(x, y, self.in_channels + 32 * i)
+        x = concat_start(x, self.concat_channels)
+        for i in range(1, self.n + 1):
+            x = concat_append(x, getattr(self, f"denselayer{i}")(x))
         return x
 
 
@@ -469,13 +477,13 @@ class Features(nn.Module):
         self.norm0 = nn.BatchNorm2d(64)
         self.relu0 = nn.ReLU(inplace=True)
         self.pool0 = nn.MaxPool2d(3, stride=2, padding=1)
-        self.denseblock1 = DenseBlock(out_channels=256, n=6, in_channels=64)
+        self.denseblock1 = DenseBlock(in_channels=64, n=6, k=32)
         self.transition1 = Transition(in_channels=256, out=128)
-        self.denseblock2 = DenseBlock(out_channels=512, n=12, in_channels=128)
+        self.denseblock2 = DenseBlock(in_channels=128, n=12, k=32)
         self.transition2 = Transition(in_channels=512, out=256)
-        self.denseblock3 = DenseBlock(out_channels=1024, n=24, in_channels=256)
+        self.denseblock3 = DenseBlock(in_channels=256, n=24, k=32)
         self.transition3 = Transition(in_channels=1024, out=512)
-        self.denseblock4 = DenseBlock(out_channels=1024, n=16, in_channels=512)
+        self.denseblock4 = DenseBlock(in_channels=512, n=16, k=32)
         self.norm5 = nn.BatchNorm2d(1024)
 
     def forward(self, x):

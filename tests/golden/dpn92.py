@@ -88,9 +88,11 @@ def concat_start(x, channels):
     return _link(_Append.apply(None, x, None, store, 0, 0), store, None, x.shape[1])
 
 
-def concat_append(x, y, lo, head=None, drop=0):
-    """``[head ++] x[:, drop:] ++ y``, where ``x[:, drop:]`` has ``lo`` channels: in
-    place in ``x``'s buffer when ``x`` is a link that ends it."""
+def concat_append(x, y, lo=None, head=None, drop=0):
+    """``[head ++] x[:, drop:] ++ y``, where ``x[:, drop:]`` has ``lo`` channels (None:
+    as many as it has): in place in ``x``'s buffer when ``x`` is a link that ends it."""
+    if lo is None:
+        lo = x.shape[1] - drop
     link = None if _tracing() else _link_of(x)
     store = None if link is None else link.store
     if (
@@ -107,8 +109,14 @@ def concat_append(x, y, lo, head=None, drop=0):
 
 
 def bn_relu_conv1x1(x, bn, relu, conv):
-    """conv(relu(bn(x))) for a 1x1 conv (stride 1, no padding, one group)."""
-    link = None if _tracing() or _hooked(bn, relu, conv) else _link_of(x)
+    """conv(relu(bn(x))) for a 1x1 conv (stride 1, no padding, one group): fused on a
+    buffer's link, the three modules as they are on any other tensor or conv."""
+    fusable = (
+        bn.affine
+        and conv.kernel_size == conv.stride == conv.dilation == (1, 1)
+        and (conv.padding == (0, 0) and conv.groups == 1)
+    )
+    link = None if _tracing() or _hooked(bn, relu, conv) or not fusable else _link_of(x)
     if link is None:
         return conv(relu(bn(x)))
     store, head, stored = link.store, link.head, link.stored
@@ -414,18 +422,16 @@ class Conv11(nn.Module):
 class BnReluConv(nn.Module):
     """Pre-activation unit (timm's BnActConv2d): BN - ReLU - conv, no conv bias."""
 
-    def __init__(self, in_channels, out, kernel, stride, conv_pad, groups):
+    def __init__(self, in_channels, out, kernel, stride=1, groups=1):
         super().__init__()
         self.bn = nn.BatchNorm2d(in_channels, eps=0.001)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU()
         self.conv = conv2d(
-            in_channels, out, kernel, stride=stride, padding=conv_pad, groups=groups
+            in_channels, out, kernel, stride=stride, padding=kernel // 2, groups=groups
         )
 
     def forward(self, x):
-        x = self.bn(x)
-        x = self.relu(x)
-        x = self.conv(x)
+        x = bn_relu_conv1x1(x, self.bn, self.relu, self.conv)
         return x
 
 
@@ -439,18 +445,10 @@ class DualPathProj(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.c1x1_w_s1 = BnReluConv(
-            in_channels=64, out=288, kernel=1, stride=1, conv_pad=0, groups=1
-        )
-        self.c1x1_a = BnReluConv(
-            in_channels=64, out=96, kernel=1, stride=1, conv_pad=0, groups=1
-        )
-        self.c3x3_b = BnReluConv(
-            in_channels=96, out=96, kernel=3, stride=1, conv_pad=1, groups=32
-        )
-        self.c1x1_c = BnReluConv(
-            in_channels=96, out=272, kernel=1, stride=1, conv_pad=0, groups=1
-        )
+        self.c1x1_w_s1 = BnReluConv(in_channels=64, out=288, kernel=1)
+        self.c1x1_a = BnReluConv(in_channels=64, out=96, kernel=1)
+        self.c3x3_b = BnReluConv(in_channels=96, out=96, kernel=3, groups=32)
+        self.c1x1_c = BnReluConv(in_channels=96, out=272, kernel=1)
 
     def forward(self, x):
         y = self.c1x1_w_s1(x)
@@ -467,20 +465,6 @@ class DualPathProj(nn.Module):
         return dense
 
 
-class BnReluConv2(nn.Module):
-    """Pre-activation unit (timm's BnActConv2d): BN - ReLU - conv, no conv bias."""
-
-    def __init__(self, in_channels, out):
-        super().__init__()
-        self.bn = nn.BatchNorm2d(in_channels, eps=0.001)
-        self.relu = nn.ReLU()
-        self.conv = conv2d(in_channels, out, 1)
-
-    def forward(self, x):
-        x = bn_relu_conv1x1(x, self.bn, self.relu, self.conv)
-        return x
-
-
 class DualPathNormal(nn.Module):
     """One dual path block over bw residual channels, adding inc dense channels.
     kind 'proj' (first block of conv2) and 'down' (first block of conv3-5, stride 2)
@@ -493,13 +477,9 @@ class DualPathNormal(nn.Module):
         super().__init__()
         self.bw = bw
         self.offset = offset
-        self.c1x1_a = BnReluConv2(in_channels=in_channels, out=R)
-        self.c3x3_b = BnReluConv(
-            in_channels=R, out=R, kernel=3, stride=1, conv_pad=1, groups=32
-        )
-        self.c1x1_c = BnReluConv(
-            in_channels=R, out=c1x1_c_out, kernel=1, stride=1, conv_pad=0, groups=1
-        )
+        self.c1x1_a = BnReluConv(in_channels=in_channels, out=R, kernel=1)
+        self.c3x3_b = BnReluConv(in_channels=R, out=R, kernel=3, groups=32)
+        self.c1x1_c = BnReluConv(in_channels=R, out=c1x1_c_out, kernel=1)
 
     def forward(self, x):
         res = x[:, : self.bw]
@@ -529,20 +509,11 @@ class DualPathDown(nn.Module):
         self.offset = offset
         self.out_channels = out_channels
         self.c1x1_w_s2 = BnReluConv(
-            in_channels=in_channels,
-            out=c1x1_w_s2_out,
-            kernel=1,
-            stride=2,
-            conv_pad=0,
-            groups=1,
+            in_channels=in_channels, out=c1x1_w_s2_out, kernel=1, stride=2
         )
-        self.c1x1_a = BnReluConv2(in_channels=in_channels, out=R)
-        self.c3x3_b = BnReluConv(
-            in_channels=R, out=R, kernel=3, stride=2, conv_pad=1, groups=32
-        )
-        self.c1x1_c = BnReluConv(
-            in_channels=R, out=c1x1_c_out, kernel=1, stride=1, conv_pad=0, groups=1
-        )
+        self.c1x1_a = BnReluConv(in_channels=in_channels, out=R, kernel=1)
+        self.c3x3_b = BnReluConv(in_channels=R, out=R, kernel=3, stride=2, groups=32)
+        self.c1x1_c = BnReluConv(in_channels=R, out=c1x1_c_out, kernel=1)
 
     def forward(self, x):
         y = self.c1x1_w_s2(x)

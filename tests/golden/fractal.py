@@ -61,14 +61,17 @@ class Join(nn.Module):
 
     Local drop-path drops each input with probability drop_local, keeping at least
     one. Samples chosen for global drop-path (see set_drop_path_columns) keep only
-    the input of their column.
+    the input of their column. columns numbers the inputs' columns, 1 the shallowest;
+    None: the network's deepest column first, then one shallower each (a FractalNet
+    block's join, whose inputs run from its deepest column to its shallowest).
     """
 
-    def __init__(self, drop_local, drop_global, columns):
+    def __init__(self, drop_local, drop_global, columns=None):
         super().__init__()
         self.drop_local = drop_local
         self.drop_global = drop_global
         self.columns = columns
+        self.num_columns = None
         self.global_columns = None
 
     def forward(self, *xs):
@@ -81,7 +84,10 @@ class Join(nn.Module):
         none_kept = ~keep.any(0)
         keep[lucky, torch.arange(n, device=device)] |= none_kept
         if self.global_columns is not None:
-            cols = torch.tensor(self.columns, device=device)
+            if self.columns is None:
+                cols = self.num_columns - torch.arange(m, device=device)
+            else:
+                cols = torch.tensor(self.columns, device=device)
             chosen = cols[:, None] == self.global_columns[None, :]
             use_global = chosen.any(0)
             keep = torch.where(use_global[None, :], chosen, keep)
@@ -101,6 +107,7 @@ def set_drop_path_columns(model, batch, drop_global, num_columns, device):
     for m in model.modules():
         if isinstance(m, Join):
             m.global_columns = columns
+            m.num_columns = num_columns
 
 
 class Fractal(nn.Module):
@@ -111,174 +118,37 @@ class Fractal(nn.Module):
     for the whole network on a drop_global fraction of each batch.
     """
 
-    def __init__(self, in_channels):
+    def __init__(self, in_channels, C, c, p=0, drop_local=0.15, drop_global=0.5):
         super().__init__()
-        self.conv = conv2d(in_channels, 64, 3, padding=1)
-        self.bn = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
+        self.C = C
+        if C == 1:
+            self.conv = conv2d(in_channels, c, 3, padding=1)
+            self.bn = nn.BatchNorm2d(c)
+            self.relu = nn.ReLU(inplace=True)
+            if p > 0:
+                self.dropout = nn.Dropout(p)
+            else:
+                self.dropout = None
+        else:
+            self.deep1 = Fractal(in_channels, C - 1, c, p, drop_local, drop_global)
+            self.deep2 = Fractal(c, C - 1, c, p, drop_local, drop_global)
+            self.shallow = Fractal(in_channels, 1, c, p)
+            self.join = Join(drop_local, drop_global)
 
-    def forward(self, x):
-        x = self.conv(x)
-        x = self.bn(x)
-        x = self.relu(x)
-        return x
-
-
-class Fractal2(nn.Module):
-    """f_C by recursion. The base case f_1 is the paper's convolution unit:
-    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
-    Drop-path acts at every join in training: local drops each input with
-    probability drop_local (keeping at least one); global keeps a single column
-    for the whole network on a drop_global fraction of each batch.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.deep1 = Fractal(3)
-        self.deep2 = Fractal(64)
-        self.shallow = Fractal(3)
-        self.join = Join(0.15, 0.5, (3, 2))
-
-    def forward(self, x):
-        y = self.deep1(x)
-        y = self.deep2(y)
-        x = self.shallow(x)
-        y = self.join(y, x)
-        return y
-
-
-class Fractal3(nn.Module):
-    """f_C by recursion. The base case f_1 is the paper's convolution unit:
-    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
-    Drop-path acts at every join in training: local drops each input with
-    probability drop_local (keeping at least one); global keeps a single column
-    for the whole network on a drop_global fraction of each batch.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.deep1 = Fractal(64)
-        self.deep2 = Fractal(64)
-        self.shallow = Fractal(64)
-
-    def forward(self, x):
-        y = self.deep1(x)
-        y = self.deep2(y)
-        x = self.shallow(x)
-        return y, x
-
-
-class Fractal4(nn.Module):
-    """f_C by recursion. The base case f_1 is the paper's convolution unit:
-    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
-    Drop-path acts at every join in training: local drops each input with
-    probability drop_local (keeping at least one); global keeps a single column
-    for the whole network on a drop_global fraction of each batch.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.deep1 = Fractal2()
-        self.deep2 = Fractal3()
-        self.shallow = Fractal(3)
-        self.join = Join(0.15, 0.5, (3, 2, 1))
-
-    def forward(self, x):
-        y = self.deep1(x)
-        y, y2 = self.deep2(y)
-        x = self.shallow(x)
-        y = self.join(y, y2, x)
-        return y
-
-
-class Fractal5(nn.Module):
-    """f_C by recursion. The base case f_1 is the paper's convolution unit:
-    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
-    Drop-path acts at every join in training: local drops each input with
-    probability drop_local (keeping at least one); global keeps a single column
-    for the whole network on a drop_global fraction of each batch.
-    """
-
-    def __init__(self, in_channels, c, p):
-        super().__init__()
-        self.conv = conv2d(in_channels, c, 3, padding=1)
-        self.bn = nn.BatchNorm2d(c)
-        self.relu = nn.ReLU(inplace=True)
-        self.dropout = nn.Dropout(p)
-
-    def forward(self, x):
-        x = self.conv(x)
-        x = self.bn(x)
-        x = self.relu(x)
-        x = self.dropout(x)
-        return x
-
-
-class Fractal6(nn.Module):
-    """f_C by recursion. The base case f_1 is the paper's convolution unit:
-    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
-    Drop-path acts at every join in training: local drops each input with
-    probability drop_local (keeping at least one); global keeps a single column
-    for the whole network on a drop_global fraction of each batch.
-    """
-
-    def __init__(self, in_channels, c, p):
-        super().__init__()
-        self.deep1 = Fractal5(in_channels=in_channels, c=c, p=p)
-        self.deep2 = Fractal5(in_channels=c, c=c, p=p)
-        self.shallow = Fractal5(in_channels=in_channels, c=c, p=p)
-        self.join = Join(0.15, 0.5, (3, 2))
-
-    def forward(self, x):
-        y = self.deep1(x)
-        y = self.deep2(y)
-        x = self.shallow(x)
-        y = self.join(y, x)
-        return y
-
-
-class Fractal7(nn.Module):
-    """f_C by recursion. The base case f_1 is the paper's convolution unit:
-    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
-    Drop-path acts at every join in training: local drops each input with
-    probability drop_local (keeping at least one); global keeps a single column
-    for the whole network on a drop_global fraction of each batch.
-    """
-
-    def __init__(self, c, p):
-        super().__init__()
-        self.deep1 = Fractal5(in_channels=c, c=c, p=p)
-        self.deep2 = Fractal5(in_channels=c, c=c, p=p)
-        self.shallow = Fractal5(in_channels=c, c=c, p=p)
-
-    def forward(self, x):
-        y = self.deep1(x)
-        y = self.deep2(y)
-        x = self.shallow(x)
-        return y, x
-
-
-class Fractal8(nn.Module):
-    """f_C by recursion. The base case f_1 is the paper's convolution unit:
-    conv3x3 - BN - ReLU, with the block's dropout rate p when it is nonzero.
-    Drop-path acts at every join in training: local drops each input with
-    probability drop_local (keeping at least one); global keeps a single column
-    for the whole network on a drop_global fraction of each batch.
-    """
-
-    def __init__(self, in_channels, c, p):
-        super().__init__()
-        self.deep1 = Fractal6(in_channels=in_channels, c=c, p=p)
-        self.deep2 = Fractal7(c=c, p=p)
-        self.shallow = Fractal5(in_channels=in_channels, c=c, p=p)
-        self.join = Join(0.15, 0.5, (3, 2, 1))
-
-    def forward(self, x):
-        y = self.deep1(x)
-        y, y2 = self.deep2(y)
-        x = self.shallow(x)
-        y = self.join(y, y2, x)
-        return y
+    def forward(self, x, columns=False):
+        if self.C == 1:
+            x = self.conv(x)
+            x = self.bn(x)
+            x = self.relu(x)
+            if self.dropout is not None:
+                x = self.dropout(x)
+            return (x,) if columns else x
+        deep = self.deep1(x)
+        deep = self.deep2(deep, columns=True)
+        shallow = self.shallow(x)
+        if columns:  # for a caller's join, which averages them with its own
+            return (*deep, shallow)
+        return self.join(*deep, shallow)
 
 
 class FractalNet(nn.Module):
@@ -288,15 +158,15 @@ class FractalNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.block1 = Fractal4()
+        self.block1 = Fractal(in_channels=3, C=3, c=64, p=0.0)
         self.pool1 = nn.MaxPool2d(2)
-        self.block2 = Fractal8(in_channels=64, c=128, p=0.1)
+        self.block2 = Fractal(in_channels=64, C=3, c=128, p=0.1)
         self.pool2 = nn.MaxPool2d(2)
-        self.block3 = Fractal8(in_channels=128, c=256, p=0.2)
+        self.block3 = Fractal(in_channels=128, C=3, c=256, p=0.2)
         self.pool3 = nn.MaxPool2d(2)
-        self.block4 = Fractal8(in_channels=256, c=512, p=0.3)
+        self.block4 = Fractal(in_channels=256, C=3, c=512, p=0.3)
         self.pool4 = nn.MaxPool2d(2)
-        self.block5 = Fractal8(in_channels=512, c=512, p=0.4)
+        self.block5 = Fractal(in_channels=512, C=3, c=512, p=0.4)
         self.pool5 = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
         self.classifier = linear(512, 10)

@@ -15,14 +15,17 @@ class Join(nn.Module):
 
     Local drop-path drops each input with probability drop_local, keeping at least
     one. Samples chosen for global drop-path (see set_drop_path_columns) keep only
-    the input of their column.
+    the input of their column. columns numbers the inputs' columns, 1 the shallowest;
+    None: the network's deepest column first, then one shallower each (a FractalNet
+    block's join, whose inputs run from its deepest column to its shallowest).
     """
 
-    def __init__(self, drop_local, drop_global, columns):
+    def __init__(self, drop_local, drop_global, columns=None):
         super().__init__()
         self.drop_local = drop_local
         self.drop_global = drop_global
         self.columns = columns
+        self.num_columns = None
         self.global_columns = None
 
     def forward(self, *xs):
@@ -35,7 +38,10 @@ class Join(nn.Module):
         none_kept = ~keep.any(0)
         keep[lucky, torch.arange(n, device=device)] |= none_kept
         if self.global_columns is not None:
-            cols = torch.tensor(self.columns, device=device)
+            if self.columns is None:
+                cols = self.num_columns - torch.arange(m, device=device)
+            else:
+                cols = torch.tensor(self.columns, device=device)
             chosen = cols[:, None] == self.global_columns[None, :]
             use_global = chosen.any(0)
             keep = torch.where(use_global[None, :], chosen, keep)
@@ -55,3 +61,4 @@ def set_drop_path_columns(model, batch, drop_global, num_columns, device):
     for m in model.modules():
         if isinstance(m, Join):
             m.global_columns = columns
+            m.num_columns = num_columns

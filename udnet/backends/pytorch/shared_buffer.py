@@ -39,9 +39,11 @@ def concat_start(x, channels):
     return _link(_Append.apply(None, x, None, store, 0, 0), store, None, x.shape[1])
 
 
-def concat_append(x, y, lo, head=None, drop=0):
-    """``[head ++] x[:, drop:] ++ y``, where ``x[:, drop:]`` has ``lo`` channels: in
-    place in ``x``'s buffer when ``x`` is a link that ends it."""
+def concat_append(x, y, lo=None, head=None, drop=0):
+    """``[head ++] x[:, drop:] ++ y``, where ``x[:, drop:]`` has ``lo`` channels (None:
+    as many as it has): in place in ``x``'s buffer when ``x`` is a link that ends it."""
+    if lo is None:
+        lo = x.shape[1] - drop
     link = None if _tracing() else _link_of(x)
     store = None if link is None else link.store
     if (
@@ -58,8 +60,14 @@ def concat_append(x, y, lo, head=None, drop=0):
 
 
 def bn_relu_conv1x1(x, bn, relu, conv):
-    """conv(relu(bn(x))) for a 1x1 conv (stride 1, no padding, one group)."""
-    link = None if _tracing() or _hooked(bn, relu, conv) else _link_of(x)
+    """conv(relu(bn(x))) for a 1x1 conv (stride 1, no padding, one group): fused on a
+    buffer's link, the three modules as they are on any other tensor or conv."""
+    fusable = (
+        bn.affine
+        and conv.kernel_size == conv.stride == conv.dilation == (1, 1)
+        and (conv.padding == (0, 0) and conv.groups == 1)
+    )
+    link = None if _tracing() or _hooked(bn, relu, conv) or not fusable else _link_of(x)
     if link is None:
         return conv(relu(bn(x)))
     store, head, stored = link.store, link.head, link.stored

@@ -88,13 +88,16 @@ def _translate(defn: ast.Definition, classes: dict, blocks: dict) -> MirrorClass
     # call of itself (the base case's), and keep the guess if every return agrees.
     first = Translator(defn, {**classes, defn.name: _provisional(defn, None)}, blocks, _RESERVED).translate()
     for guess in first.returns:
+        callee = _provisional(defn, guess)
+        callee.returns_join = first.returns_join
         try:
-            again = Translator(defn, {**classes, defn.name: _provisional(defn, guess)}, blocks, _RESERVED).translate()
+            again = Translator(defn, {**classes, defn.name: callee}, blocks, _RESERVED).translate()
         except Unsupported:
             continue
         if again.out_channels == guess:
             return again
     callee = _provisional(defn, None)
+    callee.returns_join = first.returns_join
     result = Translator(defn, {**classes, defn.name: callee}, blocks, _RESERVED).translate()
     result.keeps_out = callee.keeps_out
     return result

@@ -30,12 +30,16 @@ from udnet.backends.pytorch.expr import (
 from udnet.backends.pytorch.mirror.program import (
     Apply,
     BlockCtor,
+    Columns,
     Connect,
     Each,
+    Fused,
     Give,
     HasModule,
+    JoinCtor,
     Keep,
     Let,
+    ListOf,
     Local,
     MirrorClass,
     Module,
@@ -43,10 +47,13 @@ from udnet.backends.pytorch.mirror.program import (
     SeqCtor,
     SeqStart,
     SliceOf,
+    Spread,
+    Start,
     Unsupported,
     When,
 )
 from udnet.backends.pytorch.structure import Instance, Stmt
+from udnet.ir.analysis import join_columns
 from udnet.ir.graph import IR
 from udnet.ops import OPS, ArgError
 from udnet.ops.spec import REQUIRED
@@ -81,6 +88,7 @@ class _Self:
         self.attrs: dict[str, Any] = {}
         self.modules: dict[str, Any] = {}  # label -> the instance's child (None: set to None)
         self.out: dict[str, int] = {}  # label -> a block child's output channels
+        self.joins: set[str] = set()  # labels of Join modules
 
 
 class _Return(Exception):
@@ -142,6 +150,9 @@ class Checker:
     def __init__(self, ir: IR, classes: dict[str, MirrorClass]):
         self.ir = ir
         self.classes = classes
+        self.bases = {b.base for b in ir.graph.get("buffers", [])}
+        columns = join_columns(ir)
+        self.num_columns = max((max(c) for c in columns.values()), default=0)  # set_drop_path_columns's
 
     def channels(self, v: int) -> int:
         return self.ir.nodes[v]["shape"][0]
@@ -154,17 +165,24 @@ class Checker:
             raise Unsupported("an input the block never reads")
         for p, name in zip(mc.defn.params, mc.params[len(mc.channel_params):]):
             env[name] = inst.args[p.name]
+        if not inst.outputs:
+            raise Unsupported("a block that returns its input unchanged")
         me = _Self()
         children = {c.label: c for c in inst.children}
         self.run_init(mc.init, env, me, children)
         built = {k for k, v in me.modules.items() if v is not None}
-        if built != set(children):
-            raise Unsupported(f"modules {sorted(built ^ set(children))} differ")
+        merged = len(inst.outputs) > 1  # its final join merged into its caller's: it returns the columns
+        # A merged instance still builds its join (unused, with no parameters): the class is one.
+        unused = {k for k in built - set(children) if merged and k in me.joins}
+        if built - unused != set(children):
+            raise Unsupported(f"modules {sorted((built - unused) ^ set(children))} differ")
         if set(me.attrs) & set(me.modules):
             raise Unsupported("an attribute of the name of a module")
-        if len(inst.outputs) != 1 or not same(me.attrs.get("out_channels"), self.channels(inst.outputs[0])):
+        if not same(me.attrs.get("out_channels"), self.channels(inst.outputs[0])):
             raise Unsupported("output channels differ")
-        self.run_forward(mc, inst, me)
+        if merged and not mc.returns_join:
+            raise Unsupported("several outputs")
+        self.run_forward(mc, inst, me, mc.columns if merged else mc.forward)
 
     # -- __init__ --
 
@@ -193,6 +211,12 @@ class Checker:
                     me.modules[label] = None
                     continue
                 child = children.get(label)
+                if isinstance(s.ctor, JoinCtor):
+                    me.joins.add(label)
+                    me.modules[label] = child or "unused"  # a merged instance's join: check() decides
+                    if child is not None:
+                        self.check_join(s.ctor, env, me, child)
+                    continue
                 if child is None:
                     raise Unsupported(f"no module {label} in the instance")
                 me.modules[label] = child
@@ -213,6 +237,19 @@ class Checker:
             return ([evaluate(c, env, me) for c in ctor.channels], [evaluate(a, env, me) for a in ctor.args],
                     [(k, evaluate(v, env, me)) for k, v in ctor.kwargs])
         raise Unsupported(type(ctor).__name__)
+
+    def check_join(self, ctor: JoinCtor, env: dict, me: _Self, child: Any) -> None:
+        """The drop rates, and the columns: the network's deepest first, as Join numbers
+        them where it is given none (a network whose blocks have other column counts
+        keeps the instance path)."""
+        if child.kind != "join":
+            raise Unsupported(f"{child.label} is not a join")
+        _, n, drop_local, drop_global, columns = child.desc
+        if not same(evaluate(ctor.drop_local, env, me), drop_local) \
+                or not same(evaluate(ctor.drop_global, env, me), drop_global):
+            raise Unsupported("a join's drop rates differ")
+        if tuple(columns) != tuple(range(self.num_columns, self.num_columns - n, -1)):
+            raise Unsupported("a join whose columns are not the network's deepest")
 
     def check_child(self, ctor: Any, values: Any, child: Any) -> int | None:
         if isinstance(ctor, OpCtor):
@@ -281,25 +318,98 @@ class Checker:
 
     # -- forward --
 
-    def run_forward(self, mc: MirrorClass, inst: Instance, me: _Self) -> None:
+    def run_forward(self, mc: MirrorClass, inst: Instance, me: _Self, program: list) -> None:
         env: dict[str, Any] = {}
         for k, name in enumerate(mc.inputs):
             env[name] = ("in", k)
         ran: list[tuple] = []
         try:
-            self._run(mc.forward, env, me, ran)
+            self._run(program, env, me, ran)
             raise Unsupported("forward does not return")
         except _Return as r:
             result = r.value
-        body = [s for s in inst.body]
-        if len(body) != len(ran):
-            raise Unsupported("forward runs other statements")
+        body = list(inst.body)
         value_of: dict[int, Any] = {v: ("in", k) for k, v in enumerate(inst.inputs)}
-        for k, (s, mine) in enumerate(zip(body, ran)):
+        spread: dict[int, int] = {}  # columns call -> how many columns it returned
+        i = 0  # the instance's statement that the program's next step must match
+        for k, mine in enumerate(ran):
+            s = body[i] if i < len(body) else None
+            if mine[0] == "start":  # where the pass gave this chain a buffer, its start is here
+                started = s is not None and s.kind == "start"
+                _decide(mine[1], started, "a chain's buffer")
+                if started:
+                    if [value_of.get(v) for v in s.ins] != [mine[2]] or not same(s.nums[0], mine[3]):
+                        raise Unsupported("a buffer's start differs")
+                    i += 1
+                continue
+            if s is None:
+                raise Unsupported("forward runs other statements")
+            if mine[0] == "fused":
+                i = self.compare_fused(body, i, mine, inst, value_of)
+                value_of[body[i - 1].outs[0]] = ("v", k)
+                continue
+            if mine[0] == "columns":
+                self.compare_columns(s, mine, inst, value_of)
+                spread[k] = len(s.outs)
+                value_of.update((v, ("c", k, j)) for j, v in enumerate(s.outs))
+                i += 1
+                continue
+            mine = mine[:2] + (_expand(mine[2], spread),) + mine[3:] if mine[0] == "call" else mine
             self.compare(s, mine, inst, value_of)
             value_of[s.outs[0]] = ("v", k)
-        if [value_of.get(v) for v in inst.outputs] != [result]:
+            i += 1
+        if i != len(body):
+            raise Unsupported("forward runs other statements")
+        result = _expand(result if isinstance(result, list) else [result], spread)
+        if [value_of.get(v) for v in inst.outputs] != result:
             raise Unsupported("forward returns another value")
+
+    def compare_fused(self, body: list, i: int, mine: tuple, inst: Instance, value_of: dict) -> int:
+        """BN -> ReLU -> conv: one fused statement, or three calls on a tensor that is no
+        buffer's (where bn_relu_conv1x1 runs the three modules as they are)."""
+        _, fused, value = mine
+        labels = [lbl.value for lbl in fused.labels]
+        s = body[i]
+        if s.kind == "bn_relu_conv":
+            got = [inst.children[c].label for c in (s.child, *s.extra)]
+            if got != labels or [value_of.get(v) for v in s.ins] != [value]:
+                raise Unsupported("a fused BN-ReLU-conv differs")
+            fused.used = True
+            return i + 1
+        run = body[i:i + 3]
+        if len(run) != 3 or any(t.kind != "call" or len(t.outs) != 1 for t in run):
+            raise Unsupported("BN-ReLU-conv differs")
+        if [inst.children[t.child].label for t in run] != labels:
+            raise Unsupported("BN-ReLU-conv differs")
+        if [value_of.get(v) for v in run[0].ins] != [value] or run[1].ins != run[0].outs or run[2].ins != run[1].outs:
+            raise Unsupported("BN-ReLU-conv differs")
+        bn, conv = (self.ir.nodes[t.outs[0]]["attrs"] for t in (run[0], run[2]))
+        one = (1, 1)
+        runtime_fuses = bn["affine"] and conv["kernel"] == conv["stride"] == conv["dilation"] == one and (
+            conv["pad"] == (0, 0) and conv["groups"] == 1)
+        if runtime_fuses and self.in_buffer(run[0].ins[0]):
+            raise Unsupported("BN-ReLU-conv unfused on a buffer's tensor")
+        return i + 3
+
+    def in_buffer(self, v: int) -> bool:
+        """Is ``v`` a tensor that lives in a shared buffer (its base or a link)?"""
+        return self.ir.nodes[v].get("buffer") is not None or v in self.bases
+
+    def compare_columns(self, s: Stmt, mine: tuple, inst: Instance, value_of: dict) -> None:
+        """A ``columns`` call: several outputs where its join merged into this one's; one
+        where the callee returned no join at all (a base case), never a join's output."""
+        ins = [value_of.get(v) for v in s.ins]
+        child = inst.children[s.child] if s.child is not None else None
+        if s.kind != "call" or child is None or child.label != mine[1] or ins != mine[2] or s.extra:
+            raise Unsupported("a columns call differs")
+        if len(s.outs) > 1:
+            mine[3].merged = True
+            self.classes[child.instance.name].columns_used = True
+            return
+        callee = child.instance
+        last = next((t for t in callee.body if callee.outputs[0] in t.outs), None)
+        if last is not None and last.child is not None and callee.children[last.child].kind == "join":
+            raise Unsupported("a join's output read as its columns")
 
     def compare(self, s: Stmt, mine: tuple, inst: Instance, value_of: dict) -> None:
         if len(s.outs) != 1 or s.extra:
@@ -319,6 +429,13 @@ class Checker:
             if mine[0] != "slice" or ins != [mine[1]] or (lo, hi) != (mlo, mhi):
                 raise Unsupported("a slice differs")
             return
+        if kind == "append" and mine[0] == "conn" and mine[1].chain is not None:
+            _decide(mine[1].chain, True, "a chain's buffer")
+            if s.nums[1] is not None or len(s.ins) != 2 or ins != mine[2]:
+                raise Unsupported("an append differs")
+            return
+        if mine[0] == "conn" and mine[1].chain is not None:
+            _decide(mine[1].chain, False, "a chain's buffer")
         if kind not in ("add", "concat", "mul", "gate") or mine[0] != "conn" or mine[1].op != kind or ins != mine[2]:
             raise Unsupported(f"{kind} differs")
         if mine[1].form is None:
@@ -350,9 +467,23 @@ class Checker:
             if t.name not in env:
                 raise Unsupported(f"{t.name} is not set in forward")
             return env[t.name]
+        if isinstance(t, Spread):
+            return ("spread", self._tensor(t.value, env, me, ran))
+        if isinstance(t, Start):
+            value = self._tensor(t.value, env, me, ran)
+            ran.append(("start", t.chain, value, me.attrs.get(t.chain.capacity)))
+            return value
+        if isinstance(t, Fused):
+            ran.append(("fused", t, self._tensor(t.value, env, me, ran)))
+            return ("v", len(ran) - 1)
+        if isinstance(t, ListOf):
+            return [self._tensor(a, env, me, ran) for a in t.items]
         if isinstance(t, Apply):
             args = [self._tensor(a, env, me, ran) for a in t.args]
             ran.append(("call", evaluate(t.label, env, me), args))
+        elif isinstance(t, Columns):
+            args = [self._tensor(a, env, me, ran) for a in t.args]
+            ran.append(("columns", evaluate(t.label, env, me), args, t))
         elif isinstance(t, Connect):
             ran.append(("conn", t, [self._tensor(a, env, me, ran) for a in t.operands]))
         elif isinstance(t, SliceOf):
@@ -409,3 +540,23 @@ def _synthesize(ctor: OpCtor) -> None:
         else:
             expr = Lit(value)
         ctor.fields.append((hint, kw, default, same_as, expr))
+
+
+def _expand(items: list, spread: dict[int, int]) -> list:
+    """Operands with each spread columns call replaced by its columns."""
+    out: list = []
+    for a in items:
+        if isinstance(a, tuple) and a[0] == "spread":
+            k = a[1][1]
+            out.extend(("c", k, j) for j in range(spread.get(k, 0)))
+        else:
+            out.append(a)
+    return out
+
+
+def _decide(chain: Any, buffered: bool, what: str) -> None:
+    """Every instance must agree with the first on whether the pass shared the buffer."""
+    if chain.buffered is None:
+        chain.buffered = buffered
+    elif chain.buffered != buffered:
+        raise Unsupported(f"{what}: shared in some instances only")

@@ -47,6 +47,15 @@ class BlockCtor:
 
 
 @dataclass(eq=False)
+class JoinCtor:
+    """FractalNet's ``Join``: its drop rates; its inputs are the columns of its block,
+    counted from the network's deepest (as ``set_drop_path_columns`` numbers them)."""
+
+    drop_local: Expr
+    drop_global: Expr
+
+
+@dataclass(eq=False)
 class SeqCtor:
     """A labelled ``{ ... }`` group of stages run one after the other: ``nn.Sequential``,
     built in the local ``layers``: a list where its labels are 0, 1, ... in every
@@ -68,7 +77,7 @@ class Module:
     """Set submodule ``label`` (None: no module there) or append it to ``into``."""
 
     label: Expr
-    ctor: OpCtor | BlockCtor | SeqCtor | None
+    ctor: OpCtor | BlockCtor | JoinCtor | SeqCtor | None
     into: SeqCtor | None = None
 
 
@@ -114,6 +123,59 @@ class Apply:
 
 
 @dataclass(eq=False)
+class Columns:
+    """``module.columns(*args)``: the inputs of a called block's final join, for the join
+    they feed to average them itself (a join fed straight into a join merges with it)."""
+
+    label: Expr
+    args: list
+    merged: bool = False  # some instance's call returned several columns (else: a plain call)
+
+
+@dataclass(eq=False)
+class Spread:
+    """``*value``: a ``Columns`` call's tensors, each an input of the join that reads them."""
+
+    value: Any
+    source: Columns
+
+
+@dataclass(eq=False)
+class ListOf:
+    """``[a, *b]``: what ``columns`` returns."""
+
+    items: list
+
+
+@dataclass(eq=False)
+class Chain:
+    """A concatenation grown in a loop (``x = x ++ f(x)``): the share-concat pass gives it
+    one buffer where it gave every instance one (``buffered``: decided by the check)."""
+
+    capacity: str  # the attribute holding the buffer's channels
+    buffered: bool | None = None
+
+
+@dataclass(eq=False)
+class Start:
+    """``concat_start(value, self.<capacity>)``: the chain's buffer, from here."""
+
+    value: Any
+    chain: Chain
+
+
+@dataclass(eq=False)
+class Fused:
+    """BN -> ReLU -> conv, run by ``bn_relu_conv1x1`` where the pass fused them in some
+    instance (``used``), which falls back to the three modules on a tensor that is not
+    a buffer's."""
+
+    labels: tuple
+    value: Any
+    used: bool = False
+
+
+@dataclass(eq=False)
 class Connect:
     """A connection (add, concat, mul, gate) of tensor expressions; ``form`` is the
     connection's structure (which operands broadcast), taken from the instances."""
@@ -121,6 +183,7 @@ class Connect:
     op: str
     operands: list
     form: tuple | None = None
+    chain: Chain | None = None  # a concat that appends to a chain's buffer
 
 
 @dataclass(eq=False)
@@ -159,6 +222,9 @@ class MirrorClass:
     out_channels: Expr | None  # over the constructor's parameters, where that is possible
     keeps_out: bool = False  # __init__ sets self.out_channels (callers read it)
     returns: list = field(default_factory=list)  # the output channels at each return
+    returns_join: bool = False  # some return is a join: the class may need a columns method
+    columns: list = field(default_factory=list)  # that method's program
+    columns_used: bool = False  # a caller's join merges this class's join
 
 
 

@@ -10,12 +10,15 @@ from udnet.backends.pytorch.expr import (
     Call,
     Expr,
     FString,
+    IfExp,
+    List,
     Lit,
     Name,
     Not,
     Slice,
     Starred,
     Subscript,
+    Tuple,
     call,
     dotted,
     read_names,
@@ -26,12 +29,16 @@ from udnet.backends.pytorch.mirror.program import (
     OUT,
     Apply,
     BlockCtor,
+    Columns,
     Connect,
     Each,
+    Fused,
     Give,
     HasModule,
+    JoinCtor,
     Keep,
     Let,
+    ListOf,
     Local,
     MirrorClass,
     Module,
@@ -39,6 +46,8 @@ from udnet.backends.pytorch.mirror.program import (
     SeqCtor,
     SeqStart,
     SliceOf,
+    Spread,
+    Start,
     When,
 )
 from udnet.ops import CONNECTIONS, OPS
@@ -51,6 +60,8 @@ class MirrorPrinter:
         self.mc = mc
         self.class_name = class_name
         self.reads: set[str] = set()
+        self.flag: str | None = None
+        self.mc_joins = {s.label.value for s in _modules(mc.init) if isinstance(s.ctor, JoinCtor)}
 
     def methods(self) -> list[str]:
         mc = self.mc
@@ -58,9 +69,14 @@ class MirrorPrinter:
         lines = def_lines("    ", "__init__", params)
         lines.append("        super().__init__()")
         # Statements are laid out relative to the method body, which sits 8 columns in.
-        lines += ["        " + line for line in self.block(_tidy(mc.init, mc.keeps_out), "", init=True)]
+        unused = {c.capacity for c in _chains(mc.forward) if not c.buffered}
+        lines += ["        " + line for line in self.block(_tidy(mc.init, mc.keeps_out, unused), "", init=True)]
         lines.append("")
-        lines += def_lines("    ", "forward", ["self"] + mc.inputs)
+        # A class whose join a caller's join merges returns, when asked, the join's inputs
+        # (a tuple of tensors, as torch.fx and hooks see them) rather than their join.
+        self.flag = _fresh("columns", mc.inputs) if mc.columns_used else None
+        fwd_params = ["self"] + mc.inputs + ([f"{self.flag}=False"] if self.flag else [])
+        lines += def_lines("    ", "forward", fwd_params)
         lines += ["        " + line for line in self.block(mc.forward, "", init=False)]
         return lines
 
@@ -75,6 +91,11 @@ class MirrorPrinter:
                 if init:
                     value = Name("[]") if isinstance(s.value, Lit) and s.value.value == () else s.value
                     out += self.line(f"{s.name} = ", value, indent)
+                elif isinstance(s.value, Fused) and not s.value.used:  # BN, ReLU and conv, one by one
+                    value = self.tensor(s.value.value)
+                    for label in s.value.labels:
+                        out += self.line(f"{s.name} = ", Call(self.access(label), (value,)), indent)
+                        value = Name(s.name)
                 else:
                     value = self.tensor(s.value)
                     if not (isinstance(value, Name) and value.id == s.name):
@@ -93,8 +114,19 @@ class MirrorPrinter:
                 self.reads.update(read_names(s.iterable))
                 out += self.block(s.body, indent + "    ", init) or [f"{indent}    pass"]
             elif isinstance(s, Give):
-                out += self.line("return ", self.tensor(s.value), indent)
+                out += self.give(s.value, indent)
         return out
+
+    def give(self, value, indent: str) -> list[str]:
+        if self.flag is None:
+            return self.line("return ", self.tensor(value), indent)
+        if isinstance(value, Apply) and isinstance(value.label, Lit) and value.label.value in self.mc_joins:
+            inputs = Tuple(tuple(self.tensor(a) for a in value.args))
+            return [f"{indent}if {self.flag}:  # for a caller's join, which averages them with its own",
+                    *self.line("return ", inputs, indent + "    "),
+                    *self.line("return ", self.tensor(value), indent)]
+        v = self.tensor(value)
+        return self.line("return ", IfExp(Name(self.flag), Tuple((v,)), v), indent)
 
     def when(self, s: When, indent: str, init: bool, word: str) -> list[str]:
         cond = s.cond
@@ -131,6 +163,8 @@ class MirrorPrinter:
     def ctor(self, c) -> Expr:
         if isinstance(c, SeqCtor):
             return Call(dotted("nn.Sequential"), (Starred(Name(c.layers)),)) if c.indexed else Name(c.layers)
+        if isinstance(c, JoinCtor):
+            return call("Join", c.drop_local, c.drop_global)
         if isinstance(c, BlockCtor):
             return Call(Name(self.class_name(c.block)), tuple(c.channels) + tuple(c.args), tuple(c.kwargs))
         assert isinstance(c, OpCtor) and c.fields is not None
@@ -156,6 +190,22 @@ class MirrorPrinter:
             return Name(t.name)
         if isinstance(t, Apply):
             return Call(self.access(t.label), tuple(self.tensor(a) for a in t.args))
+        if isinstance(t, Start):
+            value = self.tensor(t.value)
+            return call("concat_start", value, Attr(SELF, t.chain.capacity)) if t.chain.buffered else value
+        if isinstance(t, Fused):
+            return call("bn_relu_conv1x1", self.tensor(t.value), *(self.access(lbl) for lbl in t.labels))
+        if isinstance(t, Connect) and t.chain is not None and t.chain.buffered:
+            return call("concat_append", *(self.tensor(a) for a in t.operands))
+        if isinstance(t, Columns):
+            module = self.access(t.label)
+            kwargs = (("columns", Lit(True)),) if t.merged else ()
+            return Call(module, tuple(self.tensor(a) for a in t.args), kwargs)
+        if isinstance(t, Spread):
+            value = self.tensor(t.value)
+            return Starred(value) if t.source.merged else value
+        if isinstance(t, ListOf):
+            return List(tuple(self.tensor(a) for a in t.items))
         if isinstance(t, Connect):
             return CONNECTIONS[t.op].forward([self.tensor(a) for a in t.operands], t.form or ())
         if isinstance(t, SliceOf):
@@ -163,20 +213,49 @@ class MirrorPrinter:
         raise TypeError(t)
 
 
-def _tidy(stmts: list, keeps_out: bool) -> list:
+def _fresh(name: str, taken: list[str]) -> str:
+    while name in taken:
+        name += "_"
+    return name
+
+
+def _modules(stmts: list) -> list:
+    found: list = []
+    for s in stmts:
+        if isinstance(s, Module):
+            found.append(s)
+        for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+            if sub:
+                found += _modules(sub)
+    return found
+
+
+def _chains(stmts: list) -> list:
+    found: list = []
+    for s in stmts:
+        if isinstance(s, Let) and isinstance(s.value, Start):
+            found.append(s.value.chain)
+        for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+            if sub:
+                found += _chains(sub)
+    return found
+
+
+def _tidy(stmts: list, keeps_out: bool, unused: set[str]) -> list:
     """__init__ without what nothing reads: self.out_channels where no caller reads it,
-    and the branches left empty."""
+    a chain's buffer channels where the pass gave it no buffer, and the branches left
+    empty."""
     out: list = []
     for s in stmts:
-        if isinstance(s, Keep) and s.name == OUT and not keeps_out:
+        if isinstance(s, Keep) and ((s.name == OUT and not keeps_out) or s.name in unused):
             continue
         if isinstance(s, When):
-            body, orelse = _tidy(s.body, keeps_out), _tidy(s.orelse, keeps_out)
+            body, orelse = _tidy(s.body, keeps_out, unused), _tidy(s.orelse, keeps_out, unused)
             if not body and not orelse:
                 continue
             s = When(s.cond, body, orelse) if body else When(Not(s.cond), orelse, [])
         elif isinstance(s, Each):
-            s = Each(s.var, s.iterable, _tidy(s.body, keeps_out))
+            s = Each(s.var, s.iterable, _tidy(s.body, keeps_out, unused))
         out.append(s)
     return out
 

@@ -36,10 +36,15 @@ from udnet.backends.pytorch.mirror.program import (
     OUT,
     Apply,
     BlockCtor,
+    Chain,
     Connect,
+    Columns,
     Each,
+    Fused,
     Give,
     HasModule,
+    JoinCtor,
+    ListOf,
     Keep,
     Let,
     Local,
@@ -49,12 +54,15 @@ from udnet.backends.pytorch.mirror.program import (
     SeqCtor,
     SeqStart,
     SliceOf,
+    Spread,
+    Start,
     Unsupported,
     When,
     same_program,
     substitute,
 )
 from udnet.frontend import ast
+from udnet.ops import CONNECTIONS as CONNECTION_SPECS
 from udnet.ops import OPS
 from udnet.reserved import CONNECTIONS, FUNCTIONS, MODULE_ATTRS
 
@@ -90,6 +98,10 @@ class Translator:
         self.layers = 0
         self.outs: list[Expr] = []
         self.auto, self.labels = auto_names(defn.body.stmts)
+        self.join_labels: set[str] = set()
+        self.chains: set[str] = set()  # attributes holding a chain's buffer channels
+        self.last_call: dict[str, Let] = {}  # forward local -> the statement that last set it
+        self.called_class: dict[str, MirrorClass] = {}  # label -> the class of the block called there
         self.attr_of: dict[str, str] = {}
 
     # -- names --
@@ -152,8 +164,13 @@ class Translator:
             if not st.assigned_once.get(spec):
                 raise Unsupported(f"forward reads {spec}, which is set more than once")
             _insert_keep(init, name, self.attr_of[name])
-        return MirrorClass(d.name, d, channel_params + params, channel_params, defaults, keeps + init, fwd,
-                           [self.pyname(n) for n in inputs], out, returns=self.outs)
+        _fuse(fwd, _op_labels(init))
+        mc = MirrorClass(d.name, d, channel_params + params, channel_params, defaults, keeps + init, fwd,
+                         [self.pyname(n) for n in inputs], out, returns=self.outs)
+        if _gives_join(fwd, self.join_labels):
+            mc.returns_join = True
+            mc.columns = _columns_program(fwd, self.join_labels)
+        return mc
 
     # -- statements --
 
@@ -221,7 +238,9 @@ class Translator:
     def bind(self, name: str, t: tuple, st: _State, fwd: list) -> None:
         st.kinds[name] = "tensor"
         st.chan[name] = t[1]
-        fwd.append(Let(self.pyname(name), t[0]))
+        let = Let(self.pyname(name), t[0])
+        fwd.append(let)
+        self.last_call[let.name] = let
 
     def if_stmt(self, s: ast.If, st: _State, init: list, fwd: list, rest: list) -> bool:
         branches: list[tuple[Expr | None, list]] = []
@@ -351,6 +370,16 @@ class Translator:
                 raise Unsupported(f"tensor {name} set in a loop")
         init.extend(prologue)
         init.append(Each(var, iterable, bi))
+        # A carried concat (x = x ++ f(x)) may share one buffer: start it before the loop.
+        for s in bf:
+            if isinstance(s, Let) and isinstance(s.value, Connect) and s.value.op == "concat" \
+                    and isinstance(s.value.operands[0], Local) and s.value.operands[0].name == s.name:
+                n = next((k for k, v in self.py.items() if v == s.name), None)
+                if n in carried and s.value.chain is None:
+                    chain = Chain(self.attribute("concat_channels"))
+                    s.value.chain = chain
+                    fwd.append(Let(s.name, Start(Local(s.name), chain)))
+                    init.append(Keep(chain.capacity, st.chan[n]))
         if bf:
             fwd.append(Each(var, self.forward_value(iterable, st, loop_vars={var}), bf))
 
@@ -398,12 +427,61 @@ class Translator:
             a = Lit(0) if lo is None else lo
             z = t[1] if hi is None else hi
             return SliceOf(t[0], *(None if b is None else self.forward_value(b, st) for b in (lo, hi))), _minus(z, a)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "join":
+            return self.join(e, st, init)
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "gate" and not e.kwargs:
             ts = [self.tensor(a, st, init) for a in e.args]
             if len(ts) != 3:
                 raise Unsupported("gate arity")
             return Connect("gate", [t[0] for t in ts]), ts[0][1]
         raise Unsupported(f"tensor expression {type(e).__name__}")
+
+    def join(self, e: ast.Call, st: _State, init: list) -> tuple:
+        """``join(a, b, ...)``: a Join module (named as the elaborator names it: join,
+        join2, ...). An operand that a block's call returns straight from its own join
+        is that block's columns, spread into this join."""
+        if st.depth and any(k == "loop" for k in st.kinds.values()):
+            raise Unsupported("a join in a loop")
+        rates = {k.name: self.value(k.value, st) for k in e.kwargs}
+        signature = CONNECTION_SPECS["join"].signature
+        for a in signature.args:
+            if a.name not in rates:
+                rates[a.name] = Lit(a.default)
+        if set(rates) != {"drop_local", "drop_global"}:
+            raise Unsupported("join arguments")
+        label = "join"
+        while label in self.labels or label in self.join_labels:
+            label = f"join{len(self.join_labels) + 1}" if label == "join" else label + "_"
+        self.join_labels.add(label)
+        operands, chans = [], []
+        for a in e.args:
+            f, c = self.tensor(a, st, init)
+            merged = self._columns_of(f)
+            operands.append(f if merged is None else Spread(merged[0], merged[1]))
+            chans.append(c)
+        init.append(Module(Lit(label), JoinCtor(rates["drop_local"], rates["drop_global"])))
+        return Apply(Lit(label), operands), chans[0]
+
+    def _columns_of(self, f: Any) -> Any:
+        """The ``Columns`` call standing for ``f`` when ``f`` is a call (or the local a
+        call was just bound to) of a block whose return is a join; else None."""
+        call = f
+        if isinstance(f, Local) and f.name in self.last_call:
+            call = self.last_call[f.name]
+        if isinstance(call, Let):
+            apply = call.value
+        else:
+            apply = call
+        if not isinstance(apply, Apply) or not isinstance(apply.label, Lit):
+            return None
+        cls = self.called_class.get(apply.label.value)
+        if cls is None or not cls.returns_join:
+            return None
+        columns = Columns(apply.label, apply.args)
+        if isinstance(call, Let):
+            call.value = columns
+            return Local(call.name), columns
+        return columns, columns
 
     def apply_stage(self, stage: Any, src: tuple, label: ast.Label | None, st: _State, init: list,
                     into: SeqCtor | None = None) -> tuple:
@@ -445,6 +523,8 @@ class Translator:
                              [(cls.params[cls.params.index(_py_param(cls, kw.name))], self.value(kw.value, st))
                               for kw in kwargs])
             init.append(Module(lab, ctor, into))
+            if isinstance(lab, Lit):
+                self.called_class[lab.value] = cls
             return Apply(self.forward_label(lab, st), ins), self.block_out(cls, ctor, lab, into)
         raise Unsupported(f"stage {func}")
 
@@ -556,6 +636,15 @@ class Translator:
             return Call(Name(e.func.id), tuple(self.value(a, st) for a in e.args))
         raise Unsupported(f"value expression {type(e).__name__}")
 
+    def attribute(self, base: str) -> str:
+        """A plain attribute's name: no module's, no nn.Module's, no other attribute's."""
+        attr = base
+        while attr in MODULE_ATTRS or attr in self.labels or attr == OUT or attr in self.attr_of.values() \
+                or attr in self.chains:
+            attr += "_"
+        self.chains.add(attr) if base == "concat_channels" else None
+        return attr
+
     def forward_label(self, label: Expr, st: _State) -> Expr:
         if isinstance(label, FString):
             parts = tuple(p if isinstance(p, str) else self.forward_value(p, st) for p in label.parts)
@@ -574,10 +663,7 @@ class Translator:
                 continue
             self.fwd_reads.add(n)
             if n not in self.attr_of:
-                attr = n
-                while attr in MODULE_ATTRS or attr in self.labels or attr == OUT or attr in self.attr_of.values():
-                    attr += "_"
-                self.attr_of[n] = attr
+                self.attr_of[n] = self.attribute(n)
             names[n] = Attr(SELF, self.attr_of[n])
         return substitute(e, names) if not isinstance(e, Apply) else e
 
@@ -660,3 +746,64 @@ def _insert_keep(stmts: list, name: str, attr: str) -> bool:
             return True
     raise Unsupported(f"forward reads {name}, set inside a branch")
 
+
+
+def _gives_join(stmts: list, joins: set[str]) -> bool:
+    """Does some ``return`` give the output of one of the joins?"""
+    for s in stmts:
+        if isinstance(s, Give) and isinstance(s.value, Apply) and isinstance(s.value.label, Lit) \
+                and s.value.label.value in joins:
+            return True
+        for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+            if sub and _gives_join(sub, joins):
+                return True
+    return False
+
+
+def _columns_program(stmts: list, joins: set[str]) -> list:
+    """forward, returning the inputs of its final join instead of their join (a
+    return of anything else: that tensor, alone)."""
+    out: list = []
+    for s in stmts:
+        if isinstance(s, Give):
+            v = s.value
+            joined = isinstance(v, Apply) and isinstance(v.label, Lit) and v.label.value in joins
+            out.append(Give(ListOf(list(v.args) if joined else [v])))
+        elif isinstance(s, When):
+            out.append(When(s.cond, _columns_program(s.body, joins), _columns_program(s.orelse, joins)))
+        elif isinstance(s, Each):
+            out.append(Each(s.var, s.iterable, _columns_program(s.body, joins)))
+        else:
+            out.append(s)
+    return out
+
+
+def _op_labels(init: list) -> dict[str, str]:
+    """label -> op of the op modules __init__ builds under a fixed label."""
+    found: dict[str, str] = {}
+    for s in init:
+        if isinstance(s, Module) and isinstance(s.ctor, OpCtor) and isinstance(s.label, Lit) and s.into is None:
+            found[s.label.value] = s.ctor.op
+        for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+            if sub:
+                found.update(_op_labels(sub))
+    return found
+
+
+def _fuse(stmts: list, ops: dict[str, str]) -> None:
+    """BN -> ReLU -> conv applied in three statements to one local: one ``Fused``, which
+    the check keeps where some instance's pass fused them."""
+    k = 0
+    while k + 2 < len(stmts):
+        a, b, c = stmts[k:k + 3]
+        run = [s.value for s in (a, b, c) if isinstance(s, Let) and isinstance(s.value, Apply)
+               and isinstance(s.value.label, Lit) and len(s.value.args) == 1]
+        if len(run) == 3 and a.name == b.name == c.name \
+                and [ops.get(r.label.value) for r in run] == ["bn", "relu", "conv"] \
+                and all(isinstance(r.args[0], Local) and r.args[0].name == a.name for r in run[1:]):
+            stmts[k:k + 3] = [Let(a.name, Fused(tuple(r.label for r in run), run[0].args[0]))]
+        k += 1
+    for s in stmts:
+        for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+            if sub:
+                _fuse(sub, ops)
