@@ -37,7 +37,7 @@ CASES = [
 ]
 #: The blocks each shipped spec defines whose class the translation does not cover yet
 #: (a shared buffer across blocks: see docs/architecture.md).
-NOT_YET = {"dpn.ud": {"DualPath"}}
+NOT_YET: dict[str, set[str]] = {}
 
 
 def _ir(spec: str, defines: list[str]):
@@ -184,5 +184,29 @@ def test_without_shared_buffers_a_chain_is_plain_concatenation():
     a = _model(src)
     torch.manual_seed(0)
     b = _model(emit_module(ir, "densenet.ud", mirror=False))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(a.train()(x), b.train()(x))
+
+
+def test_dpn_blocks_share_one_buffer_per_stage_and_none_without_the_pass():
+    """DualPath is one class: the stage's first block starts the buffer with the width the
+    pass planned (concat_channels), the others append to it; without the pass the class
+    has no such parameter and concatenates."""
+    defines = ["variant=68", "input=[3,32,32]"]
+    ir = build_ir(SPECS / "dpn.ud", None, defines)
+    optimize(ir)
+    src = emit_module(ir, "dpn.ud")
+    assert "def __init__(self, in_channels, R, bw, inc, G, kind=\"normal\", concat_channels=None):" in src
+    assert src.count("concat_channels=") == 1 + 4  # the signature, and each stage's first block
+    ir = build_ir(SPECS / "dpn.ud", None, defines)
+    optimize(ir, {"share-concat"})
+    src = emit_module(ir, "dpn.ud")
+    block = src[src.index("class DualPath"):]
+    assert "concat_channels" not in block and "concat_append" not in block
+    assert "dense = w[:, self.bw :]" in block
+    torch.manual_seed(0)
+    a = _model(src)
+    torch.manual_seed(0)
+    b = _model(emit_module(ir, "dpn.ud", mirror=False))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(a.train()(x), b.train()(x))

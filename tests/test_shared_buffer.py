@@ -57,6 +57,29 @@ def test_saved_and_kept_links_survive_later_writes():
         torch.testing.assert_close(got, ref)
 
 
+def test_an_append_to_the_stored_part_of_a_headed_link_extends_its_buffer():
+    """DPN: a block slices the dense path off the link it was given (``link[:, h:]``,
+    its head cut off) and appends to the slice: the append finds the link and extends its
+    buffer in place. Values and gradients as torch.cat's."""
+    x = torch.randn(2, 3, 3, 3, dtype=F64, requires_grad=True)
+    ys = [torch.randn(2, 2, 3, 3, dtype=F64, requires_grad=True) for _ in range(2)]
+    heads = [torch.randn(2, 4, 3, 3, dtype=F64, requires_grad=True) for _ in range(2)]
+    first = sb.concat_start(x, 7)
+    second = sb.concat_append(first, ys[0], head=heads[0])
+    third = sb.concat_append(second[:, 4:], ys[1], head=heads[1])
+    assert torch.equal(third, torch.cat([heads[1], x, ys[0], ys[1]], 1))
+    assert sb._link_of(third).store is sb._link_of(second).store and sb._link_of(third).stored == 7
+    other = sb.concat_append(second[:, 3:], ys[1])  # not the stored part: a plain concatenation
+    assert sb._link_of(other) is None and torch.equal(other, torch.cat([second[:, 3:], ys[1]], 1))
+    third.square().sum().backward()
+    grads = [t.grad.clone() for t in (x, *ys, *heads)]
+    for t in (x, *ys, *heads):
+        t.grad = None
+    torch.cat([heads[1], x, ys[0], ys[1]], 1).square().sum().backward()
+    for got, t in zip(grads, (x, *ys, *heads)):  # a head the chain dropped gets no gradient
+        torch.testing.assert_close(got, torch.zeros_like(got) if t.grad is None else t.grad)
+
+
 def test_append_falls_back_to_a_plain_concatenation():
     """A plain tensor, a link the buffer has grown past (a second branch), and a link
     changed in place are concatenated as they are."""

@@ -101,9 +101,11 @@ def concat_start(x, channels):
 def concat_append(x, y, lo=None, head=None, drop=0):
     """``[head ++] x[:, drop:] ++ y``, where ``x[:, drop:]`` has ``lo`` channels (None:
     as many as it has): in place in ``x``'s buffer when ``x`` is a link that ends it."""
+    link = None if _tracing() else _link_of(x)
+    if link is None and not drop and not _tracing():
+        x, drop, link = _stored_part(x)
     if lo is None:
         lo = x.shape[1] - drop
-    link = None if _tracing() else _link_of(x)
     store = None if link is None else link.store
     if (
         store is None
@@ -231,6 +233,21 @@ def _link_of(x):
         return None
     head = 0 if link.head is None else link.head.shape[1]
     return link if x.shape[1] == head + link.stored else None
+
+
+def _stored_part(x):
+    """``x`` as (link, head width, its link) where ``x`` is ``link[:, head:]``, the stored
+    part of a link that has a head (a DPN block slicing the dense path off the link it
+    was given); else (x, 0, None)."""
+    base = x._base
+    link = None if base is None else _link_of(base)
+    if link is None or link.head is None:
+        return x, 0, None
+    part = base[:, link.head.shape[1] :]
+    same = x.shape == part.shape and x.stride() == part.stride()
+    if not same or x.storage_offset() != part.storage_offset():
+        return x, 0, None
+    return base, link.head.shape[1], link
 
 
 def _version(x):

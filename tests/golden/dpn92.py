@@ -91,9 +91,11 @@ def concat_start(x, channels):
 def concat_append(x, y, lo=None, head=None, drop=0):
     """``[head ++] x[:, drop:] ++ y``, where ``x[:, drop:]`` has ``lo`` channels (None:
     as many as it has): in place in ``x``'s buffer when ``x`` is a link that ends it."""
+    link = None if _tracing() else _link_of(x)
+    if link is None and not drop and not _tracing():
+        x, drop, link = _stored_part(x)
     if lo is None:
         lo = x.shape[1] - drop
-    link = None if _tracing() else _link_of(x)
     store = None if link is None else link.store
     if (
         store is None
@@ -221,6 +223,21 @@ def _link_of(x):
         return None
     head = 0 if link.head is None else link.head.shape[1]
     return link if x.shape[1] == head + link.stored else None
+
+
+def _stored_part(x):
+    """``x`` as (link, head width, its link) where ``x`` is ``link[:, head:]``, the stored
+    part of a link that has a head (a DPN block slicing the dense path off the link it
+    was given); else (x, 0, None)."""
+    base = x._base
+    link = None if base is None else _link_of(base)
+    if link is None or link.head is None:
+        return x, 0, None
+    part = base[:, link.head.shape[1] :]
+    same = x.shape == part.shape and x.stride() == part.stride()
+    if not same or x.storage_offset() != part.storage_offset():
+        return x, 0, None
+    return base, link.head.shape[1], link
 
 
 def _version(x):
@@ -435,7 +452,7 @@ class BnReluConv(nn.Module):
         return x
 
 
-class DualPathProj(nn.Module):
+class DualPath(nn.Module):
     """One dual path block over bw residual channels, adding inc dense channels.
     kind 'proj' (first block of conv2) and 'down' (first block of conv3-5, stride 2)
     first project the input to bw + 2*inc channels and split it there; 'normal'
@@ -443,91 +460,35 @@ class DualPathProj(nn.Module):
     3x3 (R, G groups) - 1x1 (bw + inc), all BN-ReLU-conv.
     """
 
-    def __init__(self):
-        super().__init__()
-        self.c1x1_w_s1 = BnReluConv(in_channels=64, out=288, kernel=1)
-        self.c1x1_a = BnReluConv(in_channels=64, out=96, kernel=1)
-        self.c3x3_b = BnReluConv(in_channels=96, out=96, kernel=3, groups=32)
-        self.c1x1_c = BnReluConv(in_channels=96, out=272, kernel=1)
-
-    def forward(self, x):
-        y = self.c1x1_w_s1(x)
-        res = y[:, :256]
-        dense = y[:, 256:]
-        dense = concat_start(dense, 80)
-        x = self.c1x1_a(x)
-        x = self.c3x3_b(x)
-        x = self.c1x1_c(x)
-        y2 = x[:, :256]
-        res = res + y2
-        x = x[:, 256:]
-        dense = concat_append(dense, x, 32, head=res)
-        return dense
-
-
-class DualPathNormal(nn.Module):
-    """One dual path block over bw residual channels, adding inc dense channels.
-    kind 'proj' (first block of conv2) and 'down' (first block of conv3-5, stride 2)
-    first project the input to bw + 2*inc channels and split it there; 'normal'
-    blocks split their input as it comes. The bottleneck is 1x1 (R) - grouped
-    3x3 (R, G groups) - 1x1 (bw + inc), all BN-ReLU-conv.
-    """
-
-    def __init__(self, bw, in_channels, R, c1x1_c_out, offset):
+    def __init__(self, in_channels, R, bw, inc, G, kind="normal", concat_channels=None):
         super().__init__()
         self.bw = bw
-        self.offset = offset
-        self.c1x1_a = BnReluConv(in_channels=in_channels, out=R, kernel=1)
-        self.c3x3_b = BnReluConv(in_channels=R, out=R, kernel=3, groups=32)
-        self.c1x1_c = BnReluConv(in_channels=R, out=c1x1_c_out, kernel=1)
+        self.kind = kind
+        self.concat_channels = concat_channels
+        stride = 2 if kind == "down" else 1
+        if kind == "proj":
+            self.c1x1_w_s1 = BnReluConv(in_channels, bw + 2 * inc, 1)
+        elif kind == "down":
+            self.c1x1_w_s2 = BnReluConv(in_channels, bw + 2 * inc, 1, stride=2)
+        self.c1x1_a = BnReluConv(in_channels, R, 1)
+        self.c3x3_b = BnReluConv(R, R, 3, stride=stride, groups=G)
+        self.c1x1_c = BnReluConv(R, bw + inc, 1)
 
     def forward(self, x):
-        res = x[:, : self.bw]
+        if self.kind == "proj":
+            w = self.c1x1_w_s1(x)
+        elif self.kind == "down":
+            w = self.c1x1_w_s2(x)
+        else:
+            w = x
+        res = w[:, : self.bw]
+        dense = w[:, self.bw :]
+        if self.concat_channels is not None:
+            dense = concat_start(dense, self.concat_channels)
         y = self.c1x1_a(x)
         y = self.c3x3_b(y)
         y = self.c1x1_c(y)
-        y2 = y[:, : self.bw]
-        res = res + y2
-        y = y[:, self.bw :]
-        x = concat_append(x, y, self.offset, head=res, drop=self.bw)
-        return x
-
-
-class DualPathDown(nn.Module):
-    """One dual path block over bw residual channels, adding inc dense channels.
-    kind 'proj' (first block of conv2) and 'down' (first block of conv3-5, stride 2)
-    first project the input to bw + 2*inc channels and split it there; 'normal'
-    blocks split their input as it comes. The bottleneck is 1x1 (R) - grouped
-    3x3 (R, G groups) - 1x1 (bw + inc), all BN-ReLU-conv.
-    """
-
-    def __init__(
-        self, in_channels, c1x1_w_s2_out, bw, out_channels, R, c1x1_c_out, offset
-    ):
-        super().__init__()
-        self.bw = bw
-        self.offset = offset
-        self.out_channels = out_channels
-        self.c1x1_w_s2 = BnReluConv(
-            in_channels=in_channels, out=c1x1_w_s2_out, kernel=1, stride=2
-        )
-        self.c1x1_a = BnReluConv(in_channels=in_channels, out=R, kernel=1)
-        self.c3x3_b = BnReluConv(in_channels=R, out=R, kernel=3, stride=2, groups=32)
-        self.c1x1_c = BnReluConv(in_channels=R, out=c1x1_c_out, kernel=1)
-
-    def forward(self, x):
-        y = self.c1x1_w_s2(x)
-        res = y[:, : self.bw]
-        dense = y[:, self.bw :]
-        dense = concat_start(dense, self.out_channels)
-        x = self.c1x1_a(x)
-        x = self.c3x3_b(x)
-        x = self.c1x1_c(x)
-        y2 = x[:, : self.bw]
-        res = res + y2
-        x = x[:, self.bw :]
-        dense = concat_append(dense, x, self.offset, head=res)
-        return dense
+        return concat_append(dense, y[:, self.bw :], head=res + y[:, : self.bw])
 
 
 class Conv5BnAc(nn.Module):
@@ -551,68 +512,62 @@ class Features(nn.Module):
         super().__init__()
         self.conv1_1 = Conv11()
         self.conv1_pool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.conv2_1 = DualPathProj()
-        self.conv2_2 = DualPathNormal(
-            bw=256, in_channels=304, R=96, c1x1_c_out=272, offset=48
+        self.conv2_1 = DualPath(
+            in_channels=64, R=96, bw=256, inc=16, G=32, kind="proj", concat_channels=80
         )
-        self.conv2_3 = DualPathNormal(
-            bw=256, in_channels=320, R=96, c1x1_c_out=272, offset=64
-        )
-        self.conv3_1 = DualPathDown(
+        self.conv2_2 = DualPath(in_channels=304, R=96, bw=256, inc=16, G=32)
+        self.conv2_3 = DualPath(in_channels=320, R=96, bw=256, inc=16, G=32)
+        self.conv3_1 = DualPath(
             in_channels=336,
-            c1x1_w_s2_out=576,
-            bw=512,
-            out_channels=192,
             R=192,
-            c1x1_c_out=544,
-            offset=64,
+            bw=512,
+            inc=32,
+            G=32,
+            kind="down",
+            concat_channels=192,
         )
-        for i in range(3):
-            self.add_module(
-                f"conv3_{i + 2}",
-                DualPathNormal(
-                    bw=512,
-                    in_channels=608 + 32 * i,
-                    R=192,
-                    c1x1_c_out=544,
-                    offset=96 + 32 * i,
-                ),
-            )
-        self.conv4_1 = DualPathDown(
+        self.conv3_2 = DualPath(in_channels=608, R=192, bw=512, inc=32, G=32)
+        self.conv3_3 = DualPath(in_channels=640, R=192, bw=512, inc=32, G=32)
+        self.conv3_4 = DualPath(in_channels=672, R=192, bw=512, inc=32, G=32)
+        self.conv4_1 = DualPath(
             in_channels=704,
-            c1x1_w_s2_out=1072,
-            bw=1024,
-            out_channels=528,
             R=384,
-            c1x1_c_out=1048,
-            offset=48,
+            bw=1024,
+            inc=24,
+            G=32,
+            kind="down",
+            concat_channels=528,
         )
-        for i in range(19):
-            self.add_module(
-                f"conv4_{i + 2}",
-                DualPathNormal(
-                    bw=1024,
-                    in_channels=1096 + 24 * i,
-                    R=384,
-                    c1x1_c_out=1048,
-                    offset=72 + 24 * i,
-                ),
-            )
-        self.conv5_1 = DualPathDown(
+        self.conv4_2 = DualPath(in_channels=1096, R=384, bw=1024, inc=24, G=32)
+        self.conv4_3 = DualPath(in_channels=1120, R=384, bw=1024, inc=24, G=32)
+        self.conv4_4 = DualPath(in_channels=1144, R=384, bw=1024, inc=24, G=32)
+        self.conv4_5 = DualPath(in_channels=1168, R=384, bw=1024, inc=24, G=32)
+        self.conv4_6 = DualPath(in_channels=1192, R=384, bw=1024, inc=24, G=32)
+        self.conv4_7 = DualPath(in_channels=1216, R=384, bw=1024, inc=24, G=32)
+        self.conv4_8 = DualPath(in_channels=1240, R=384, bw=1024, inc=24, G=32)
+        self.conv4_9 = DualPath(in_channels=1264, R=384, bw=1024, inc=24, G=32)
+        self.conv4_10 = DualPath(in_channels=1288, R=384, bw=1024, inc=24, G=32)
+        self.conv4_11 = DualPath(in_channels=1312, R=384, bw=1024, inc=24, G=32)
+        self.conv4_12 = DualPath(in_channels=1336, R=384, bw=1024, inc=24, G=32)
+        self.conv4_13 = DualPath(in_channels=1360, R=384, bw=1024, inc=24, G=32)
+        self.conv4_14 = DualPath(in_channels=1384, R=384, bw=1024, inc=24, G=32)
+        self.conv4_15 = DualPath(in_channels=1408, R=384, bw=1024, inc=24, G=32)
+        self.conv4_16 = DualPath(in_channels=1432, R=384, bw=1024, inc=24, G=32)
+        self.conv4_17 = DualPath(in_channels=1456, R=384, bw=1024, inc=24, G=32)
+        self.conv4_18 = DualPath(in_channels=1480, R=384, bw=1024, inc=24, G=32)
+        self.conv4_19 = DualPath(in_channels=1504, R=384, bw=1024, inc=24, G=32)
+        self.conv4_20 = DualPath(in_channels=1528, R=384, bw=1024, inc=24, G=32)
+        self.conv5_1 = DualPath(
             in_channels=1552,
-            c1x1_w_s2_out=2304,
-            bw=2048,
-            out_channels=640,
             R=768,
-            c1x1_c_out=2176,
-            offset=256,
+            bw=2048,
+            inc=128,
+            G=32,
+            kind="down",
+            concat_channels=640,
         )
-        self.conv5_2 = DualPathNormal(
-            bw=2048, in_channels=2432, R=768, c1x1_c_out=2176, offset=384
-        )
-        self.conv5_3 = DualPathNormal(
-            bw=2048, in_channels=2560, R=768, c1x1_c_out=2176, offset=512
-        )
+        self.conv5_2 = DualPath(in_channels=2432, R=768, bw=2048, inc=128, G=32)
+        self.conv5_3 = DualPath(in_channels=2560, R=768, bw=2048, inc=128, G=32)
         self.conv5_bn_ac = Conv5BnAc()
 
     def forward(self, x):
@@ -622,11 +577,29 @@ class Features(nn.Module):
         x = self.conv2_2(x)
         x = self.conv2_3(x)
         x = self.conv3_1(x)
-        for i in range(3):
-            x = getattr(self, f"conv3_{i + 2}")(x)
+        x = self.conv3_2(x)
+        x = self.conv3_3(x)
+        x = self.conv3_4(x)
         x = self.conv4_1(x)
-        for i in range(19):
-            x = getattr(self, f"conv4_{i + 2}")(x)
+        x = self.conv4_2(x)
+        x = self.conv4_3(x)
+        x = self.conv4_4(x)
+        x = self.conv4_5(x)
+        x = self.conv4_6(x)
+        x = self.conv4_7(x)
+        x = self.conv4_8(x)
+        x = self.conv4_9(x)
+        x = self.conv4_10(x)
+        x = self.conv4_11(x)
+        x = self.conv4_12(x)
+        x = self.conv4_13(x)
+        x = self.conv4_14(x)
+        x = self.conv4_15(x)
+        x = self.conv4_16(x)
+        x = self.conv4_17(x)
+        x = self.conv4_18(x)
+        x = self.conv4_19(x)
+        x = self.conv4_20(x)
         x = self.conv5_1(x)
         x = self.conv5_2(x)
         x = self.conv5_3(x)

@@ -120,6 +120,9 @@ class Classes:
         mc = cd.mirror
         vector = [self.ir.nodes[v]["shape"][0] for v in inst.inputs[:len(mc.channel_params)]]
         vector += [inst.args[p.name] for p in mc.defn.params]
+        if mc.span_chain is not None:  # the width of the buffer the pass starts here, if any
+            vector.append(next((b.channels for b in self.ir.graph.get("buffers", []) if b.scope == inst.path),
+                               None))
         cd.instances.append(inst)
         cd.vectors.append(vector)
         self.class_of_inst[id(inst)] = cd

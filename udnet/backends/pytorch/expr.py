@@ -147,7 +147,7 @@ def is_int(e: Expr | None, value: int) -> bool:
 
 
 #: Python's binding strength of each binary operator (comparisons do not chain here).
-_PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4,
+_PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, "in": 4, "is not": 4,
                "+": 6, "-": 6, "*": 7, "/": 7, "//": 7, "%": 7, "**": 9}
 _UNARY, _NOT, _IFEXP = 8, 3, 0
 

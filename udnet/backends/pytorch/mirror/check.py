@@ -61,7 +61,7 @@ from udnet.ops.spec import REQUIRED
 _BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
            "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "==": operator.eq,
            "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-           "in": lambda a, b: a in b}
+           "in": lambda a, b: a in b, "is not": operator.is_not}
 _BUILTINS = {"len": len, "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
              "sum": sum, "range": range, "str": str}
 
@@ -165,6 +165,8 @@ class Checker:
             raise Unsupported("an input the block never reads")
         for p, name in zip(mc.defn.params, mc.params[len(mc.channel_params):]):
             env[name] = inst.args[p.name]
+        if mc.span_chain is not None:
+            env[mc.span_chain.param] = self.capacity(inst)
         if not inst.outputs:
             raise Unsupported("a block that returns its input unchanged")
         me = _Self()
@@ -331,16 +333,28 @@ class Checker:
         body = list(inst.body)
         value_of: dict[int, Any] = {v: ("in", k) for k, v in enumerate(inst.inputs)}
         spread: dict[int, int] = {}  # columns call -> how many columns it returned
+        views: dict[tuple, Any] = {}  # a chain's tail the pass folded: (the link, where it starts)
+        self._views = views
         i = 0  # the instance's statement that the program's next step must match
         for k, mine in enumerate(ran):
             s = body[i] if i < len(body) else None
             if mine[0] == "start":  # where the pass gave this chain a buffer, its start is here
                 started = s is not None and s.kind == "start"
+                if mine[1].param is not None and not started:
+                    raise Unsupported("a buffer's start differs")
                 _decide(mine[1], started, "a chain's buffer")
                 if started:
                     if [value_of.get(v) for v in s.ins] != [mine[2]] or not same(s.nums[0], mine[3]):
                         raise Unsupported("a buffer's start differs")
                     i += 1
+                continue
+            if mine[0] == "tail":  # the slice a chain's append absorbs, or a slice as written
+                if s is not None and s.kind == "slice" and self.same_slice(s, ("slice",) + mine[2:], value_of):
+                    value_of[s.outs[0]] = ("v", k)
+                    i += 1
+                else:  # the stored part of the link it was given, which the append reads
+                    _decide(mine[1], True, "a chain's buffer")
+                    views[("v", k)] = (mine[2], mine[3])
                 continue
             if s is None:
                 raise Unsupported("forward runs other statements")
@@ -391,9 +405,20 @@ class Checker:
             raise Unsupported("BN-ReLU-conv unfused on a buffer's tensor")
         return i + 3
 
+    def capacity(self, inst: Instance) -> int | None:
+        """The channels of the buffer the pass starts in this instance, if it starts one."""
+        return next((b.channels for b in self.ir.graph.get("buffers", []) if b.scope == inst.path), None)
+
     def in_buffer(self, v: int) -> bool:
         """Is ``v`` a tensor that lives in a shared buffer (its base or a link)?"""
         return self.ir.nodes[v].get("buffer") is not None or v in self.bases
+
+    def same_slice(self, s: Stmt, mine: tuple, value_of: dict) -> bool:
+        full = self.channels(s.ins[0])
+        lo, hi = (0 if s.nums[0] is None else s.nums[0]), (full if s.nums[1] is None else s.nums[1])
+        mlo = 0 if mine[2] is None else mine[2] + full if mine[2] < 0 else mine[2]
+        mhi = full if mine[3] is None else mine[3] + full if mine[3] < 0 else mine[3]
+        return [value_of.get(v) for v in s.ins] == [mine[1]] and (lo, hi) == (mlo, mhi)
 
     def compare_columns(self, s: Stmt, mine: tuple, inst: Instance, value_of: dict) -> None:
         """A ``columns`` call: several outputs where its join merged into this one's; one
@@ -431,7 +456,9 @@ class Checker:
             return
         if kind == "append" and mine[0] == "conn" and mine[1].chain is not None:
             _decide(mine[1].chain, True, "a chain's buffer")
-            if s.nums[1] is not None or len(s.ins) != 2 or ins != mine[2]:
+            head, tail, new = mine[2][:-2], mine[2][-2], mine[2][-1]  # [head ++] tail ++ new
+            link, drop = self._views.get(tail, (tail, None))  # a folded tail: link[drop:]
+            if ins[0] != link or ins[1] != new or ins[2:] != head or s.nums[1] != drop:
                 raise Unsupported("an append differs")
             return
         if mine[0] == "conn" and mine[1].chain is not None:
@@ -447,6 +474,8 @@ class Checker:
         for s in stmts:
             if isinstance(s, Let):
                 env[s.name] = self._tensor(s.value, env, me, ran)
+                if s.absorbed is not None:  # a chain's tail: the pass may have left no slice
+                    ran[-1] = ("tail", s.absorbed) + ran[-1][1:]
             elif isinstance(s, When):
                 if isinstance(s.cond, HasModule):
                     taken = me.modules.get(evaluate(s.cond.label, env, me)) is not None

@@ -85,6 +85,7 @@ class Module:
 class Let:
     name: str
     value: Any  # Expr, or in forward a tensor expression (Apply, Connect, SliceOf)
+    absorbed: Chain | None = None  # a chain's tail: the pass may fold the slice into the append
 
 
 @dataclass(eq=False)
@@ -149,11 +150,15 @@ class ListOf:
 
 @dataclass(eq=False)
 class Chain:
-    """A concatenation grown in a loop (``x = x ++ f(x)``): the share-concat pass gives it
-    one buffer where it gave every instance one (``buffered``: decided by the check)."""
+    """A concatenation the share-concat pass may give one buffer (``buffered``: where it
+    gave every instance one, decided by the check): grown in a loop (``x = x ++ f(x)``),
+    or grown by the block's calls one after another (DPN: ``h ++ w[b:] ++ y``), whose
+    buffer the first block of the run starts with the width the pass planned for the run,
+    a constructor argument (``param``; None in the other blocks)."""
 
     capacity: str  # the attribute holding the buffer's channels
     buffered: bool | None = None
+    param: str | None = None  # the constructor parameter giving them, for a chain across calls
 
 
 @dataclass(eq=False)
@@ -225,6 +230,7 @@ class MirrorClass:
     returns_join: bool = False  # some return is a join: the class may need a columns method
     columns: list = field(default_factory=list)  # that method's program
     columns_used: bool = False  # a caller's join merges this class's join
+    span_chain: Chain | None = None  # a chain across calls: its capacity is a constructor parameter
 
 
 

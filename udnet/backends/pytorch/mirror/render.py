@@ -65,7 +65,11 @@ class MirrorPrinter:
 
     def methods(self) -> list[str]:
         mc = self.mc
-        params = ["self"] + [p if p not in mc.defaults else f"{p}={render(mc.defaults[p])}" for p in mc.params]
+        chain = mc.span_chain
+        # A chain across calls that no instance buffers needs no planned width.
+        dropped = {chain.param} if chain is not None and not chain.buffered else set()
+        params = ["self"] + [p if p not in mc.defaults else f"{p}={render(mc.defaults[p])}"
+                             for p in mc.params if p not in dropped]
         lines = def_lines("    ", "__init__", params)
         lines.append("        super().__init__()")
         # Statements are laid out relative to the method body, which sits 8 columns in.
@@ -87,6 +91,8 @@ class MirrorPrinter:
     def block(self, stmts: list, indent: str, init: bool) -> list[str]:
         out: list[str] = []
         for s in stmts:
+            if isinstance(s, When) and not init and _starts_unbuffered(s):
+                continue
             if isinstance(s, Let):
                 if init:
                     value = Name("[]") if isinstance(s.value, Lit) and s.value.value == () else s.value
@@ -196,7 +202,9 @@ class MirrorPrinter:
         if isinstance(t, Fused):
             return call("bn_relu_conv1x1", self.tensor(t.value), *(self.access(lbl) for lbl in t.labels))
         if isinstance(t, Connect) and t.chain is not None and t.chain.buffered:
-            return call("concat_append", *(self.tensor(a) for a in t.operands))
+            operands = [self.tensor(a) for a in t.operands]
+            head = [("head", operands[0])] if len(operands) == 3 else []
+            return Call(Name("concat_append"), tuple(operands[-2:]), tuple(head))
         if isinstance(t, Columns):
             module = self.access(t.label)
             kwargs = (("columns", Lit(True)),) if t.merged else ()
@@ -228,6 +236,12 @@ def _modules(stmts: list) -> list:
             if sub:
                 found += _modules(sub)
     return found
+
+
+def _starts_unbuffered(s: When) -> bool:
+    """The start of a chain across calls that the pass gave no buffer: nothing to print."""
+    return len(s.body) == 1 and isinstance(s.body[0], Let) and isinstance(s.body[0].value, Start) \
+        and not s.body[0].value.chain.buffered
 
 
 def _chains(stmts: list) -> list:

@@ -100,6 +100,8 @@ class Translator:
         self.auto, self.labels = auto_names(defn.body.stmts)
         self.join_labels: set[str] = set()
         self.chains: set[str] = set()  # attributes holding a chain's buffer channels
+        self.home: dict[int, list] = {}  # id(forward Let) -> the statement list holding it
+        self.span_chain: Chain | None = None  # a chain across calls (one per block)
         self.last_call: dict[str, Let] = {}  # forward local -> the statement that last set it
         self.called_class: dict[str, MirrorClass] = {}  # label -> the class of the block called there
         self.attr_of: dict[str, str] = {}
@@ -165,8 +167,13 @@ class Translator:
                 raise Unsupported(f"forward reads {spec}, which is set more than once")
             _insert_keep(init, name, self.attr_of[name])
         _fuse(fwd, _op_labels(init))
+        if self.span_chain is not None:  # the planned width, from the caller: None where not started here
+            params.append(self.span_chain.param)
+            defaults[self.span_chain.param] = Lit(None)
+            keeps.append(Keep(self.span_chain.capacity, Name(self.span_chain.param)))
         mc = MirrorClass(d.name, d, channel_params + params, channel_params, defaults, keeps + init, fwd,
                          [self.pyname(n) for n in inputs], out, returns=self.outs)
+        mc.span_chain = self.span_chain
         if _gives_join(fwd, self.join_labels):
             mc.returns_join = True
             mc.columns = _columns_program(fwd, self.join_labels)
@@ -241,6 +248,7 @@ class Translator:
         let = Let(self.pyname(name), t[0])
         fwd.append(let)
         self.last_call[let.name] = let
+        self.home[id(let)] = fwd
 
     def if_stmt(self, s: ast.If, st: _State, init: list, fwd: list, rest: list) -> bool:
         branches: list[tuple[Expr | None, list]] = []
@@ -419,7 +427,10 @@ class Translator:
             operands = [self.tensor(side, st, init) for side in sides]
             chans = [c for _, c in operands]
             chan = _sum(chans) if op == "concat" else chans[0]
-            return Connect(op, [f for f, _ in operands]), chan
+            connect = Connect(op, [f for f, _ in operands])
+            if op == "concat" and len(operands) in (2, 3) and not self._in_loop(st):
+                self._chain_across_calls(connect)
+            return connect, chan
         if isinstance(e, ast.SliceExpr):
             t = self.tensor(e.value, st, init)
             lo = None if e.lo is None else self.value(e.lo, st)
@@ -435,6 +446,30 @@ class Translator:
                 raise Unsupported("gate arity")
             return Connect("gate", [t[0] for t in ts]), ts[0][1]
         raise Unsupported(f"tensor expression {type(e).__name__}")
+
+    def _in_loop(self, st: _State) -> bool:
+        return any(k == "loop" for k in st.kinds.values())
+
+    def _chain_across_calls(self, connect: Connect) -> None:
+        """``[head ++] v[b:] ++ new`` where ``v[b:]`` is a local sliced to its end: the
+        link of a chain that runs through this block's calls one after another (DPN's
+        dense path). The block that starts the chain starts its buffer on the slice; in
+        the others the slice is the stored part of the link they were given, which
+        ``concat_append`` recognises and appends to."""
+        tail = connect.operands[-2]
+        let = self.last_call.get(tail.name) if isinstance(tail, Local) else None
+        if let is None or not isinstance(let.value, SliceOf) or let.value.hi is not None or let.value.lo is None:
+            return
+        if not isinstance(let.value.value, Local) or self.span_chain is not None:
+            return
+        param = self.fresh("concat_channels")
+        chain = Chain(self.attribute("concat_channels"), param=param)
+        self.span_chain = chain
+        connect.chain = chain
+        let.absorbed = chain
+        home = self.home[id(let)]
+        start = Let(let.name, Start(Local(let.name), chain))
+        home.insert(home.index(let) + 1, When(BinOp(Attr(SELF, chain.capacity), "is not", Lit(None)), [start], []))
 
     def join(self, e: ast.Call, st: _State, init: list) -> tuple:
         """``join(a, b, ...)``: a Join module (named as the elaborator names it: join,
