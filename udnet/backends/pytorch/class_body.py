@@ -100,19 +100,9 @@ class ClassBody:
             _, _, dl, dg, cols = desc
             return call("Join", v(dl), v(dg), Tuple(tuple(v(c) for c in cols)))
         _, module, fields = desc
-        exprs = {hint: Tuple(tuple(v(e) for e in value)) if isinstance(value, tuple) else v(value)
-                 for hint, _, _, _, value in fields}
-        texts = {hint: render(e) for hint, e in exprs.items()}  # the op table gives defaults as text
-        args: list[Expr] = []
-        kwargs: list[tuple[str, Expr]] = []
-        for hint, kw, default, same_as, _ in fields:
-            if texts[hint] == default or (same_as is not None and texts[hint] == texts[same_as]):
-                continue
-            if kw is None:
-                args.append(exprs[hint])
-            else:
-                kwargs.append((kw, exprs[hint]))
-        return Call(dotted(module), tuple(args), tuple(kwargs))
+        return op_call(module, [(hint, kw, default, same_as,
+                                 Tuple(tuple(v(e) for e in value)) if isinstance(value, tuple) else v(value))
+                                for hint, kw, default, same_as, value in fields])
 
     def init_lines(self, tpl) -> list[str]:
         lines: list[str] = []
@@ -299,6 +289,22 @@ class ClassBody:
         if kind == "slice":
             return Subscript(operands[0], (Slice(), Slice(*bounds)))
         raise AssertionError(kind)
+
+
+def op_call(module: str, fields: list) -> Call:
+    """An op module's constructor call from its fields (hint, keyword, default, same_as,
+    expression): a field whose text is its default, or its ``same_as`` field's, is left out."""
+    texts = {hint: render(e) for hint, _, _, _, e in fields}  # the op table gives defaults as text
+    args: list[Expr] = []
+    kwargs: list[tuple[str, Expr]] = []
+    for hint, kw, default, same_as, e in fields:
+        if texts[hint] == default or (same_as is not None and texts[hint] == texts[same_as]):
+            continue
+        if kw is None:
+            args.append(e)
+        else:
+            kwargs.append((kw, e))
+    return Call(dotted(module), tuple(args), tuple(kwargs))
 
 
 def plain_attr(label: str) -> bool:

@@ -1,7 +1,9 @@
 """Mirrored classes: one class per spec block, translated from the block's syntax tree,
 so that model.py reads like the spec (its parameters, its ifs and loops, its recursion).
 
-- translate.py: a block's syntax tree -> its class's program (program.py);
+- translate.py: a block's syntax tree -> its class's program (program.py): statements,
+  tensors and stages; its mixins values.py (value expressions, labels) and control.py
+  (``if`` and ``for``); rewrite.py: what is rewritten once a block is translated;
 - labels.py: the names the elaborator gives unlabelled stages, and the blocks a block calls;
 - check.py: the program run on every instance's arguments against the elaborated IR;
 - render.py: the program as the lines of ``__init__`` and ``forward``;

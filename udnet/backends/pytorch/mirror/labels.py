@@ -24,17 +24,17 @@ def auto_names(stmts: list) -> tuple[dict[int, str], set[str]]:
             return None
         return func if func in OPS else func.lower()
 
+    def stage(value: Any, label: Any, looped: bool) -> None:
+        """A stage applied here: its label, or the automatic name it takes."""
+        if label is not None:
+            labels.add("".join(p for p in label.parts if isinstance(p, str)))
+        elif base(value):
+            found.append((value, base(value), looped))
+
     def walk_expr(e: Any, looped: bool) -> None:
-        if isinstance(e, ast.Pipe):
+        if isinstance(e, ast.Pipe):  # (an inline { ... } stage's stages are its own scope's)
             walk_expr(e.value, looped)
-            if e.label is None:
-                b = base(e.stage)
-                if b:
-                    found.append((e.stage, b, looped))
-            else:
-                labels.add("".join(p for p in e.label.parts if isinstance(p, str)))
-            if isinstance(e.stage, ast.Body):
-                pass  # its stages are another scope's
+            stage(e.stage, e.label, looped)
         elif isinstance(e, ast.BinOp):
             walk_expr(e.left, looped)
             walk_expr(e.right, looped)
@@ -50,12 +50,7 @@ def auto_names(stmts: list) -> tuple[dict[int, str], set[str]]:
     def walk(stmts: list, looped: bool) -> None:
         for s in stmts:
             if isinstance(s, ast.ExprStmt):
-                if s.label is None:
-                    b = base(s.value)
-                    if b:
-                        found.append((s.value, b, looped))
-                else:
-                    labels.add("".join(p for p in s.label.parts if isinstance(p, str)))
+                stage(s.value, s.label, looped)
                 walk_expr(s.value, looped)
             elif isinstance(s, ast.ScopeStmt):
                 labels.add("".join(p for p in s.label.parts if isinstance(p, str)))

@@ -3,7 +3,7 @@ lines of its ``__init__`` and ``forward``."""
 
 from __future__ import annotations
 
-from udnet.backends.pytorch.class_body import plain_attr
+from udnet.backends.pytorch.class_body import op_call, plain_attr
 from udnet.backends.pytorch.expr import (
     SELF,
     Attr,
@@ -179,17 +179,7 @@ class MirrorPrinter:
         if c.inplace and spec.torch.inplace is not None:
             f = spec.torch.inplace
             fields.append((f.hint, f.keyword, f.default, f.same_as, Lit(f.value)))
-        texts = {hint: render(e) for hint, _, _, _, e in fields}
-        args: list[Expr] = []
-        kwargs: list[tuple[str, Expr]] = []
-        for hint, kw, default, same_as, e in fields:
-            if texts[hint] == default or (same_as is not None and texts[hint] == texts[same_as]):
-                continue
-            if kw is None:
-                args.append(e)
-            else:
-                kwargs.append((kw, e))
-        return Call(dotted(c.module), tuple(args), tuple(kwargs))
+        return op_call(c.module, fields)
 
     def tensor(self, t) -> Expr:
         if isinstance(t, Local):
