@@ -13,7 +13,6 @@ from udnet.backends.pytorch.expr import (
     BinOp,
     Call,
     Expr,
-    IfExp,
     Lit,
     Name,
 )
@@ -31,7 +30,7 @@ from udnet.backends.pytorch.mirror.program import (
     When,
     same_program,
 )
-from udnet.backends.pytorch.mirror.values import State
+from udnet.backends.pytorch.mirror.values import State, choose
 from udnet.frontend import ast
 
 
@@ -123,7 +122,7 @@ class Control:
                     for c, e in zip(reversed(conds[:-1]), reversed(exprs[:-1])):
                         if c is None:
                             raise Unsupported("channels after an if")
-                        merged = IfExp(c, e, merged)
+                        merged = choose(c, e, merged)
                     st.chan[name] = merged
 
     def for_stmt(self, s: ast.For, st: State, init: list, fwd: list) -> None:

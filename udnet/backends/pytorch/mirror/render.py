@@ -74,7 +74,8 @@ class MirrorPrinter:
         lines.append("        super().__init__()")
         # Statements are laid out relative to the method body, which sits 8 columns in.
         unused = {c.capacity for c in _chains(mc.forward) if not c.buffered}
-        lines += ["        " + line for line in self.block(_tidy(mc.init, mc.keeps_out, unused), "", init=True)]
+        init = _without_dead_locals(_tidy(mc.init, mc.keeps_out, unused))
+        lines += ["        " + line for line in self.block(init, "", init=True)]
         lines.append("")
         # A class whose join a caller's join merges returns, when asked, the join's inputs
         # (a tuple of tensors, as torch.fx and hooks see them) rather than their join.
@@ -226,6 +227,67 @@ def _modules(stmts: list) -> list:
             if sub:
                 found += _modules(sub)
     return found
+
+
+def _without_dead_locals(stmts: list) -> list:
+    """__init__ without the locals nothing printed reads (``first``, where it only named
+    the modules of a list)."""
+    while True:
+        reads = _reads(stmts)
+        kept = _drop_lets(stmts, reads)
+        if _count(kept) == _count(stmts):
+            return kept
+        stmts = kept
+
+
+def _reads(stmts: list) -> set[str]:
+    found: set[str] = set()
+    for s in stmts:
+        exprs: list = []
+        if isinstance(s, (Let, Keep)):
+            exprs.append(s.value)
+        elif isinstance(s, When):
+            exprs.append(s.cond)
+        elif isinstance(s, Each):
+            exprs.append(s.iterable)
+        elif isinstance(s, Module):
+            if s.into is None or not s.into.indexed:
+                exprs.append(s.label)
+            c = s.ctor
+            if isinstance(c, OpCtor):
+                exprs += [f[4] for f in c.fields or ()]
+            elif isinstance(c, BlockCtor):
+                exprs += [*c.channels, *c.args, *(v for _, v in c.kwargs)]
+            elif isinstance(c, JoinCtor):
+                exprs += [c.drop_local, c.drop_global]
+            elif isinstance(c, SeqCtor):
+                found.add(c.layers)
+        elif isinstance(s, SeqStart):
+            found.add(s.seq.layers)
+        for e in exprs:
+            if not isinstance(e, Lit) or e.value != ():
+                found.update(read_names(e))
+        for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+            if sub:
+                found |= _reads(sub)
+    return found
+
+
+def _drop_lets(stmts: list, reads: set[str]) -> list:
+    out: list = []
+    for s in stmts:
+        if isinstance(s, Let) and s.name not in reads:
+            continue
+        if isinstance(s, When):
+            s = When(s.cond, _drop_lets(s.body, reads), _drop_lets(s.orelse, reads))
+        elif isinstance(s, Each):
+            s = Each(s.var, s.iterable, _drop_lets(s.body, reads))
+        out.append(s)
+    return out
+
+
+def _count(stmts: list) -> int:
+    return sum(1 + _count(getattr(s, "body", []) or []) + _count(getattr(s, "orelse", []) or []) for s in stmts)
 
 
 def _starts_unbuffered(s: When) -> bool:

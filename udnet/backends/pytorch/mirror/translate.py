@@ -19,7 +19,6 @@ from udnet.backends.pytorch.expr import (
     Attr,
     BinOp,
     Expr,
-    IfExp,
     Lit,
     Name,
     read_names,
@@ -56,7 +55,7 @@ from udnet.reserved import CONNECTIONS
 
 from udnet.backends.pytorch.mirror.control import Control
 from udnet.backends.pytorch.mirror.rewrite import columns_program, fuse, gives_join, insert_keep, op_labels
-from udnet.backends.pytorch.mirror.values import State, Values, constant
+from udnet.backends.pytorch.mirror.values import State, Values, choose, constant
 
 
 class Translator(Control, Values):
@@ -380,7 +379,7 @@ class Translator(Control, Values):
             out = bound["out"] if "out" in names else chan_in
             if "out" in names and "out" not in bound:
                 raise Unsupported("out not given")
-            return Apply(self.forward_label(lab, st), [fwd_in]), out
+            return Apply(self.forward_label(lab, st) if into is None else lab, [fwd_in]), out
         if func in self.blocks:
             cls = self.classes.get(func)
             if cls is None:
@@ -395,7 +394,8 @@ class Translator(Control, Values):
             init.append(Module(lab, ctor, into))
             if isinstance(lab, Lit):
                 self.called_class[lab.value] = cls
-            return Apply(self.forward_label(lab, st), ins), self.block_out(cls, ctor, lab, into)
+            forward_lab = self.forward_label(lab, st) if into is None else lab  # a list's modules run in it
+            return Apply(forward_lab, ins), self.block_out(cls, ctor, lab, into)
         raise Unsupported(f"stage {func}")
 
     def block_out(self, cls: MirrorClass, ctor: BlockCtor, lab: Expr, into: SeqCtor | None) -> Expr:
@@ -446,7 +446,7 @@ class Translator(Control, Values):
                 cond = self.value(s.cond, st)
                 init.append(When(cond, bi, []))
                 if after != chan:
-                    chan = IfExp(cond, after, chan)
+                    chan = choose(cond, after, chan)
             else:
                 raise Unsupported(f"{type(s).__name__} in a sequential group")
         return chan

@@ -159,3 +159,16 @@ def constant(e: Any) -> Expr:
     raise Unsupported("a default that is not a constant")
 
 
+
+
+def choose(cond: Expr, then: Expr, orelse: Expr) -> Expr:
+    """``then if cond else orelse``, as simply as it can be said: a channel count that two
+    branches leave as ``hidden`` and ``in_channels`` under ``hidden != in_channels`` is
+    ``hidden`` either way."""
+    if then == orelse:
+        return then
+    if isinstance(cond, BinOp) and cond.op in ("==", "!="):
+        same, other = (orelse, then) if cond.op == "==" else (then, orelse)
+        if {same, other} == {cond.left, cond.right}:
+            return same
+    return IfExp(cond, then, orelse)
