@@ -188,6 +188,8 @@ def test_load_accepts_text_and_overrides():
 def _small_models():
     yield "densenet", udnet.load(str(SPECS / "densenet.ud"), "DenseNetBC", depth=16, k=4), (3, 32, 32)
     yield "fractal", udnet.load(str(SPECS / "fractal.ud"), C=2, widths=[4, 8], drop=[0.0, 0.1]), (3, 32, 32)
+    # C = 3: a block's join merges into its caller's, which asks for its columns.
+    yield "fractal3", udnet.load(str(SPECS / "fractal.ud"), C=3, widths=[4, 8], drop=[0.0, 0.1]), (3, 32, 32)
     yield "highway", udnet.load(str(SPECS / "highway.ud")), (3, 32, 32)
     yield "dpn", udnet.load(str(SPECS / "dpn.ud"), variant=68, input=[3, 32, 32], classes=7), (3, 32, 32)
 
