@@ -210,3 +210,41 @@ def test_dpn_blocks_share_one_buffer_per_stage_and_none_without_the_pass():
     b = _model(emit_module(ir, "dpn.ud", mirror=False))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(a.train()(x), b.train()(x))
+
+
+def _both(spec: str, x_shape=(2, 4, 8, 8)):
+    """Compile a spec both ways; the mirrored module must equal the instance path's."""
+    ir = build_ir(spec)
+    optimize(ir)
+    emitter = Emitter(ir, "t.ud")
+    src = emitter.emit()
+    torch.manual_seed(0)
+    a = _model(src)
+    torch.manual_seed(0)
+    b = _model(emit_module(ir, "t.ud", mirror=False))
+    assert list(a.state_dict()) == list(b.state_dict())
+    x = torch.randn(*x_shape)
+    assert torch.equal(a.eval()(x), b.eval()(x))
+    return emitter, src
+
+
+@pytest.mark.parametrize("spec", [
+    # an if whose elif adds nothing: the module is None in every branch that does not build it
+    "block B(c, a, b) { if a { m: conv(c, 1) } else if b { } \n relu }\n"
+    "network N(input = [4, 8, 8]) { B(4, true, false)  B(4, false, false)  B(4, false, true) }",
+    # a negative default, raised to a power in a caller's channel count: (-2) ** 2
+    "block B(c, k = -2) { conv(c + k ** 2, 1) }\nblock A(c) { B(c)  conv(c, 1) }\n"
+    "network N(input = [4, 8, 8]) { A(4) }",
+    # a compound value indexed: (l + (c,))[0]
+    "block B(c, l) { conv((l ++ [c])[0], 1) }\nnetwork N(input = [4, 8, 8]) { B(4, [6]) }",
+    # a label that interpolates a string: no quote inside an f-string's field
+    'block B(c, a) { conv(c, 1) \n n{if a then "p" else "q"}: relu }\n'
+    "network N(input = [4, 8, 8]) { B(4, true)  B(4, false) }",
+    # a range passed to a block
+    "block B(c, r) { for i in r { conv{i}: conv(c, 1) } }\nnetwork N(input = [4, 8, 8]) { B(4, 1..3) }",
+    # one label, different ops in different branches: no fused BN-ReLU-conv made of them
+    "block B(c, a) { if a { p: conv(c, 1) } else { p: bn } \n q: relu \n r: conv(c, 1) }\n"
+    "network N(input = [4, 8, 8]) { B(4, true)  B(4, false) }",
+], ids=["empty-elif", "negative-power", "indexed-sum", "quoted-label", "range-argument", "label-two-ops"])
+def test_tricky_blocks_compile_to_the_instance_paths_module(spec):
+    _both(spec)

@@ -153,7 +153,10 @@ _UNARY, _NOT, _IFEXP = 8, 3, 0
 
 
 def precedence(e: Expr) -> int:
-    """How tightly ``e`` binds as an operand: 10 for atoms."""
+    """How tightly ``e`` binds as an operand: 10 for atoms (a negative number binds as
+    its minus sign does: (-2) ** 2)."""
+    if isinstance(e, Lit) and type(e.value) in (int, float) and (e.value < 0 or repr(e.value).startswith("-")):
+        return _UNARY
     if isinstance(e, BinOp):
         return _PRECEDENCE[e.op]
     if isinstance(e, Neg):
@@ -170,7 +173,7 @@ def render(e: Expr) -> str:
     if isinstance(e, Name):
         return e.id
     if isinstance(e, Attr):
-        return f"{render(e.value)}.{e.attr}"
+        return f"{_atom(e.value)}.{e.attr}"
     if isinstance(e, Lit):
         return _literal(e.value)
     if isinstance(e, Call):
@@ -203,7 +206,7 @@ def render(e: Expr) -> str:
         # ruff treats a slice's colon as an operator around complex bounds: x[a + 1 :]
         return (f"{lo} " if lo else "") + ":" + (f" {hi}" if hi else "")
     if isinstance(e, Subscript):
-        return f"{render(e.value)}[{', '.join(render(i) for i in e.index)}]"
+        return f"{_atom(e.value)}[{', '.join(render(i) for i in e.index)}]"
     if isinstance(e, Tuple):
         return "(" + ", ".join(render(x) for x in e.elts) + ("," if len(e.elts) == 1 else "") + ")"
     if isinstance(e, List):
@@ -211,10 +214,28 @@ def render(e: Expr) -> str:
     if isinstance(e, Starred):
         return f"*{render(e.value)}"
     if isinstance(e, FString):
+        if any(not isinstance(p, str) and any(q in render(p) for q in "\"'\\") for p in e.parts):
+            # A quote inside a replacement field ends the f-string before Python 3.12.
+            return render(_concatenation(e.parts))
         text = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else f"{{{render(p)}}}"
                        for p in e.parts)
         return f'f"{text}"'
     raise TypeError(e)
+
+
+def _atom(e: Expr) -> str:
+    """``e`` rendered to be indexed or read an attribute of: (a + b)[0], not a + b[0]."""
+    text = render(e)
+    return f"({text})" if precedence(e) < 10 or (isinstance(e, Lit) and isinstance(e.value, (int, float))) else text
+
+
+def _concatenation(parts: tuple) -> Expr:
+    """An f-string's parts as ``"text" + str(expr) + ...``."""
+    terms = [Lit(p) if isinstance(p, str) else Call(Name("str"), (p,)) for p in parts if p != ""]
+    out = terms[0]
+    for t in terms[1:]:
+        out = BinOp(out, "+", t)
+    return out
 
 
 def arguments(c: Call) -> list[str]:
@@ -274,4 +295,6 @@ def _literal(v: Any) -> str:
         return '"' + v.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
     if isinstance(v, tuple):
         return "(" + ", ".join(_literal(e) for e in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, range):  # a spec's a..b (step 1), passed to a block
+        return f"range({v.start}, {v.stop})"
     raise TypeError(type(v))

@@ -397,6 +397,8 @@ class Checker:
             raise Unsupported("BN-ReLU-conv differs")
         if [value_of.get(v) for v in run[0].ins] != [value] or run[1].ins != run[0].outs or run[2].ins != run[1].outs:
             raise Unsupported("BN-ReLU-conv differs")
+        if [self.ir.nodes[t.outs[0]]["op"] for t in run] != ["bn", "relu", "conv"]:
+            raise Unsupported("BN-ReLU-conv differs")
         bn, conv = (self.ir.nodes[t.outs[0]]["attrs"] for t in (run[0], run[2]))
         one = (1, 1)
         runtime_fuses = bn["affine"] and conv["kernel"] == conv["stride"] == conv["dilation"] == one and (

@@ -75,7 +75,7 @@ class Control:
         has_fwd = any(o[3] for o in outs)
         optional = (len(outs) <= 2 and outs[0][2] and isinstance(outs[0][2][0], Module)
                     and isinstance(outs[0][2][0].label, Lit) and outs[0][2][0].into is None
-                    and (len(outs) == 1 or (not outs[1][2] and not outs[1][3])))
+                    and (len(outs) == 1 or (outs[1][0] is None and not outs[1][2] and not outs[1][3])))
         if optional and has_fwd:
             label = outs[0][2][0].label
             if len(outs) == 1:
@@ -84,9 +84,11 @@ class Control:
             fwd_cond = HasModule(label)
         same_fwd = has_fwd and not merged_rest and outs[-1][0] is None and not optional \
             and all(same_program(o[3], outs[0][3]) for o in outs)
+        # forward needs no trailing branches that run nothing (an elif that only asserts).
+        last = max((k for k, o in enumerate(outs) if o[3]), default=-1) if not merged_rest else len(outs) - 1
         for k, (cond, _, bi, bf, _) in enumerate(outs):
             init_chain.append((cond, bi))
-            if has_fwd and not same_fwd:
+            if has_fwd and not same_fwd and k <= last:
                 fc = None if cond is None else (fwd_cond if optional and k == 0 else self.forward_value(cond, st))
                 fwd_chain.append((fc, bf))
         init.extend(_chain(init_chain))

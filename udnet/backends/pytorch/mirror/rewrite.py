@@ -64,19 +64,22 @@ def columns_program(stmts: list, joins: set[str]) -> list:
     return out
 
 
-def op_labels(init: list) -> dict[str, str]:
-    """label -> op of the op modules __init__ builds under a fixed label."""
-    found: dict[str, str] = {}
+def op_labels(init: list) -> dict[str, str | None]:
+    """label -> op of the op modules __init__ builds under a fixed label (None where
+    branches build different modules under one label)."""
+    found: dict[str, str | None] = {}
     for s in init:
-        if isinstance(s, Module) and isinstance(s.ctor, OpCtor) and isinstance(s.label, Lit) and s.into is None:
-            found[s.label.value] = s.ctor.op
+        if isinstance(s, Module) and isinstance(s.label, Lit) and s.into is None and s.ctor is not None:
+            op = s.ctor.op if isinstance(s.ctor, OpCtor) else None
+            found[s.label.value] = op if found.get(s.label.value, op) == op else None
         for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
             if sub:
-                found.update(op_labels(sub))
+                for label, op in op_labels(sub).items():
+                    found[label] = op if found.get(label, op) == op else None
     return found
 
 
-def fuse(stmts: list, ops: dict[str, str]) -> None:
+def fuse(stmts: list, ops: dict[str, str | None]) -> None:
     """BN -> ReLU -> conv applied in three statements to one local: one ``Fused``, which
     the check keeps where some instance's pass fused them."""
     k = 0

@@ -463,6 +463,8 @@ def _py_param(cls: MirrorClass, spec_name: str) -> str:
 
 
 def _sum(chans: list[Expr]) -> Expr:
+    if len(chans) > 1 and all(c == chans[0] for c in chans):  # c + c: 2 * c
+        return BinOp(Lit(len(chans)), "*", chans[0])
     out = chans[0]
     for c in chans[1:]:
         out = BinOp(out, "+", c)
