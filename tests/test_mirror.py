@@ -248,3 +248,25 @@ def _both(spec: str, x_shape=(2, 4, 8, 8)):
 ], ids=["empty-elif", "negative-power", "indexed-sum", "quoted-label", "range-argument", "label-two-ops"])
 def test_tricky_blocks_compile_to_the_instance_paths_module(spec):
     _both(spec)
+
+
+def test_a_group_read_through_a_fused_reader_is_a_fused_sequence():
+    """The tutorial's hybrid block: a dense chain, then a { bn; relu; conv } group over the
+    buffer, which the pass fuses: a FusedBnReluConv, the same numbers as before."""
+    spec = """
+block DenseLayer(k) { norm: bn; relu: relu; conv: conv(k, 3, pad = 1) }
+block DenseResBlock(n, k, out) {
+    y = x
+    for i in 1..n { y = y ++ (y |> layer{i}: DenseLayer(k)) }
+    y = y |> compress: { bn; relu; conv(out, 1) }
+    if channels != out { x = x |> proj: { conv(out, 1); bn } }
+    return (y + x) |> relu
+}
+network N(input = [4, 8, 8]) {
+    stage1: DenseResBlock(3, 4, 8)
+    stage2: DenseResBlock(3, 4, 8)
+}
+"""
+    emitter, src = _both(spec)
+    assert not emitter.why_not_mirrored
+    assert "compress = FusedBnReluConv()" in src and "if self.proj is not None:" in src

@@ -80,6 +80,20 @@ def test_an_append_to_the_stored_part_of_a_headed_link_extends_its_buffer():
         torch.testing.assert_close(got, torch.zeros_like(got) if t.grad is None else t.grad)
 
 
+def test_fused_group_is_its_three_modules_and_fuses_on_a_link():
+    """FusedBnReluConv (a { bn; relu; conv } group over a buffer): the three modules in
+    sequence on a plain tensor; on a link, bn_relu_conv1x1's result."""
+    torch.manual_seed(0)
+    group = sb.FusedBnReluConv(torch.nn.BatchNorm2d(5), torch.nn.ReLU(), torch.nn.Conv2d(5, 3, 1)).double()
+    plain = torch.nn.Sequential(*group).double()
+    x = torch.randn(2, 5, 4, 4, dtype=F64)
+    group.eval(), plain.eval()
+    assert torch.equal(group(x), plain(x))
+    link = sb.concat_append(sb.concat_start(x[:, :3], 5), x[:, 3:])
+    torch.testing.assert_close(group(link), plain(x))
+    assert [name for name, _ in group.named_children()] == ["0", "1", "2"]
+
+
 def test_append_falls_back_to_a_plain_concatenation():
     """A plain tensor, a link the buffer has grown past (a second branch), and a link
     changed in place are concatenated as they are."""

@@ -151,6 +151,14 @@ def bn_relu_conv1x1(x, bn, relu, conv):
     return out
 
 
+class FusedBnReluConv(nn.Sequential):
+    """BN, ReLU and a 1x1 conv in a sequence, run as ``bn_relu_conv1x1``: a ``{ bn; relu;
+    conv }`` group that reads a shared buffer."""
+
+    def forward(self, x):
+        return bn_relu_conv1x1(x, *self)
+
+
 def _tracing():
     # torch.compile (2.3+) too: the storage's writes and set_ do not trace; the plain
     # concatenation compiles without graph breaks.

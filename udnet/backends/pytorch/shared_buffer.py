@@ -7,6 +7,7 @@ as text and never imports it (it imports torch).
 """
 
 import torch
+from torch import nn
 
 # Shared storage for a chain of channel concatenations (memory-efficient DenseNet,
 # after Pleiss et al. 2017). A chain x_l = x_{l-1} ++ y_l lives in one channel-major
@@ -100,6 +101,14 @@ def bn_relu_conv1x1(x, bn, relu, conv):
     if conv.bias is not None:
         out = out + conv.bias.view(1, -1, 1, 1)
     return out
+
+
+class FusedBnReluConv(nn.Sequential):
+    """BN, ReLU and a 1x1 conv in a sequence, run as ``bn_relu_conv1x1``: a ``{ bn; relu;
+    conv }`` group that reads a shared buffer."""
+
+    def forward(self, x):
+        return bn_relu_conv1x1(x, *self)
 
 
 def _tracing():

@@ -311,12 +311,21 @@ class Checker:
                 seq.indexed = False
             self.check_child(ctor, values, inst.children[k])
         value = inst.inputs[0] if len(inst.inputs) == 1 else None
-        for k, s in enumerate(inst.body):
+        body = inst.body
+        if seq.fusable and len(body) == 1 and body[0].kind == "bn_relu_conv":
+            s = body[0]  # the pass fused { bn; relu; conv } on a buffer's tensor
+            if (s.child, *s.extra) != (0, 1, 2) or s.ins != [value] or inst.outputs != s.outs:
+                raise Unsupported("a fused group differs")
+            seq.fused = True
+            return
+        for k, s in enumerate(body):
             if s.kind != "call" or s.child != k or s.ins != [value] or len(s.outs) != 1:
                 raise Unsupported("a sequential group that is not a chain")
             value = s.outs[0]
-        if len(inst.body) != len(layers) or inst.outputs != [value]:
+        if len(body) != len(layers) or inst.outputs != [value]:
             raise Unsupported("a sequential group that is not a chain")
+        if seq.fusable and self.in_buffer(inst.inputs[0]):  # FusedBnReluConv would fuse what the pass did not
+            raise Unsupported("a group unfused on a buffer's tensor")
 
     # -- forward --
 

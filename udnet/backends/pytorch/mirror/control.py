@@ -73,11 +73,14 @@ class Control:
         init_chain: list = []
         fwd_chain: list = []
         has_fwd = any(o[3] for o in outs)
-        optional = (len(outs) <= 2 and outs[0][2] and isinstance(outs[0][2][0], Module)
-                    and isinstance(outs[0][2][0].label, Lit) and outs[0][2][0].into is None
+        # An if that adds a module (the first its branch sets, by a fixed label) and does
+        # nothing else is replayed as "is that module there".
+        first = next((s for s in outs[0][2] if isinstance(s, Module) and s.into is None
+                      and isinstance(s.label, Lit)), None)
+        optional = (len(outs) <= 2 and first is not None
                     and (len(outs) == 1 or (outs[1][0] is None and not outs[1][2] and not outs[1][3])))
         if optional and has_fwd:
-            label = outs[0][2][0].label
+            label = first.label
             if len(outs) == 1:
                 outs.append((None, copy.deepcopy(st), [], [], False))
             outs[1][2].append(Module(label, None))

@@ -63,6 +63,8 @@ class SeqCtor:
 
     layers: str
     indexed: bool = True
+    fusable: bool = False  # exactly BN, ReLU and a conv
+    fused: bool = False  # some instance's pass fused them: FusedBnReluConv, not nn.Sequential
 
 
 @dataclass(eq=False)

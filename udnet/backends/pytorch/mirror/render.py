@@ -108,7 +108,7 @@ class MirrorPrinter:
                     if not (isinstance(value, Name) and value.id == s.name):
                         out += self.line(f"{s.name} = ", value, indent)
             elif isinstance(s, SeqStart):
-                start = Name("[]") if s.seq.indexed else call("nn.Sequential")
+                start = Name("[]") if s.seq.indexed else call("FusedBnReluConv" if s.seq.fused else "nn.Sequential")
                 out += self.line(f"{s.seq.layers} = ", start, indent)
             elif isinstance(s, Keep):
                 out += self.line(f"self.{s.name} = ", s.value, indent)
@@ -169,7 +169,8 @@ class MirrorPrinter:
 
     def ctor(self, c) -> Expr:
         if isinstance(c, SeqCtor):
-            return Call(dotted("nn.Sequential"), (Starred(Name(c.layers)),)) if c.indexed else Name(c.layers)
+            kind = "FusedBnReluConv" if c.fused else "nn.Sequential"
+            return Call(dotted(kind), (Starred(Name(c.layers)),)) if c.indexed else Name(c.layers)
         if isinstance(c, JoinCtor):
             return call("Join", c.drop_local, c.drop_global)
         if isinstance(c, BlockCtor):

@@ -418,12 +418,15 @@ class Translator(Control, Values):
     def sequential(self, body: ast.Body, src: tuple, lab: Expr, st: State, init: list) -> tuple:
         """A labelled group of stages applied one after the other, labelled 0, 1, ...:
         ``nn.Sequential``, built in a list."""
-        seq = SeqCtor(self.fresh("layers"))
+        name = lab.value if isinstance(lab, Lit) and lab.value.isidentifier() else "layers"
+        seq = SeqCtor(self.fresh(name))
         init.append(SeqStart(seq))
         self.auto.update(auto_names(body.stmts)[0])
         sub = copy.deepcopy(st)
         chan = self._seq_body(body.stmts, sub, init, seq, src[1])
         init.append(Module(lab, seq))
+        ops = [s.value for s in body.stmts if isinstance(s, ast.ExprStmt)]
+        seq.fusable = len(ops) == len(body.stmts) == 3 and [callee(o)[0] for o in ops] == ["bn", "relu", "conv"]
         for name, kind in sub.kinds.items():
             if kind == "value" and name not in st.kinds:
                 st.kinds[name] = "value"
