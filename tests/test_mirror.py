@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, event, given, settings
+from strategies import valid_programs
 
 from udnet.backends.pytorch.codegen import Emitter, emit_module
 from udnet.backends.pytorch.loader import import_source
@@ -270,3 +272,31 @@ network N(input = [4, 8, 8]) {
     emitter, src = _both(spec)
     assert not emitter.why_not_mirrored
     assert "compress = FusedBnReluConv()" in src and "if self.proj is not None:" in src
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(valid_programs())
+def test_generated_programs_mirror_the_instance_path(text):
+    """Any valid program: its mirrored module (every block the check accepts) has the
+    instance path's state_dict keys, parameters and outputs, in eval and in training."""
+    ir = build_ir(text)
+    optimize(ir)
+    emitter = Emitter(ir, "t.ud")
+    mirrored = emitter.emit()
+    blocks = len(ir.graph.get("blocks", {}))
+    event(f"{len(emitter.classes.mirror_cds)} of {blocks} blocks mirrored")
+    torch.manual_seed(0)
+    a = _model(mirrored)
+    torch.manual_seed(0)
+    b = _model(emit_module(ir, "t.ud", mirror=False))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    x = torch.randn(2, *ir.nodes[ir.input_node]["shape"])
+    for train in (False, True):
+        torch.manual_seed(1)
+        ya = a.train(train)(x)
+        torch.manual_seed(1)
+        yb = b.train(train)(x)
+        ya, yb = (list(y.values()) if isinstance(y, dict) else [y] for y in (ya, yb))
+        assert all(torch.equal(u, v) for u, v in zip(ya, yb))
