@@ -300,3 +300,16 @@ def test_generated_programs_mirror_the_instance_path(text):
         yb = b.train(train)(x)
         ya, yb = (list(y.values()) if isinstance(y, dict) else [y] for y in (ya, yb))
         assert all(torch.equal(u, v) for u, v in zip(ya, yb))
+
+
+def test_compile_verbose_says_which_blocks_keep_the_instance_path(tmp_path, capsys):
+    from udnet.cli import main
+
+    spec = tmp_path / "named.ud"
+    spec.write_text("block P(c) { a = x |> conv(c, 1)\n return {p: a, q: a |> relu} }\n"
+                    "network N(input = [3, 8, 8]) { o = x |> p: P(4)\n return o.q }\n")
+    assert main(["compile", str(spec), "-o", str(tmp_path / "m.py"), "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "udnet: pytorch: block P: one class per group of instances (several named outputs)" in err
+    assert main(["compile", str(SPECS / "resnet.ud"), "-o", str(tmp_path / "r.py"), "-v"]) == 0
+    assert "udnet: pytorch:" not in capsys.readouterr().err  # every block of it is one class

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="emit a standalone PyTorch module (model.py)")
     _common(comp)
     comp.add_argument("-o", "--output", metavar="FILE", help="where to write the module (default: stdout)")
-    comp.add_argument("-v", "--verbose", action="store_true", help="say what each pass changed")
+    comp.add_argument("-v", "--verbose", action="store_true", help="say what each pass changed, and which blocks are not one class each")
     _pass_flags(comp)
     draw = sub.add_parser("draw", help="draw the network with Graphviz (svg, png, pdf or dot)")
     _common(draw)
@@ -172,14 +172,19 @@ def _optimize(ir, args, disabled: set[str]) -> list[str]:
 
 
 def cmd_compile(args) -> int:
-    from udnet.backends.pytorch.codegen import emit_module
+    from udnet.backends.pytorch.codegen import Emitter
 
     _output_named(args.output)
     _not_the_spec(args.output, args.spec)
     disabled = _passes(args)
     ir = _build(args)
     _optimize(ir, args, disabled)
-    text = emit_module(ir, os.path.basename(args.spec))
+    emitter = Emitter(ir, os.path.basename(args.spec))
+    text = emitter.emit()
+    if getattr(args, "verbose", False):
+        # A block the translation does not cover is printed as one class per group of instances.
+        for block, why in emitter.why_not_mirrored.items():
+            print(f"udnet: pytorch: block {block}: one class per group of instances ({why})", file=sys.stderr)
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:

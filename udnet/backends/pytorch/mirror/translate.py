@@ -185,7 +185,7 @@ class Translator(Control, Values):
             elif isinstance(s, ast.For):
                 self.for_stmt(s, st, init, fwd)
             else:
-                raise Unsupported(type(s).__name__)
+                raise Unsupported(_WHAT.get(type(s).__name__, type(s).__name__))
         return False
 
     def assign(self, s: ast.Assign, st: State, init: list, fwd: list) -> None:
@@ -451,10 +451,15 @@ class Translator(Control, Values):
                 if after != chan:
                     chan = choose(cond, after, chan)
             else:
-                raise Unsupported(f"{type(s).__name__} in a sequential group")
+                raise Unsupported(f"{_WHAT.get(type(s).__name__, type(s).__name__)} in a {{ ... }} group")
         return chan
 
     # -- labels --
+
+
+#: The statements the translation leaves to the instance path, as -v names them.
+_WHAT = {"ReturnNamed": "several named outputs", "Return": "a return", "For": "a loop", "If": "an if with else",
+         "Assign": "a tensor assignment", "ScopeStmt": "a labelled group", "ExprStmt": "an unlabelled stage"}
 
 
 def _py_param(cls: MirrorClass, spec_name: str) -> str:
