@@ -247,7 +247,11 @@ def _both(spec: str, x_shape=(2, 4, 8, 8)):
     # one label, different ops in different branches: no fused BN-ReLU-conv made of them
     "block B(c, a) { if a { p: conv(c, 1) } else { p: bn } \n q: relu \n r: conv(c, 1) }\n"
     "network N(input = [4, 8, 8]) { B(4, true)  B(4, false) }",
-], ids=["empty-elif", "negative-power", "indexed-sum", "quoted-label", "range-argument", "label-two-ops"])
+    # a block named like another block's parameter: the parameter yields (n_), not the class
+    "block n(c) { conv(c, 1) }\nblock B(n, c) { for i in 1..n { conv{i}: conv(c, 1) } \n m: n(c) }\n"
+    "network N(input = [4, 8, 8]) { B(2, 4)  B(3, 4) }",
+], ids=["empty-elif", "negative-power", "indexed-sum", "quoted-label", "range-argument", "label-two-ops",
+        "parameter-named-like-a-block"])
 def test_tricky_blocks_compile_to_the_instance_paths_module(spec):
     _both(spec)
 

@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compile", help="emit a standalone PyTorch module (model.py)")
     _common(comp)
     comp.add_argument("-o", "--output", metavar="FILE", help="where to write the module (default: stdout)")
-    comp.add_argument("-v", "--verbose", action="store_true", help="say what each pass changed, and which blocks are not one class each")
+    comp.add_argument("-v", "--verbose", action="store_true",
+                      help="say what each pass changed, and which blocks are not one class each")
     _pass_flags(comp)
     draw = sub.add_parser("draw", help="draw the network with Graphviz (svg, png, pdf or dot)")
     _common(draw)

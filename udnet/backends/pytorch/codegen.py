@@ -13,6 +13,7 @@ from udnet.backends.pytorch.helpers import reads_torch
 from udnet.backends.pytorch.layout import def_lines, safe_text, wrap_doc
 from udnet.backends.pytorch.mirror.render import MirrorPrinter
 from udnet.backends.pytorch.mirror import mirrored
+from udnet.backends.pytorch.mirror.program import python_names
 from udnet.backends.pytorch.structure import build_instances
 from udnet.elaborate.values import show
 from udnet.ir.graph import IR
@@ -23,10 +24,19 @@ class Emitter:
     def __init__(self, ir: IR, spec_name: str, mirror: bool = True):
         self.ir = ir
         self.spec_name = spec_name
-        self.root = build_instances(ir)
-        self.why_not_mirrored: dict[str, str] = {}
-        mirrors = mirrored(ir, self.root, self.why_not_mirrored) if mirror else {}
-        self.classes = Classes(ir, self.root, mirrors)
+        # A mirrored class's parameters and locals must not hide a class of the file (a
+        # parameter n and a block n): where one would, translate again with those names taken.
+        taken: set[str] = set()
+        while True:
+            self.root = build_instances(ir)
+            self.why_not_mirrored: dict[str, str] = {}
+            mirrors = mirrored(ir, self.root, self.why_not_mirrored, taken) if mirror else {}
+            self.classes = Classes(ir, self.root, mirrors)
+            names = {cd.name for cd in self.classes.order}
+            clash = {n for mc in mirrors.values() for n in python_names(mc)} & names
+            if not clash - taken:
+                break
+            taken |= clash
         self.order: list[ClassDef] = self.classes.order
 
     def emit(self) -> str:

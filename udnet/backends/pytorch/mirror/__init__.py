@@ -29,10 +29,13 @@ from udnet.reserved import RESERVED_IN_MODEL
 _RESERVED = set(RESERVED_IN_MODEL) - {"i", "name"}
 
 
-def mirrored(ir: IR, root: Instance, why: dict[str, str] | None = None) -> dict[str, MirrorClass]:
+def mirrored(ir: IR, root: Instance, why: dict[str, str] | None = None,
+             taken: set[str] = frozenset()) -> dict[str, MirrorClass]:
     """The mirrored class of every block that has one; ``why`` collects, per other block,
-    what kept it on the instance path."""
+    what kept it on the instance path. ``taken``: names the classes' parameters and locals
+    must not take (the file's class names)."""
     blocks: dict[str, ast.Definition] = ir.graph.get("blocks", {})
+    reserved = _RESERVED | set(taken)
     instances: dict[str, list[Instance]] = {}
 
     def walk(inst: Instance) -> None:
@@ -59,7 +62,7 @@ def mirrored(ir: IR, root: Instance, why: dict[str, str] | None = None) -> dict[
             why[name] = "it calls a block that is not mirrored"
             continue
         try:
-            classes[name] = _translate(blocks[name], classes, blocks)
+            classes[name] = _translate(blocks[name], classes, blocks, reserved)
         except Unsupported as err:
             why[name] = str(err)
     checker = Checker(ir, classes)
@@ -83,31 +86,31 @@ def mirrored(ir: IR, root: Instance, why: dict[str, str] | None = None) -> dict[
     return classes
 
 
-def _translate(defn: ast.Definition, classes: dict, blocks: dict) -> MirrorClass:
+def _translate(defn: ast.Definition, classes: dict, blocks: dict, reserved: set[str]) -> MirrorClass:
     if defn.name not in called(defn):
-        return Translator(defn, classes, blocks, _RESERVED).translate()
+        return Translator(defn, classes, blocks, reserved).translate()
     # Recursion: guess the output channels from a return that does not read them from a
     # call of itself (the base case's), and keep the guess if every return agrees.
-    first = Translator(defn, {**classes, defn.name: _provisional(defn, None)}, blocks, _RESERVED).translate()
+    first = Translator(defn, {**classes, defn.name: _provisional(defn, None, reserved)}, blocks, reserved).translate()
     for guess in first.returns:
-        callee = _provisional(defn, guess)
+        callee = _provisional(defn, guess, reserved)
         callee.returns_join = first.returns_join
         try:
-            again = Translator(defn, {**classes, defn.name: callee}, blocks, _RESERVED).translate()
+            again = Translator(defn, {**classes, defn.name: callee}, blocks, reserved).translate()
         except Unsupported:
             continue
         if again.out_channels == guess:
             return again
-    callee = _provisional(defn, None)
+    callee = _provisional(defn, None, reserved)
     callee.returns_join = first.returns_join
-    result = Translator(defn, {**classes, defn.name: callee}, blocks, _RESERVED).translate()
+    result = Translator(defn, {**classes, defn.name: callee}, blocks, reserved).translate()
     result.keeps_out = callee.keeps_out
     return result
 
 
-def _provisional(defn: ast.Definition, out) -> MirrorClass:
+def _provisional(defn: ast.Definition, out, reserved: set[str]) -> MirrorClass:
     """The signature of a block being translated, for its calls of itself."""
-    t = Translator(defn, {}, {}, _RESERVED)
+    t = Translator(defn, {}, {}, reserved)
     channel_params = [t.fresh("in_channels" if k == 0 else f"{p.name}_channels")
                       for k, p in enumerate(defn.inputs or [None])] if defn.inputs else [t.fresh("in_channels")]
     params = [t.pyname(p.name) for p in defn.params]

@@ -271,3 +271,24 @@ def same_program(a: Any, b: Any) -> bool:
         return all(same_program(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
     return a == b
 
+
+
+def python_names(mc: MirrorClass) -> set[str]:
+    """The names a mirrored class binds in its methods: parameters, locals, loop variables."""
+    found = set(mc.params) | set(mc.inputs)
+
+    def walk(stmts: list) -> None:
+        for s in stmts:
+            if isinstance(s, Let):
+                found.add(s.name)
+            elif isinstance(s, Each):
+                found.add(s.var)
+            elif isinstance(s, SeqStart):
+                found.add(s.seq.layers)
+            for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+                if sub:
+                    walk(sub)
+
+    for program in (mc.init, mc.forward, mc.columns):
+        walk(program)
+    return found
