@@ -6,6 +6,7 @@ so that model.py reads like the spec (its parameters, its ifs and loops, its rec
   (``if`` and ``for``); rewrite.py: what is rewritten once a block is translated;
 - labels.py: the names the elaborator gives unlabelled stages, and the blocks a block calls;
 - check.py: the program run on every instance's arguments against the elaborated IR;
+  unchecked.py: the constructor fields of ops no instance built;
 - render.py: the program as the lines of ``__init__`` and ``forward``;
 - this module: which blocks are mirrored: those whose translation the check finds exact
   for every instance, whose called blocks are mirrored too. The others keep the
@@ -18,7 +19,8 @@ from __future__ import annotations
 from udnet.backends.pytorch.mirror.labels import called
 from udnet.backends.pytorch.mirror.program import MirrorClass, Unsupported
 from udnet.backends.pytorch.mirror.translate import Translator, constant
-from udnet.backends.pytorch.mirror.check import Checker, unchecked_fields
+from udnet.backends.pytorch.mirror.check import Checker
+from udnet.backends.pytorch.mirror.unchecked import unchecked_fields
 from udnet.backends.pytorch.structure import Instance
 from udnet.frontend import ast
 from udnet.ir.graph import IR

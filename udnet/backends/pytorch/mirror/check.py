@@ -55,8 +55,6 @@ from udnet.backends.pytorch.mirror.program import (
 from udnet.backends.pytorch.structure import Instance, Stmt
 from udnet.ir.analysis import join_columns
 from udnet.ir.graph import IR
-from udnet.ops import OPS, ArgError
-from udnet.ops.spec import REQUIRED
 
 _BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
            "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "==": operator.eq,
@@ -67,7 +65,7 @@ _BUILTINS = {"len": len, "min": min, "max": max, "abs": abs, "int": int, "float"
 
 
 #: The constructor fields that are an op's input channels.
-_CHANNEL_FIELDS = ("in", "channels")
+CHANNEL_FIELDS = ("in", "channels")
 
 
 def same(a: Any, b: Any) -> bool:
@@ -286,7 +284,7 @@ class Checker:
             ctor.module = module
             chosen = []
             for hint, kw, default, same_as, value in fields:
-                if hint in _CHANNEL_FIELDS and same(value, chan):
+                if hint in CHANNEL_FIELDS and same(value, chan):
                     expr = ctor.channels
                 elif hint in ctor.args and same(value, args[hint]):
                     expr = ctor.args[hint]
@@ -535,51 +533,6 @@ class Checker:
             raise Unsupported(f"tensor {type(t).__name__}")
         return ("v", len(ran) - 1)
 
-
-
-def unchecked_fields(mc: MirrorClass) -> None:
-    """Constructor fields for the ops no instance built (a branch no instance takes):
-    the input's channels, the spec's argument of the field's name, else the op's
-    value for its defaults. The compiled model never runs them; they make the class
-    complete for other arguments."""
-
-    def walk(stmts: list) -> None:
-        for s in stmts:
-            if isinstance(s, Module) and isinstance(s.ctor, OpCtor) and s.ctor.fields is None:
-                _synthesize(s.ctor)
-            for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
-                if sub:
-                    walk(sub)
-
-    walk(mc.init)
-
-
-_PLACEHOLDER = {"pos_int": 1, "int": 0, "pair": 0, "pos_pair": 1, "opt_pair": None, "float": 0.0,
-                "opt_number": None, "prob": 0.0, "bool": False}
-
-
-def _synthesize(ctor: OpCtor) -> None:
-    spec = OPS[ctor.op]
-    given = {}
-    for a in spec.args:
-        if a.default is REQUIRED:
-            given[a.name] = a.choices[0] if a.kind == "choice" else _PLACEHOLDER[a.kind]
-    try:
-        attrs = spec.bind([], given)
-    except ArgError as err:
-        raise Unsupported(f"{ctor.op}: {err.message}") from None
-    _, module, fields = spec.torch.describe((8, 8, 8) if 3 in spec.rank else (8,), attrs)
-    ctor.module = module
-    ctor.inplace = False
-    ctor.fields = []
-    for hint, kw, default, same_as, value in fields:
-        if hint in _CHANNEL_FIELDS:
-            expr = ctor.channels
-        elif hint in ctor.args:
-            expr = ctor.args[hint]
-        else:
-            expr = Lit(value)
-        ctor.fields.append((hint, kw, default, same_as, expr))
 
 
 def _expand(items: list, spread: dict[int, int]) -> list:
