@@ -53,15 +53,20 @@ def _model(src: str) -> torch.nn.Module:
     return module.__dict__[module.ROOT]()
 
 
+def _models(mirrored: str, plain: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Both modules, each built from the same random stream."""
+    torch.manual_seed(0)
+    a = _model(mirrored)
+    torch.manual_seed(0)
+    return a, _model(plain)
+
+
 @pytest.mark.parametrize("spec,defines", CASES, ids=[f"{s}{' '.join(d)}" for s, d in CASES])
 def test_mirrored_module_equals_the_instance_path(spec, defines):
     ir = _ir(spec, defines)
     mirrored, plain = emit_module(ir, spec), emit_module(ir, spec, mirror=False)
     assert mirrored != plain
-    torch.manual_seed(0)
-    a = _model(mirrored)
-    torch.manual_seed(0)
-    b = _model(plain)
+    a, b = _models(mirrored, plain)
     # The same parameters and buffers, under the same names, in the same order, drawn
     # from the same random stream in the same order.
     sa, sb = a.state_dict(), b.state_dict()
@@ -165,10 +170,7 @@ network N(input = [3, 8, 8]) {
     assert "self.inner = Tower(in_channels, d - 1, c)" in src
     assert "self.outer = Tower(c, d - 1, c)" in src
     plain = emit_module(ir, "t.ud", mirror=False)
-    torch.manual_seed(0)
-    a = _model(src)
-    torch.manual_seed(0)
-    b = _model(plain)
+    a, b = _models(src, plain)
     assert list(a.state_dict()) == list(b.state_dict())
     x = torch.randn(2, 3, 8, 8)
     assert torch.equal(a.eval()(x), b.eval()(x))
@@ -182,10 +184,7 @@ def test_without_shared_buffers_a_chain_is_plain_concatenation():
     block = src[src.index("class DenseBlock"):src.index("class Transition")]
     assert "concat_start" not in block and "concat_channels" not in block
     assert "x = torch.cat([x, getattr(self, f\"denselayer{i}\")(x)], 1)" in block
-    torch.manual_seed(0)
-    a = _model(src)
-    torch.manual_seed(0)
-    b = _model(emit_module(ir, "densenet.ud", mirror=False))
+    a, b = _models(src, emit_module(ir, "densenet.ud", mirror=False))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(a.train()(x), b.train()(x))
 
@@ -206,10 +205,7 @@ def test_dpn_blocks_share_one_buffer_per_stage_and_none_without_the_pass():
     block = src[src.index("class DualPath"):]
     assert "concat_channels" not in block and "concat_append" not in block
     assert "dense = w[:, self.bw :]" in block
-    torch.manual_seed(0)
-    a = _model(src)
-    torch.manual_seed(0)
-    b = _model(emit_module(ir, "dpn.ud", mirror=False))
+    a, b = _models(src, emit_module(ir, "dpn.ud", mirror=False))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(a.train()(x), b.train()(x))
 
@@ -220,10 +216,7 @@ def _both(spec: str, x_shape=(2, 4, 8, 8)):
     optimize(ir)
     emitter = Emitter(ir, "t.ud")
     src = emitter.emit()
-    torch.manual_seed(0)
-    a = _model(src)
-    torch.manual_seed(0)
-    b = _model(emit_module(ir, "t.ud", mirror=False))
+    a, b = _models(src, emit_module(ir, "t.ud", mirror=False))
     assert list(a.state_dict()) == list(b.state_dict())
     x = torch.randn(*x_shape)
     assert torch.equal(a.eval()(x), b.eval()(x))
@@ -290,10 +283,7 @@ def test_generated_programs_mirror_the_instance_path(text):
     mirrored = emitter.emit()
     blocks = len(ir.graph.get("blocks", {}))
     event(f"{len(emitter.classes.mirror_cds)} of {blocks} blocks mirrored")
-    torch.manual_seed(0)
-    a = _model(mirrored)
-    torch.manual_seed(0)
-    b = _model(emit_module(ir, "t.ud", mirror=False))
+    a, b = _models(mirrored, emit_module(ir, "t.ud", mirror=False))
     sa, sb = a.state_dict(), b.state_dict()
     assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
     x = torch.randn(2, *ir.nodes[ir.input_node]["shape"])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from udnet.backends.pytorch.mirror.labels import called
 from udnet.backends.pytorch.mirror.program import MirrorClass, Unsupported
-from udnet.backends.pytorch.mirror.translate import Translator, constant
+from udnet.backends.pytorch.mirror.translate import Translator
 from udnet.backends.pytorch.mirror.check import Checker
 from udnet.backends.pytorch.mirror.unchecked import unchecked_fields
 from udnet.backends.pytorch.structure import Instance
@@ -112,11 +112,7 @@ def _translate(defn: ast.Definition, classes: dict, blocks: dict, reserved: set[
 
 def _provisional(defn: ast.Definition, out, reserved: set[str]) -> MirrorClass:
     """The signature of a block being translated, for its calls of itself."""
-    t = Translator(defn, {}, {}, reserved)
-    channel_params = [t.fresh("in_channels" if k == 0 else f"{p.name}_channels")
-                      for k, p in enumerate(defn.inputs or [None])] if defn.inputs else [t.fresh("in_channels")]
-    params = [t.pyname(p.name) for p in defn.params]
-    defaults = {t.pyname(p.name): constant(p.default) for p in defn.params if p.default is not None}
+    channel_params, params, defaults = Translator(defn, {}, {}, reserved).signature()
     return MirrorClass(defn.name, defn, channel_params + params, channel_params, defaults, [], [], [], out)
 
 

@@ -423,6 +423,8 @@ class Checker:
         return self.ir.nodes[v].get("buffer") is not None or v in self.bases
 
     def same_slice(self, s: Stmt, mine: tuple, value_of: dict) -> bool:
+        """The instance's slice and the program's (``("slice", value, lo, hi)``), with
+        negative and left-out bounds made plain."""
         full = self.channels(s.ins[0])
         lo, hi = (0 if s.nums[0] is None else s.nums[0]), (full if s.nums[1] is None else s.nums[1])
         mlo = 0 if mine[2] is None else mine[2] + full if mine[2] < 0 else mine[2]
@@ -455,12 +457,7 @@ class Checker:
             return
         kind, form = s.kind if isinstance(s.kind, tuple) else (s.kind, ())
         if kind == "slice":
-            full = self.channels(s.ins[0])
-            lo, hi = (0 if s.nums[0] is None else s.nums[0]), (full if s.nums[1] is None else s.nums[1])
-            mlo, mhi = mine[2], mine[3]
-            mlo = 0 if mlo is None else mlo + full if mlo < 0 else mlo
-            mhi = full if mhi is None else mhi + full if mhi < 0 else mhi
-            if mine[0] != "slice" or ins != [mine[1]] or (lo, hi) != (mlo, mhi):
+            if mine[0] != "slice" or not self.same_slice(s, mine, value_of):
                 raise Unsupported("a slice differs")
             return
         if kind == "append" and mine[0] == "conn" and mine[1].chain is not None:

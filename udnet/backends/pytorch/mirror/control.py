@@ -143,9 +143,9 @@ class Control:
         trial = copy.deepcopy(st)
         trial.kinds[s.var] = "loop"
         trial.depth += 1
-        saved = (copy.copy(self.py), set(self.taken), set(self.fwd_reads), self.layers, list(self.outs))
+        saved = (copy.copy(self.py), set(self.taken), set(self.fwd_reads), list(self.outs))
         self.body(s.body.stmts, trial, [], [])
-        self.py, self.taken, self.fwd_reads, self.layers, self.outs = saved
+        self.py, self.taken, self.fwd_reads, self.outs = saved
         prologue = []
         carried = [n for n, e in trial.chan.items() if st.chan.get(n) is not None and e != st.chan[n]]
         for n in carried:

@@ -71,7 +71,6 @@ class Translator(Control, Values):
         self.py: dict[str, str] = {}
         self.taken: set[str] = set(reserved)
         self.fwd_reads: set[str] = set()
-        self.layers = 0
         self.outs: list[Expr] = []
         self.auto, self.labels = auto_names(defn.body.stmts)
         self.join_labels: set[str] = set()
@@ -102,27 +101,30 @@ class Translator(Control, Values):
 
     # -- entry --
 
+    def signature(self) -> tuple[list[str], list[str], dict[str, Expr]]:
+        """The constructor's parameters: the inputs' channels, then the block's own (their
+        Python names), and the defaults of those that have one."""
+        d = self.defn
+        inputs = [p.name for p in d.inputs] or ["x"]
+        channel_params = [self.fresh("in_channels" if k == 0 else f"{name}_channels") for k, name in enumerate(inputs)]
+        params = [self.pyname(p.name) for p in d.params]
+        defaults = {self.pyname(p.name): constant(p.default) for p in d.params if p.default is not None}
+        return channel_params, params, defaults
+
     def translate(self) -> MirrorClass:
         d = self.defn
         st = State()
         inputs = [p.name for p in d.inputs] or ["x"]
-        channel_params = []
-        for k, name in enumerate(inputs):
-            cp = self.fresh("in_channels" if k == 0 else f"{name}_channels")
-            channel_params.append(cp)
+        channel_params, params, defaults = self.signature()
+        for name, cp in zip(inputs, channel_params):
             st.kinds[name] = "tensor"
             st.chan[name] = Name(cp)
         if len(inputs) > 1:
             st.kinds["x"] = "tensor"  # x is the first input
             st.chan["x"] = st.chan[inputs[0]]
-        params, defaults = [], {}
         for p in d.params:
-            pn = self.pyname(p.name)
-            params.append(pn)
             st.kinds[p.name] = "value"
             st.assigned_once[p.name] = True
-            if p.default is not None:
-                defaults[pn] = constant(p.default)
         init, fwd = [], []
         returned = self.body(d.body.stmts, st, init, fwd)
         if not returned:
