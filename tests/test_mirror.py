@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from strategies import valid_programs
 
 from udnet.backends.pytorch.codegen import Emitter, emit_module
+from udnet.backends.pytorch.expr import Lit
 from udnet.backends.pytorch.loader import import_source
 from udnet.pipeline import build_ir, optimize
 
@@ -307,3 +308,31 @@ def test_compile_verbose_says_which_blocks_keep_the_instance_path(tmp_path, caps
     assert "udnet: pytorch: block P: one class per group of instances (several named outputs)" in err
     assert main(["compile", str(SPECS / "resnet.ud"), "-o", str(tmp_path / "r.py"), "-v"]) == 0
     assert "udnet: pytorch:" not in capsys.readouterr().err  # every block of it is one class
+
+
+def test_the_check_rejects_a_translation_that_calls_a_block_with_other_arguments():
+    """The check compares each called block's arguments with the instance's: a program
+    calling BasicBlock with another planes than the spec's is not printed."""
+    from udnet.backends.pytorch.mirror import mirrored
+    from udnet.backends.pytorch.mirror.check import Checker
+    from udnet.backends.pytorch.mirror.program import BlockCtor, Unsupported
+    from udnet.backends.pytorch.structure import build_instances
+
+    ir = _ir("resnet.ud", [])
+    root = build_instances(ir)
+    classes = mirrored(ir, root)
+    stage = classes["Stage"]
+
+    def calls(stmts):
+        for s in stmts:
+            if isinstance(getattr(s, "ctor", None), BlockCtor):
+                yield s.ctor
+            for sub in (getattr(s, "body", None), getattr(s, "orelse", None)):
+                yield from calls(sub or [])
+
+    basic = next(c for c in calls(stage.init) if c.block == "BasicBlock")
+    instance = next(c.instance for c in root.children if c.instance is not None and c.instance.name == "Stage")
+    Checker(ir, classes).check(stage, instance)  # as translated: accepted
+    basic.args[0] = Lit(7)  # planes: BasicBlock(planes, s)
+    with pytest.raises(Unsupported, match="argument planes"):
+        Checker(ir, classes).check(stage, instance)
